@@ -1,0 +1,63 @@
+"""Type stubs of the compiled core, written by hand (checked by ``mypy.stubtest``)."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from os import PathLike
+from typing import Any, Literal, final, overload
+
+__version__: str
+build_profile: Literal["debug", "release"]
+
+@final
+class Tokenizer:
+    """A tokenizer and chat template(s) loaded from a model folder, in Rust."""
+
+    @staticmethod
+    def from_dir(
+        path: str | PathLike[str], *, template_fuel: int = ..., cache_bytes: int = ...
+    ) -> Tokenizer: ...
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]: ...
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str: ...
+    @overload
+    def apply_chat_template(
+        self,
+        messages: Iterable[Any],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        tokenize: Literal[True] = True,
+        continue_final_message: bool | str | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        chat_template: str | None = None,
+        **template_kwargs: Any,
+    ) -> list[int]: ...
+    @overload
+    def apply_chat_template(
+        self,
+        messages: Iterable[Any],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        *,
+        tokenize: Literal[False],
+        continue_final_message: bool | str | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        chat_template: str | None = None,
+        **template_kwargs: Any,
+    ) -> str: ...
+    @property
+    def stop_token_ids(self) -> list[int]: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def special_tokens(self) -> dict[str, str]: ...
+    @property
+    def eos_token(self) -> str | None: ...
+    @property
+    def bos_token(self) -> str | None: ...
+    @property
+    def chat_template_names(self) -> list[str]: ...
+    @property
+    def model_max_length(self) -> int | None: ...
+    @property
+    def path(self) -> str: ...
+    def token_to_id(self, token: str) -> int | None: ...
+    def id_to_token(self, id: int) -> str | None: ...
+    def cache_stats(self) -> dict[str, int]: ...

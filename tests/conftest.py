@@ -1,0 +1,223 @@
+"""Shared fixtures for the parity tests: where the model folders are, and cached tokenizers.
+
+Model folders
+    * ``FASTTITO_MODELS`` (env), else ``../shared/models`` next to the repository root: every
+      subfolder holding a ``tokenizer.json`` is a complete model (``_incomplete/`` is ignored).
+      If that folder is missing, the parity matrix FAILS (one loud test) unless
+      ``FASTTITO_ALLOW_NO_SHARED_MODELS=1``; then that one test is skipped with a reason.
+    * ``models/qwen2.5`` inside the repository (vendored, same files as the shared qwen2.5),
+      tested as ``vendored-qwen2.5`` so CI without the shared folder still checks parity.
+
+Parametrization (``pytest_generate_tests`` below) gives the tests readable ids:
+    ``parity_case``   (ModelRef, Shape) for every model x every applicable shape,
+                      id ``qwen3-parallel_tool_calls_dict_args``
+    ``pydantic_case`` (ModelRef, Shape) for the shapes tagged ``pydantic``
+    ``text_case``     (ModelRef, sample name) for the encode/decode samples
+    ``model``         ModelRef, for per-model tests
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Before anything can import transformers / huggingface_hub: never touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:  # `import conversations` under any pytest import mode
+    sys.path.insert(0, str(TESTS_DIR))
+
+import conversations  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
+VENDORED_MODEL_DIR = REPO_ROOT / "models" / "qwen2.5"
+MISSING_SHARED = "shared-models-missing"
+MISSING_VENDORED = "vendored-qwen2.5-missing"
+
+
+def shared_models_dir() -> Path:
+    env = os.environ.get("FASTTITO_MODELS")
+    return Path(env).expanduser().resolve() if env else DEFAULT_SHARED_MODELS
+
+
+def complete_model_folders(models_dir: Path) -> list[Path]:
+    """Subfolders with a tokenizer.json, in a stable order (``_incomplete``, hidden: skipped)."""
+    if not models_dir.is_dir():
+        return []
+    found = [
+        p
+        for p in models_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(("_", ".")) and (p / "tokenizer.json").is_file()
+    ]
+    order = {name: i for i, name in enumerate(conversations.FAMILIES)}
+    return sorted(found, key=lambda p: (order.get(p.name, len(order)), p.name))
+
+
+def allow_no_shared_models() -> bool:
+    return os.environ.get("FASTTITO_ALLOW_NO_SHARED_MODELS", "") not in ("", "0", "false", "False")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model folder under test. ``path`` is None for a missing-folder sentinel."""
+
+    id: str
+    family: str
+    path: Path | None
+
+    def __str__(self) -> str:  # shows up in assertion messages
+        return self.id
+
+
+def model_refs() -> list[ModelRef]:
+    refs = [ModelRef(p.name, p.name, p) for p in complete_model_folders(shared_models_dir())]
+    if not refs:
+        refs.append(ModelRef(MISSING_SHARED, MISSING_SHARED, None))
+    if (VENDORED_MODEL_DIR / "tokenizer.json").is_file():
+        refs.append(ModelRef("vendored-qwen2.5", "qwen2.5", VENDORED_MODEL_DIR))
+    else:
+        refs.append(ModelRef(MISSING_VENDORED, MISSING_VENDORED, None))
+    return refs
+
+
+def require_folder(model: ModelRef) -> Path:
+    """The model's folder, or a loud failure (a skip only where explicitly allowed)."""
+    if model.path is not None:
+        return model.path
+    if model.id == MISSING_SHARED:
+        msg = (
+            f"shared model folder not found or empty: {shared_models_dir()} "
+            "(set FASTTITO_MODELS to a folder of model subfolders with tokenizer.json; "
+            "see ../shared/models/README.md)"
+        )
+        if allow_no_shared_models():
+            pytest.skip(msg + "; allowed by FASTTITO_ALLOW_NO_SHARED_MODELS=1")
+        pytest.fail(
+            msg + ". Set FASTTITO_ALLOW_NO_SHARED_MODELS=1 to run without it.", pytrace=False
+        )
+    pytest.fail(
+        f"vendored model folder missing: "
+        f"{VENDORED_MODEL_DIR.relative_to(REPO_ROOT)}/tokenizer.json "
+        "(the repository must vendor the qwen2.5 tokenizer files)",
+        pytrace=False,
+    )
+    raise AssertionError("unreachable")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    refs = model_refs()
+    names = metafunc.fixturenames
+    if "parity_case" in names:
+        cases = [
+            (m, s)
+            for m in refs
+            if m.path is not None
+            for s in conversations.SHAPES
+            if s.applies_to(m.family)
+        ]
+        # A missing folder gets one case only: one loud failure, not hundreds.
+        cases += [(m, None) for m in refs if m.path is None]
+        metafunc.parametrize("parity_case", cases, ids=[_case_id(m, s) for m, s in cases])
+    if "pydantic_case" in names:
+        tagged = [s for s in conversations.SHAPES if "pydantic" in s.tags]
+        cases = [
+            (m, s) for m in refs if m.path is not None for s in tagged if s.applies_to(m.family)
+        ]
+        cases += [(m, None) for m in refs if m.path is None]
+        metafunc.parametrize("pydantic_case", cases, ids=[_case_id(m, s) for m, s in cases])
+    if "text_case" in names:
+        cases = [(m, n) for m in refs if m.path is not None for n in conversations.TEXT_SAMPLES]
+        cases += [(m, None) for m in refs if m.path is None]
+        metafunc.parametrize(
+            "text_case", cases, ids=[f"{m.id}-{n}" if n else m.id for m, n in cases]
+        )
+    if "model" in names:
+        metafunc.parametrize("model", refs, ids=[m.id for m in refs])
+
+
+def _case_id(model: ModelRef, shape: Any) -> str:
+    return f"{model.id}-{shape.name}" if shape is not None else model.id
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """``FASTTITO_MODELS`` or ``../shared/models`` relative to the repository root."""
+    return shared_models_dir()
+
+
+@pytest.fixture(scope="session")
+def model_folders(models_dir: Path) -> list[Path]:
+    """The complete model folders (those with a tokenizer.json)."""
+    folders = complete_model_folders(models_dir)
+    if not folders:
+        require_folder(ModelRef(MISSING_SHARED, MISSING_SHARED, None))
+    return folders
+
+
+@pytest.fixture(scope="session")
+def vendored_model_dir() -> Path:
+    """``models/qwen2.5`` inside the repository."""
+    return require_folder(
+        ModelRef(
+            "vendored-qwen2.5",
+            "qwen2.5",
+            VENDORED_MODEL_DIR if VENDORED_MODEL_DIR.is_dir() else None,
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def fasttito_module() -> Any:
+    try:
+        import fasttito
+    except ImportError as exc:  # a broken build must fail the parity suite, never skip it
+        pytest.fail(
+            f"cannot import fasttito ({exc}); build it with `maturin develop`", pytrace=False
+        )
+    return fasttito
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer_for() -> Callable[[ModelRef], Any]:
+    """``transformers.AutoTokenizer`` per folder, loaded once per session."""
+    cache: dict[Path, Any] = {}
+
+    def get(model: ModelRef) -> Any:
+        folder = require_folder(model)
+        if folder not in cache:
+            import transformers
+
+            transformers.logging.set_verbosity_error()
+            cache[folder] = transformers.AutoTokenizer.from_pretrained(str(folder))
+        return cache[folder]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def ft_tokenizer_for(fasttito_module: Any) -> Callable[[ModelRef], Any]:
+    """``fasttito.Tokenizer`` per folder, loaded once per session (its segment cache is shared)."""
+    cache: dict[Path, Any] = {}
+
+    def get(model: ModelRef) -> Any:
+        folder = require_folder(model)
+        if folder not in cache:
+            cache[folder] = fasttito_module.Tokenizer.from_dir(str(folder))
+        return cache[folder]
+
+    return get
