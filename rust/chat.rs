@@ -267,6 +267,17 @@ mod tests {
     }
 
     #[test]
+    fn reserved_names_are_not_template_variables() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5");
+        let tok = Tokenizer::from_dir(&dir, &Default::default()).unwrap();
+        let mut kwargs = Map::new();
+        kwargs.insert("tools".into(), json!([]));
+        let options = ChatOptions { kwargs, ..Default::default() };
+        let err = render(&tok, vec![json!({"role": "user", "content": "x"})], &options).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Message);
+    }
+
+    #[test]
     fn non_dict_messages_are_typed_errors() {
         let err = prepare_message(3, json!("hi")).unwrap_err();
         assert_eq!(err.kind(), crate::error::ErrorKind::Message);

@@ -34,7 +34,8 @@ const NAME: &str = "chat_template";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenderLimits {
     /// minijinja fuel: about one unit per instruction and per 64 bytes of data created, so it
-    /// bounds both time and memory (20M ~ well under a second and ~1.3 GB at worst).
+    /// bounds both time and memory. The default, 5M, is about 200x what a 64-turn, 64k-token agent
+    /// conversation needs (~23k with the Qwen3 template) and caps a render near 0.3 GB.
     pub fuel: u64,
     /// Maximum nesting of macro calls, loops and includes.
     pub recursion: usize,
@@ -42,7 +43,7 @@ pub struct RenderLimits {
 
 impl Default for RenderLimits {
     fn default() -> Self {
-        Self { fuel: 20_000_000, recursion: 200 }
+        Self { fuel: 5_000_000, recursion: 200 }
     }
 }
 

@@ -1,11 +1,14 @@
 # ruff: noqa: RUF001  (the look-alike Unicode characters are the point of these samples)
 """Conversation shapes for the chat-template parity suite.
 
-Plain data only: every shape is a :class:`Shape` whose ``build()`` returns a *fresh*
+Plain data only: every shape is a :class:`Shape` whose ``build(family)`` returns a *fresh*
 :class:`Conversation` (messages, tools, template kwargs), so a test can never see another
-test's mutations. The same shapes are rendered by ``transformers.apply_chat_template`` (the
-oracle) and by ``fasttito.Tokenizer.apply_chat_template`` and the outputs must be identical:
-the same text and the same ids, or both must raise.
+test's mutations. Only the encoding of tool-call ``arguments`` depends on the family, and only
+in shapes that are not about that encoding (see :func:`natural_json_args`).
+
+The same shapes are rendered by ``transformers.apply_chat_template`` (the oracle) and by
+``fasttito.Tokenizer.apply_chat_template``, and the outputs must be identical: the same text
+and the same ids, or both must raise.
 
 Conventions (see ``../shared/models/README.md``):
 
@@ -59,7 +62,7 @@ class Shape:
     name: str
     build_fn: Callable[[str], Conversation]
     add_generation_prompt: bool = True
-    continue_final_message: bool = False
+    continue_final_message: bool | str = False
     # None: every family in FAMILIES.
     families: frozenset[str] | None = None
     # family -> documented reason why the pair is meaningless (not collected at all).
@@ -429,6 +432,9 @@ EDGE_ARGS: dict[str, Any] = {
 # Raise reasons (transformers 5.23), shared between shapes
 # --------------------------------------------------------------------------------------
 
+R_CONTINUE_AND_PROMPT = (
+    "transformers rejects continue_final_message together with add_generation_prompt (ValueError)"
+)
 R_LIST_CONCAT = "template concatenates a string with list-of-parts content (TypeError)"
 R_NONE = (
     "content=None is dropped by transformers 5.x and the template uses the missing content "
@@ -514,6 +520,24 @@ def _shapes() -> list[Shape]:
             ),
             add_generation_prompt=False,
             continue_final_message=True,
+        ),
+        S(
+            "continue_final_message_with_reasoning",
+            lambda f: Conversation(
+                [
+                    user("What is 6*7?"),
+                    assistant("6*7 is", reasoning_content="6*7 = 42, an easy product."),
+                ]
+            ),
+            add_generation_prompt=False,
+            continue_final_message=True,
+        ),
+        S(
+            "continue_final_message_with_generation_prompt",
+            lambda f: Conversation([user("Count to three."), assistant("1, 2,")]),
+            add_generation_prompt=True,
+            continue_final_message=True,
+            raises=dict.fromkeys(FAMILIES, R_CONTINUE_AND_PROMPT),
         ),
         S(
             "system_mid_conversation",
@@ -910,6 +934,179 @@ def _shapes() -> list[Shape]:
         S(
             "whitespace_only_content",
             lambda f: Conversation([user("   \n\t  "), assistant(" "), user("\n")]),
+        ),
+        # ---- message fields as real clients send them ------------------------------
+        S(
+            "openai_sdk_style_fields",
+            # An OpenAI SDK ``model_dump()``: None-valued fields (dropped by transformers) and an
+            # empty ``tool_calls`` list (kept: some templates test ``'tool_calls' in message``).
+            lambda f: Conversation(
+                [
+                    {"role": "system", "content": SYSTEM, "name": None},
+                    {"role": "user", "content": "Hi, I'm Ana.", "name": "ana"},
+                    {
+                        "role": "assistant",
+                        "content": "Hello Ana!",
+                        "refusal": None,
+                        "annotations": [],
+                        "audio": None,
+                        "function_call": None,
+                        "tool_calls": [],
+                    },
+                    {"role": "user", "content": "Weather?", "name": "ana"},
+                ],
+                tools=ALL_TOOLS,
+            ),
+            raises={
+                "llama-3.2": "llama-3.2 tests `'tool_calls' in message`; `tool_calls: []` has "
+                "length 0 (raise_exception)",
+                "gpt-oss": "gpt-oss reads `tool_calls[0]` of an empty list (UndefinedError)",
+                "mistral-nemo": "mistral-nemo counts a message with `tool_calls: []` as a tool "
+                "call, so the user turns no longer alternate (raise_exception)",
+            },
+        ),
+        S(
+            "assistant_tool_calls_none",
+            lambda f: Conversation(
+                [user("Hi"), assistant("Hello!", tool_calls=None), user("Bye")], tools=ALL_TOOLS
+            ),
+        ),
+        S(
+            "thinking_field_alias",
+            lambda f: Conversation([user("2+3?"), assistant("5", thinking="two plus three")]),
+            add_generation_prompt=False,
+        ),
+        S(
+            "continue_final_message_reasoning_field",
+            lambda f: Conversation(
+                [user("6*7?"), assistant("", reasoning_content="Let me multiply: 6*7")]
+            ),
+            add_generation_prompt=False,
+            continue_final_message="reasoning_content",
+            raises={
+                fam: "transformers: the template never reads `reasoning_content` (ValueError)"
+                for fam in FAMILIES
+                if fam not in ("qwen3", "gpt-oss")
+            },
+        ),
+        S(
+            "tool_call_empty_args",
+            lambda f: Conversation(
+                [
+                    user("List the tools."),
+                    assistant(
+                        "",
+                        tool_calls=[
+                            call("call00001", "search_code", {}, json_args=natural_json_args(f))
+                        ],
+                    ),
+                    tool_result("call00001", ""),
+                ],
+                tools=ALL_TOOLS,
+            ),
+        ),
+        S(
+            "tool_result_list_of_parts",
+            lambda f: Conversation(
+                [
+                    *_tool_turn(f)[:-1],
+                    {"role": "tool", "tool_call_id": "call00001", "content": parts("21 °C")},
+                ],
+                tools=ALL_TOOLS,
+            ),
+            raises={"deepseek-v3": R_LIST_CONCAT, "deepseek-r1": R_LIST_CONCAT},
+        ),
+        S(
+            "tool_without_parameters",
+            lambda f: Conversation(
+                [user("What time is it?")],
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {"name": "get_time", "description": "Current time."},
+                    },
+                    WEATHER_TOOL,
+                ],
+            ),
+            raises={
+                "qwen3-coder": "qwen3-coder reads `tool.parameters.properties` (UndefinedError)"
+            },
+        ),
+        S(
+            "tool_with_return_and_int_enum",
+            lambda f: Conversation(
+                [user("Roll a die.")],
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "roll_die",
+                            "description": "Roll dice.",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {
+                                    "sides": {"type": "integer", "enum": [4, 6, 20]},
+                                    "count": {"type": "integer", "default": 1, "minimum": 1},
+                                },
+                                "required": ["sides"],
+                            },
+                            "return": {"type": "integer", "description": "The total"},
+                        },
+                    }
+                ],
+            ),
+        ),
+        S(
+            "big_numbers_in_tool_args",
+            lambda f: Conversation(
+                [
+                    user("Store these."),
+                    assistant(
+                        "",
+                        tool_calls=[
+                            call(
+                                "call00001",
+                                "search_code",
+                                {
+                                    "ints": [2**53 + 1, 2**63 - 1, -(2**63), 12345678901234567890],
+                                    "floats": [1.0, 1e16, 1e-300, 123456789.123456789, 5e-324],
+                                },
+                                json_args=natural_json_args(f),
+                            )
+                        ],
+                    ),
+                    tool_result("call00001", "ok"),
+                ],
+                tools=ALL_TOOLS,
+            ),
+        ),
+        S(
+            "control_chars_and_jinja_syntax_in_content",
+            lambda f: Conversation(
+                [
+                    user(
+                        "NUL:\x00 VT:\x0b FF:\x0c ESC:\x1b[31m "
+                        "LS:\u2028 PS:\u2029 NEL:\x85 DEL:\x7f"
+                    ),
+                    assistant(
+                        "{{ messages }} {% if true %}x{% endif %} {# c #} "
+                        "{{ raise_exception('no') }}"
+                    ),
+                    user("{%- for m in messages %}{{ m }}{% endfor -%}"),
+                ]
+            ),
+        ),
+        S(
+            "many_turns",
+            lambda f: Conversation(
+                [sys_msg(SYSTEM)]
+                + [
+                    m
+                    for i in range(150)
+                    for m in (user(f"Question {i}: what is {i}+{i}?"), assistant(f"{2 * i}"))
+                ]
+                + [user("Done?")]
+            ),
         ),
         # ---- special-token strings as text ------------------------------------------
         S(

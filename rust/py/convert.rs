@@ -40,7 +40,7 @@ fn convert(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Json> {
         return Ok(Json::Bool(b.is_true()));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Json::String(s.to_str()?.to_owned()));
+        return Ok(Json::String(text(s, what)?));
     }
     if let Ok(i) = obj.cast::<PyInt>() {
         if let Ok(v) = i.extract::<i64>() {
@@ -119,9 +119,19 @@ fn convert(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Json> {
     Ok(Json::String(format!("<{name}>")))
 }
 
+/// The UTF-8 text of a Python string; a lone surrogate (not text) is a `MessageError`.
+fn text(s: &Bound<'_, PyString>, what: &str) -> PyResult<String> {
+    s.to_str().map(str::to_owned).map_err(|_| {
+        MessageError::new_err(format!(
+            "{what} holds a string with a lone surrogate (e.g. '\\ud800'), which is not valid \
+             text and cannot be tokenized; decode the source with errors='replace'"
+        ))
+    })
+}
+
 fn dict_key(key: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
     match key.cast::<PyString>() {
-        Ok(s) => Ok(s.to_str()?.to_owned()),
+        Ok(s) => text(s, what),
         Err(_) => Err(MessageError::new_err(format!(
             "{what} has the dict key {}, but chat data keys must be strings",
             key.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into())

@@ -8,7 +8,7 @@ use pyo3::types::{PyDict, PyString};
 use serde_json::Map;
 
 use super::convert::{to_json, to_json_list};
-use super::errors::MessageError;
+use super::errors::{MessageError, TokenizationError};
 use crate::chat::{self, ChatOptions};
 use crate::template::RenderLimits;
 use crate::tokenizer::{LoadOptions, Tokenizer};
@@ -58,9 +58,13 @@ impl PyTokenizer {
 
     /// Encodes text, without special tokens unless `add_special_tokens`.
     #[pyo3(signature = (text, add_special_tokens = false))]
-    fn encode(&self, py: Python<'_>, text: &str, add_special_tokens: bool) -> PyResult<Vec<u32>> {
+    fn encode(&self, py: Python<'_>, text: &Bound<'_, PyString>, add_special_tokens: bool) -> PyResult<Vec<u32>> {
         let tok = self.inner.clone();
-        let text = text.to_owned();
+        let text = text.to_str().map(str::to_owned).map_err(|_| {
+            TokenizationError::new_err(
+                "cannot encode a string with a lone surrogate (e.g. '\\ud800'): it is not valid text",
+            )
+        })?;
         Ok(py.detach(move || tok.encode_with_special(&text, add_special_tokens))?)
     }
 
