@@ -4,9 +4,13 @@
 //! The core modules never touch Python: they take and return plain Rust values, so `cargo test`
 //! needs no interpreter. The PyO3 binding lives in [`py`] behind the `python` feature.
 
+pub mod bridge;
 pub mod chat;
 pub mod error;
+pub mod messages;
+pub mod metrics;
 pub mod pyfmt;
+pub mod rollout;
 pub mod segments;
 pub mod template;
 pub mod tokenizer;

@@ -1,0 +1,384 @@
+//! A rollout: the turns of one multi-turn conversation, and the plan for its next turn.
+//!
+//! Each recorded turn keeps its prompt and completion ids verbatim, how it ended, and
+//! fingerprints of its tools and `chat_template_kwargs`. Its messages (prompt + the assistant
+//! reply) are known by one prefix hash (the chain of the per-message hashes of
+//! [`crate::messages`]), indexed in a hash map. To plan a turn, the prompt's prefix hashes are
+//! looked up longest-first: the first hit is the longest previous turn whose messages are a
+//! prefix of the prompt (strictly shorter), found in O(prompt messages) hash-map probes however
+//! many turns came before. Equal prefixes: the latest turn wins.
+//!
+//! Then the checks of `../shared/wire.md` E.1/E.2 decide TITO or an explicit fallback
+//! ([`Fallback`]), and [`crate::bridge`] stitches the ids. Bridge tokenization is pluggable:
+//! [`Rollout::prepare_local`] renders with the local [`Tokenizer`]; [`Rollout::begin`] +
+//! [`Rollout::finish`] let a caller tokenize the two bridge conversations elsewhere (vLLM's
+//! `/tokenize`) with the same algorithm and results.
+
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value as Json};
+
+use crate::bridge::{self, BridgeInputs, Fallback, Stitched};
+use crate::chat::{self, ChatOptions};
+use crate::error::ErrorKind;
+use crate::messages::{chain, is_multimodal};
+use crate::metrics;
+use crate::tokenizer::Tokenizer;
+
+/// How a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnEnd {
+    /// On a stop token.
+    Stop,
+    /// Cut by the length limit (`finish_reason == "length"`).
+    Length,
+    /// Not cut by length, yet the last id is not a stop token (Dynamo SGLang, dyn #14302).
+    NoStopToken,
+}
+
+#[derive(Debug, Clone)]
+struct Turn {
+    prompt_ids: Vec<u32>,
+    completion_ids: Vec<u32>,
+    end: TurnEnd,
+    tools_fp: u128,
+    kwargs_fp: u128,
+}
+
+/// How the next turn goes to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Token ids: the previous turn's ids verbatim plus the bridge.
+    Tito,
+    /// Messages, rendered by the engine (or locally, in full).
+    Mito,
+}
+
+/// Stitched ids compared with a full local re-render (verify mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Stitched ids equal the re-render.
+    pub identical: bool,
+    /// The first index where they differ.
+    pub first_diff: Option<usize>,
+    /// Length of the stitched ids.
+    pub stitched_len: usize,
+    /// Length of the re-rendered ids.
+    pub rendered_len: usize,
+    /// Decoded stitched ids around the difference.
+    pub stitched_context: String,
+    /// Decoded re-rendered ids around the difference.
+    pub rendered_context: String,
+}
+
+/// The plan for one turn.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// TITO or MITO.
+    pub mode: Mode,
+    /// Why the turn is MITO.
+    pub fallback: Option<Fallback>,
+    /// The prompt ids: stitched (TITO), or a full local render (MITO, when asked for).
+    pub prompt_ids: Option<Vec<u32>>,
+    /// The matched previous turn (0-based).
+    pub matched_turn: Option<usize>,
+    /// Leading ids copied verbatim from the matched turn.
+    pub reused: usize,
+    /// Ids after the reused ones (gap + bridge + generation prompt).
+    pub bridged: usize,
+    /// Template tokens after the stop token that were put back.
+    pub gap: usize,
+    /// A duplicated leading stop token was dropped.
+    pub deduped: bool,
+    /// Verify mode's comparison, when it ran.
+    pub verify: Option<VerifyReport>,
+    /// This turn's number in the rollout (1-based).
+    pub turn: usize,
+    prefix: Vec<u128>,
+    tools_fp: u128,
+    kwargs_fp: u128,
+    multimodal: bool,
+}
+
+impl Plan {
+    fn mito(reason: Fallback, input: &TurnInput<'_>, turn: usize) -> Self {
+        Plan {
+            mode: Mode::Mito,
+            fallback: Some(reason),
+            prompt_ids: None,
+            matched_turn: None,
+            reused: 0,
+            bridged: 0,
+            gap: 0,
+            deduped: false,
+            verify: None,
+            turn,
+            prefix: input.prefix.to_vec(),
+            tools_fp: input.tools_fp,
+            kwargs_fp: input.kwargs_fp,
+            multimodal: input.multimodal(),
+        }
+    }
+}
+
+/// One turn's prompt, as the engine sees it: messages, their prefix hashes, fingerprints.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnInput<'a> {
+    /// The whole conversation so far.
+    pub messages: &'a [&'a Json],
+    /// `prefix[k]` is the prefix hash of `messages[..=k]` ([`crate::messages::prefix_hashes`]).
+    pub prefix: &'a [u128],
+    /// Fingerprint of the tools ([`crate::messages::fingerprint`]).
+    pub tools_fp: u128,
+    /// Fingerprint of the `chat_template_kwargs`.
+    pub kwargs_fp: u128,
+}
+
+impl TurnInput<'_> {
+    fn multimodal(&self) -> bool {
+        self.messages.iter().any(|m| is_multimodal(m))
+    }
+}
+
+/// A TITO turn waiting for its two bridge conversations to be tokenized.
+#[derive(Debug, Clone)]
+pub struct PendingBridge {
+    /// The conversations to tokenize: `full` with the generation prompt, `base` without.
+    pub inputs: BridgeInputs,
+    matched: usize,
+    plan: Plan,
+}
+
+/// What [`Rollout::begin`] decided.
+#[derive(Debug, Clone)]
+pub enum Begin {
+    /// The turn goes as messages.
+    Fallback(Plan),
+    /// The turn can go as tokens once the bridge is tokenized.
+    Bridge(PendingBridge),
+}
+
+/// The turns of one conversation.
+#[derive(Debug, Clone, Default)]
+pub struct Rollout {
+    turns: Vec<Turn>,
+    by_prefix: FxHashMap<u128, usize>,
+    multimodal: bool,
+    stop_ids: Vec<u32>,
+}
+
+impl Rollout {
+    /// An empty rollout whose turns end on one of `stop_ids` (empty: any last id counts as the
+    /// stop token, as verifiers assumes).
+    pub fn new(stop_ids: Vec<u32>) -> Self {
+        Self { stop_ids, ..Default::default() }
+    }
+
+    /// Number of recorded turns.
+    pub fn len(&self) -> usize {
+        self.turns.len()
+    }
+
+    /// No turn recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+
+    /// Decides TITO or a fallback for `input`, and for TITO the two bridge conversations.
+    pub fn begin(&self, input: &TurnInput<'_>) -> Begin {
+        let turn = self.turns.len() + 1;
+        let fallback = |reason| {
+            metrics::count_mito(reason);
+            Begin::Fallback(Plan::mito(reason, input, turn))
+        };
+        if self.multimodal || input.multimodal() {
+            return fallback(Fallback::Multimodal);
+        }
+        if self.turns.is_empty() {
+            return fallback(Fallback::FirstTurn);
+        }
+        let n = input.messages.len();
+        let found = (1..n).rev().find_map(|k| self.by_prefix.get(&input.prefix[k - 1]).map(|t| (k, *t)));
+        let Some((prefix_len, matched)) = found else {
+            return fallback(Fallback::NoPrefixMatch);
+        };
+        let tail = &input.messages[prefix_len..];
+        if let Err(reason) = bridge::check_tail(tail) {
+            return fallback(reason);
+        }
+        let previous = &self.turns[matched];
+        match previous.end {
+            TurnEnd::Stop => {}
+            TurnEnd::Length => return fallback(Fallback::PreviousTurnTruncated),
+            TurnEnd::NoStopToken => return fallback(Fallback::StopTokenMissing),
+        }
+        if previous.tools_fp != input.tools_fp {
+            return fallback(Fallback::ToolsChanged);
+        }
+        if previous.kwargs_fp != input.kwargs_fp {
+            return fallback(Fallback::ChatTemplateKwargsChanged);
+        }
+        let names = bridge::tool_names(&input.messages[..prefix_len]);
+        let inputs = bridge::bridge_inputs(tail, &names, false);
+        let mut plan = Plan::mito(Fallback::TokenizationFailed, input, turn);
+        plan.matched_turn = Some(matched);
+        Begin::Bridge(PendingBridge { inputs, matched, plan })
+    }
+
+    /// Completes a TITO turn from the token ids of `pending.inputs.full` and `.base`.
+    pub fn finish(&self, pending: PendingBridge, full: &[u32], base: &[u32]) -> Plan {
+        let previous = &self.turns[pending.matched];
+        let mut plan = pending.plan;
+        match bridge::stitch(&previous.prompt_ids, &previous.completion_ids, full, base) {
+            Ok(Stitched { ids, reused, gap, deduped }) => {
+                plan.mode = Mode::Tito;
+                plan.fallback = None;
+                plan.bridged = ids.len() - reused;
+                plan.reused = reused;
+                plan.gap = gap;
+                plan.deduped = deduped;
+                metrics::count_tito(reused, plan.bridged);
+                plan.prompt_ids = Some(ids);
+            }
+            Err(reason) => {
+                metrics::count_mito(reason);
+                plan.fallback = Some(reason);
+            }
+        }
+        plan
+    }
+
+    /// Records that a pending bridge could not be tokenized: the turn goes as messages.
+    pub fn fail(&self, pending: PendingBridge) -> Plan {
+        metrics::count_mito(Fallback::TokenizationFailed);
+        pending.plan
+    }
+
+    /// Plans a turn with the local tokenizer for the bridge. With `render_mito`, a MITO turn
+    /// gets the full local render as its prompt ids; with `verify`, a TITO turn is compared
+    /// with the full local render.
+    pub fn prepare_local(
+        &self,
+        tok: &Tokenizer,
+        input: &TurnInput<'_>,
+        tools: Option<&[Json]>,
+        kwargs: &Map<String, Json>,
+        render_mito: bool,
+        verify: bool,
+    ) -> Plan {
+        let options = |add_generation_prompt| ChatOptions {
+            tools: tools.map(<[Json]>::to_vec),
+            add_generation_prompt,
+            kwargs: kwargs.clone(),
+            ..Default::default()
+        };
+        let full_render = || {
+            let messages: Vec<Json> = input.messages.iter().map(|m| (*m).clone()).collect();
+            chat::render_ids(tok, messages, &options(true))
+        };
+        let mut plan = match self.begin(input) {
+            Begin::Fallback(plan) => plan,
+            Begin::Bridge(mut pending) => {
+                let mut ids = bridge_ids(tok, &pending.inputs, &options);
+                if matches!(&ids, Err(e) if e.kind() == ErrorKind::Template) {
+                    // DeepSeek templates concatenate `arguments` as a string (models README).
+                    let tail: Vec<&Json> = pending.inputs.full[1..].iter().collect();
+                    let names = bridge::tool_names(&input.messages[..input.messages.len() - tail.len()]);
+                    pending.inputs = bridge::bridge_inputs(&tail, &names, true);
+                    ids = bridge_ids(tok, &pending.inputs, &options);
+                }
+                match ids {
+                    Ok((full, base)) => self.finish(pending, &full, &base),
+                    Err(_) => self.fail(pending),
+                }
+            }
+        };
+        match plan.mode {
+            Mode::Mito if render_mito => {
+                // A failed full render leaves the prompt ids empty: the caller sends messages
+                // and the engine's template reports the problem.
+                if let Ok(ids) = full_render() {
+                    metrics::count_rendered(ids.len());
+                    plan.prompt_ids = Some(ids);
+                }
+            }
+            Mode::Tito if verify => {
+                if let (Ok(rendered), Some(stitched)) = (full_render(), plan.prompt_ids.as_deref()) {
+                    let report = compare(tok, stitched, &rendered);
+                    if !report.identical {
+                        metrics::count_verify_mismatch();
+                    }
+                    plan.verify = Some(report);
+                }
+            }
+            _ => {}
+        }
+        plan
+    }
+
+    /// Records the turn planned by `plan`: the engine's prompt ids (those it reported, or the
+    /// plan's), the completion ids, the hash of the assistant message the caller appends, and
+    /// the finish reason.
+    pub fn record(
+        &mut self,
+        plan: &Plan,
+        prompt_ids: Vec<u32>,
+        completion_ids: Vec<u32>,
+        completion_hash: u128,
+        finish_reason: Option<&str>,
+    ) {
+        let end = if finish_reason == Some("length") {
+            TurnEnd::Length
+        } else {
+            match completion_ids.last() {
+                None => TurnEnd::NoStopToken,
+                Some(id) if !self.stop_ids.is_empty() && !self.stop_ids.contains(id) => TurnEnd::NoStopToken,
+                Some(_) => TurnEnd::Stop,
+            }
+        };
+        let prompt_hash = plan.prefix.last().copied().unwrap_or(0);
+        let key = chain(prompt_hash, completion_hash);
+        self.multimodal |= plan.multimodal;
+        self.by_prefix.insert(key, self.turns.len());
+        self.turns.push(Turn {
+            prompt_ids,
+            completion_ids,
+            end,
+            tools_fp: plan.tools_fp,
+            kwargs_fp: plan.kwargs_fp,
+        });
+    }
+}
+
+fn bridge_ids(
+    tok: &Tokenizer,
+    inputs: &BridgeInputs,
+    options: &dyn Fn(bool) -> ChatOptions,
+) -> crate::Result<(Vec<u32>, Vec<u32>)> {
+    let full = chat::render_ids(tok, inputs.full.clone(), &options(true))?;
+    let base = chat::render_ids(tok, inputs.base.clone(), &options(false))?;
+    Ok((full, base))
+}
+
+/// Compares stitched ids with a full re-render, with decoded context around the first difference.
+pub fn compare(tok: &Tokenizer, stitched: &[u32], rendered: &[u32]) -> VerifyReport {
+    let first_diff = stitched
+        .iter()
+        .zip(rendered)
+        .position(|(a, b)| a != b)
+        .or_else(|| (stitched.len() != rendered.len()).then(|| stitched.len().min(rendered.len())));
+    let context = |ids: &[u32], at: usize| {
+        let lo = at.saturating_sub(8);
+        let hi = (at + 8).min(ids.len());
+        let before = tok.decode(&ids[lo..at.min(ids.len())], false).unwrap_or_default();
+        let after = tok.decode(&ids[at.min(ids.len())..hi], false).unwrap_or_default();
+        format!("{before}⟦{after}⟧")
+    };
+    VerifyReport {
+        identical: first_diff.is_none(),
+        first_diff,
+        stitched_len: stitched.len(),
+        rendered_len: rendered.len(),
+        stitched_context: first_diff.map(|i| context(stitched, i)).unwrap_or_default(),
+        rendered_context: first_diff.map(|i| context(rendered, i)).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,116 @@
+//! The TITO engine end to end without Python: a tool-using rollout on the vendored Qwen2.5
+//! tokenizer, where every turn's completion is the template's own rendering of the assistant
+//! turn. Stitched prompt ids must equal a full re-render on every turn >= 2.
+
+use std::path::Path;
+
+use fasttito::bridge::Fallback;
+use fasttito::chat::{self, ChatOptions};
+use fasttito::messages::{fingerprint, message_hash, prefix_hashes};
+use fasttito::rollout::{Mode, Rollout, TurnInput};
+use fasttito::{LoadOptions, Tokenizer};
+use serde_json::{json, Map, Value as Json};
+
+fn qwen() -> Tokenizer {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join("qwen2.5");
+    Tokenizer::from_dir(&dir, &LoadOptions::default()).unwrap()
+}
+
+fn tools() -> Vec<Json> {
+    vec![json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})]
+}
+
+/// The ids of `assistant` as the template renders it after `conversation`, up to the stop token.
+fn completion_ids(tok: &Tokenizer, conversation: &[Json], assistant: &Json) -> Vec<u32> {
+    let opts = |g| ChatOptions { tools: Some(tools()), add_generation_prompt: g, ..Default::default() };
+    let prefix = chat::render(tok, conversation.to_vec(), &opts(true)).unwrap();
+    let mut with = conversation.to_vec();
+    with.push(assistant.clone());
+    let full = chat::render(tok, with, &opts(false)).unwrap();
+    assert!(full.starts_with(&prefix));
+    let rest = &full[prefix.len()..];
+    let end = rest.find("<|im_end|>").unwrap() + "<|im_end|>".len();
+    tok.encode(&rest[..end], false).unwrap()
+}
+
+struct Driver {
+    tok: Tokenizer,
+    rollout: Rollout,
+    messages: Vec<Json>,
+}
+
+impl Driver {
+    fn turn(&mut self, tools_for_turn: &[Json], kwargs: &Map<String, Json>) -> fasttito::rollout::Plan {
+        let hashes: Vec<u128> = self.messages.iter().map(message_hash).collect();
+        let prefix = prefix_hashes(&hashes);
+        let refs: Vec<&Json> = self.messages.iter().collect();
+        let tools_json = Json::Array(tools_for_turn.to_vec());
+        let kwargs_json = Json::Object(kwargs.clone());
+        let input = TurnInput {
+            messages: &refs,
+            prefix: &prefix,
+            tools_fp: fingerprint(Some(&tools_json)),
+            kwargs_fp: fingerprint((!kwargs.is_empty()).then_some(&kwargs_json)),
+        };
+        self.rollout.prepare_local(&self.tok, &input, Some(tools_for_turn), kwargs, true, true)
+    }
+
+    fn reply(&mut self, plan: &fasttito::rollout::Plan, assistant: Json, finish: &str) {
+        let ids = completion_ids(&self.tok, &self.messages, &assistant);
+        let hash = message_hash(&assistant);
+        self.rollout.record(plan, plan.prompt_ids.clone().unwrap(), ids, hash, Some(finish));
+        self.messages.push(assistant);
+    }
+}
+
+fn call(i: usize) -> Json {
+    json!({"role": "assistant", "content": "", "tool_calls": [{"id": format!("call{i:05}"), "type": "function", "function": {"name": "get_weather", "arguments": format!("{{\"city\": \"c{i}\"}}")}}]})
+}
+
+#[test]
+fn stitched_ids_equal_full_render_on_every_turn() {
+    let tok = qwen();
+    let stops = tok.stop_token_ids().to_vec();
+    let mut d = Driver { tok, rollout: Rollout::new(stops), messages: vec![json!({"role": "user", "content": "Weather in 5 cities?"})] };
+    let kwargs = Map::new();
+    let plan = d.turn(&tools(), &kwargs);
+    assert_eq!(plan.fallback, Some(Fallback::FirstTurn));
+    d.reply(&plan, call(0), "tool_calls");
+    for i in 1..6 {
+        d.messages.push(json!({"role": "tool", "tool_call_id": format!("call{:05}", i - 1), "content": format!("{{\"temp\": {i}}}")}));
+        if i == 3 {
+            d.messages.push(json!({"role": "user", "content": "and faster please"}));
+        }
+        let plan = d.turn(&tools(), &kwargs);
+        assert_eq!(plan.mode, Mode::Tito, "turn {i}: {:?}", plan.fallback);
+        let report = plan.verify.clone().unwrap();
+        assert!(report.identical, "turn {i}: {report:?}");
+        assert_eq!(plan.gap, 1);
+        d.reply(&plan, call(i), "tool_calls");
+    }
+}
+
+#[test]
+fn fallbacks_are_explicit() {
+    let tok = qwen();
+    let stops = tok.stop_token_ids().to_vec();
+    let mut d = Driver { tok, rollout: Rollout::new(stops), messages: vec![json!({"role": "user", "content": "hi"})] };
+    let kwargs = Map::new();
+    let plan = d.turn(&tools(), &kwargs);
+    d.reply(&plan, call(0), "length");
+    d.messages.push(json!({"role": "tool", "tool_call_id": "call00000", "content": "r"}));
+    assert_eq!(d.turn(&tools(), &kwargs).fallback, Some(Fallback::PreviousTurnTruncated));
+    // A changed tool set or template kwargs, an assistant in the tail, an unknown prefix.
+    let mut d2 = Driver { tok: qwen(), rollout: Rollout::new(vec![151645]), messages: vec![json!({"role": "user", "content": "hi"})] };
+    let plan = d2.turn(&tools(), &kwargs);
+    d2.reply(&plan, call(0), "tool_calls");
+    d2.messages.push(json!({"role": "tool", "tool_call_id": "call00000", "content": "r"}));
+    assert_eq!(d2.turn(&[], &kwargs).fallback, Some(Fallback::ToolsChanged));
+    let mut k = Map::new();
+    k.insert("enable_thinking".into(), json!(false));
+    assert_eq!(d2.turn(&tools(), &k).fallback, Some(Fallback::ChatTemplateKwargsChanged));
+    d2.messages.push(json!({"role": "assistant", "content": "x"}));
+    assert_eq!(d2.turn(&tools(), &kwargs).fallback, Some(Fallback::InvalidTail));
+    d2.messages[0] = json!({"role": "user", "content": "other"});
+    assert_eq!(d2.turn(&tools(), &kwargs).fallback, Some(Fallback::NoPrefixMatch));
+}
