@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fasttito._core import PendingBridge as PendingBridge
+from fasttito._core import Plan as Plan
 from fasttito._core import Tokenizer as Tokenizer
 from fasttito._core import __version__ as __version__
 from fasttito.errors import FasttitoError as FasttitoError
@@ -10,14 +12,22 @@ from fasttito.errors import TemplateError as TemplateError
 from fasttito.errors import TemplateLimitError as TemplateLimitError
 from fasttito.errors import TokenizationError as TokenizationError
 from fasttito.errors import TokenizerLoadError as TokenizerLoadError
+from fasttito.metrics import metrics as metrics
+from fasttito.metrics import reset_metrics as reset_metrics
+from fasttito.rollout import Rollout as Rollout
 
 __all__ = [
     "FasttitoError",
     "MessageError",
+    "PendingBridge",
+    "Plan",
+    "Rollout",
     "TemplateError",
     "TemplateLimitError",
     "TokenizationError",
     "Tokenizer",
     "TokenizerLoadError",
     "__version__",
+    "metrics",
+    "reset_metrics",
 ]

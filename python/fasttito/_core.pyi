@@ -61,3 +61,77 @@ class Tokenizer:
     def token_to_id(self, token: str) -> int | None: ...
     def id_to_token(self, id: int) -> str | None: ...
     def cache_stats(self) -> dict[str, int]: ...
+
+def metrics() -> list[tuple[str, int]]: ...
+def reset_metrics() -> None: ...
+@final
+class Plan:
+    """The plan for one turn: TITO ids, or MITO and why."""
+
+    @property
+    def mode(self) -> Literal["tito", "mito"]: ...
+    @property
+    def fallback_reason(self) -> str | None: ...
+    @property
+    def prompt_ids(self) -> list[int] | None: ...
+    @property
+    def tokens_reused(self) -> int: ...
+    @property
+    def bridge_tokens(self) -> int: ...
+    @property
+    def gap(self) -> int: ...
+    @property
+    def deduped(self) -> bool: ...
+    @property
+    def turn(self) -> int: ...
+    @property
+    def matched_turn(self) -> int | None: ...
+    @property
+    def verify(self) -> dict[str, Any] | None: ...
+
+@final
+class PendingBridge:
+    """A TITO turn waiting for its bridge to be tokenized elsewhere."""
+
+    @property
+    def full_messages(self) -> list[dict[str, Any]]: ...
+    @property
+    def base_messages(self) -> list[dict[str, Any]]: ...
+
+@final
+class Rollout:
+    """One conversation's TITO state (the Rust half of ``fasttito.Rollout``)."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer | None = None,
+        *,
+        stop_token_ids: list[int] | None = None,
+        verify: bool = False,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def prepare(
+        self,
+        messages: Iterable[Any],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+        *,
+        render_mito: bool = True,
+    ) -> Plan: ...
+    def begin(
+        self,
+        messages: Iterable[Any],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+    ) -> Plan | PendingBridge: ...
+    def finish(
+        self, pending: PendingBridge, full_ids: list[int] | None, base_ids: list[int] | None
+    ) -> Plan: ...
+    def record(
+        self,
+        plan: Plan,
+        completion_ids: list[int],
+        message: Any,
+        finish_reason: str | None = None,
+        prompt_ids: list[int] | None = None,
+    ) -> None: ...

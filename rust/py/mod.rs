@@ -5,6 +5,7 @@
 
 mod convert;
 mod errors;
+mod rollout;
 mod tokenizer;
 
 use pyo3::prelude::*;
@@ -15,5 +16,23 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
     m.add_class::<tokenizer::PyTokenizer>()?;
+    m.add_class::<rollout::PyRollout>()?;
+    m.add_class::<rollout::PyPlan>()?;
+    m.add_class::<rollout::PyPendingBridge>()?;
+    m.add_function(wrap_pyfunction!(metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_metrics, m)?)?;
     Ok(())
+}
+
+/// The TITO engine's counters: turns, tito, mito, tokens reused/bridged/rendered, verify
+/// mismatches, and `fallback.<reason>` for every reason.
+#[pyfunction]
+fn metrics() -> Vec<(String, u64)> {
+    crate::metrics::snapshot()
+}
+
+/// Sets every counter to zero.
+#[pyfunction]
+fn reset_metrics() {
+    crate::metrics::reset();
 }

@@ -293,11 +293,14 @@ def start_dynamo(
                 "DYN_SYSTEM_HOST": "127.0.0.1",
                 "DYN_SELF_HOST_METADATA": "0",
                 "DYN_HTTP_HOST": "127.0.0.1",
+                # the engine's Rust worker otherwise waits 5 s after SIGTERM before draining
+                "DYN_GRACEFUL_SHUTDOWN_GRACE_PERIOD_SECS": "0",
                 "DYN_LOG": "info",
                 "DYN_SDK_DISABLE_ANSI_LOGGING": "1",
                 "NO_COLOR": "1",
                 "FASTTITO_DYN_CONTROL": str(control_path),
                 "FASTTITO_DYN_PARENT_PID": str(os.getpid()),
+                "FASTTITO_DYN_RUN_DIR": str(run_dir),
             }
         )
         child_env.update(env or {})
@@ -415,6 +418,10 @@ def _frontend_main(argv: list[str]) -> None:
         def watch() -> None:
             while True:
                 if os.getppid() != ppid:
+                    # the test process is gone and cannot clean up: drop the temp dir too
+                    run_dir = os.environ.get("FASTTITO_DYN_RUN_DIR", "")
+                    if Path(run_dir).name.startswith("fasttito-dynamo-"):
+                        shutil.rmtree(run_dir, ignore_errors=True)
                     with contextlib.suppress(OSError):
                         os.killpg(os.getpgid(0), signal.SIGKILL)
                     os._exit(3)

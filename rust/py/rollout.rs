@@ -1,0 +1,382 @@
+//! `fasttito._core.Rollout` and `Plan`: the TITO engine over Python messages.
+//!
+//! Messages arrive as Python objects every turn (the whole conversation so far). Each is
+//! converted and hashed once, when first seen; on later turns the same object is recognised by
+//! identity, guarded by a structural fingerprint of the object ids and container sizes it holds
+//! (no string is read), so an object mutated in place is converted and hashed again. The rollout
+//! holds a reference to every message it has seen, so an id can never be reused by another
+//! object while it is cached.
+
+use std::hash::Hasher;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use rustc_hash::{FxHashMap, FxHasher};
+use serde_json::{Map, Value as Json};
+
+use super::convert::{to_json, to_json_list};
+use super::errors::MessageError;
+use super::tokenizer::PyTokenizer;
+use crate::messages::{fingerprint, message_hash, prefix_hashes};
+use crate::rollout::{Begin, Mode, PendingBridge, Plan, Rollout, TurnInput};
+use crate::tokenizer::Tokenizer;
+
+struct Seen {
+    _object: Py<PyAny>,
+    fingerprint: u64,
+    hash: u128,
+    json: Arc<Json>,
+}
+
+/// Structural fingerprint: object ids and sizes of everything reachable, strings not read.
+fn structure(obj: &Bound<'_, PyAny>, h: &mut FxHasher, depth: usize) -> PyResult<()> {
+    h.write_usize(obj.as_ptr() as usize);
+    if depth > 32 {
+        return Ok(());
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        h.write_usize(d.len());
+        for (k, v) in d.iter() {
+            h.write_usize(k.as_ptr() as usize);
+            structure(&v, h, depth + 1)?;
+        }
+    } else if let Ok(l) = obj.cast::<PyList>() {
+        h.write_usize(l.len());
+        for v in l.iter() {
+            structure(&v, h, depth + 1)?;
+        }
+    } else if let Ok(t) = obj.cast::<PyTuple>() {
+        for v in t.iter() {
+            structure(&v, h, depth + 1)?;
+        }
+    } else if obj.is_none() || obj.cast::<PyString>().is_ok() || obj.is_instance_of::<pyo3::types::PyInt>() || obj.is_instance_of::<pyo3::types::PyFloat>() {
+        // immutable
+    } else {
+        let py = obj.py();
+        if let Ok(fields) = obj.getattr(intern!(py, "__dict__")) {
+            structure(&fields, h, depth + 1)?;
+        }
+        if let Ok(extra) = obj.getattr(intern!(py, "__pydantic_extra__")) {
+            structure(&extra, h, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct State {
+    rollout: Rollout,
+    seen: FxHashMap<usize, Seen>,
+}
+
+/// The engine's view of one Python message: converted and hashed, from the cache if unchanged.
+fn intern(seen: &mut FxHashMap<usize, Seen>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(u128, Arc<Json>)> {
+    let mut h = FxHasher::default();
+    structure(obj, &mut h, 0)?;
+    let fp = h.finish();
+    let key = obj.as_ptr() as usize;
+    if let Some(s) = seen.get(&key) {
+        if s.fingerprint == fp {
+            return Ok((s.hash, s.json.clone()));
+        }
+    }
+    let json = Arc::new(to_json(obj, what)?);
+    let hash = message_hash(&json);
+    seen.insert(key, Seen { _object: obj.clone().unbind(), fingerprint: fp, hash, json: json.clone() });
+    Ok((hash, json))
+}
+
+/// The plan for one turn: TITO ids, or MITO and why.
+#[pyclass(frozen, module = "fasttito._core", name = "Plan")]
+pub struct PyPlan {
+    plan: Plan,
+}
+
+#[pymethods]
+impl PyPlan {
+    /// `"tito"` or `"mito"`.
+    #[getter]
+    fn mode(&self) -> &'static str {
+        match self.plan.mode {
+            Mode::Tito => "tito",
+            Mode::Mito => "mito",
+        }
+    }
+
+    /// `None`, or why this turn goes as messages.
+    #[getter]
+    fn fallback_reason(&self) -> Option<&'static str> {
+        self.plan.fallback.map(|f| f.as_str())
+    }
+
+    /// The prompt ids: stitched for TITO; for MITO the full local render, or `None` without a
+    /// local tokenizer.
+    #[getter]
+    fn prompt_ids(&self) -> Option<Vec<u32>> {
+        self.plan.prompt_ids.clone()
+    }
+
+    /// Ids copied verbatim from the matched turn.
+    #[getter]
+    fn tokens_reused(&self) -> usize {
+        self.plan.reused
+    }
+
+    /// Ids after the reused ones: gap, bridge and generation prompt.
+    #[getter]
+    fn bridge_tokens(&self) -> usize {
+        self.plan.bridged
+    }
+
+    /// Template tokens after the stop token that were put back.
+    #[getter]
+    fn gap(&self) -> usize {
+        self.plan.gap
+    }
+
+    /// A duplicated leading stop token was dropped from the bridge.
+    #[getter]
+    fn deduped(&self) -> bool {
+        self.plan.deduped
+    }
+
+    /// This turn's number (1-based).
+    #[getter]
+    fn turn(&self) -> usize {
+        self.plan.turn
+    }
+
+    /// The matched previous turn (1-based), if any.
+    #[getter]
+    fn matched_turn(&self) -> Option<usize> {
+        self.plan.matched_turn.map(|t| t + 1)
+    }
+
+    /// Verify mode's comparison of stitched and re-rendered ids, as a dict, when it ran.
+    #[getter]
+    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(r) = &self.plan.verify else { return Ok(None) };
+        let d = PyDict::new(py);
+        d.set_item("identical", r.identical)?;
+        d.set_item("first_diff", r.first_diff)?;
+        d.set_item("stitched_len", r.stitched_len)?;
+        d.set_item("rendered_len", r.rendered_len)?;
+        d.set_item("stitched_context", &r.stitched_context)?;
+        d.set_item("rendered_context", &r.rendered_context)?;
+        Ok(Some(d))
+    }
+
+    fn __repr__(&self) -> String {
+        match self.plan.fallback {
+            None => format!(
+                "Plan(turn={}, mode='tito', prompt_ids=<{} ids>, tokens_reused={}, bridge_tokens={})",
+                self.plan.turn,
+                self.plan.prompt_ids.as_ref().map_or(0, Vec::len),
+                self.plan.reused,
+                self.plan.bridged
+            ),
+            Some(f) => format!("Plan(turn={}, mode='mito', fallback_reason='{}')", self.plan.turn, f.as_str()),
+        }
+    }
+}
+
+/// A TITO turn waiting for its bridge to be tokenized elsewhere (e.g. vLLM `/tokenize`).
+#[pyclass(frozen, module = "fasttito._core", name = "PendingBridge")]
+pub struct PyPendingBridge {
+    pending: Mutex<Option<PendingBridge>>,
+    full: Py<PyAny>,
+    base: Py<PyAny>,
+}
+
+#[pymethods]
+impl PyPendingBridge {
+    /// `[dummy assistant] + new messages`: tokenize with the generation prompt.
+    #[getter]
+    fn full_messages(&self, py: Python<'_>) -> Py<PyAny> {
+        self.full.clone_ref(py)
+    }
+
+    /// `[dummy assistant]`: tokenize without the generation prompt.
+    #[getter]
+    fn base_messages(&self, py: Python<'_>) -> Py<PyAny> {
+        self.base.clone_ref(py)
+    }
+}
+
+fn json_to_py(py: Python<'_>, value: &Json) -> PyResult<Py<PyAny>> {
+    let json_mod = py.import(intern!(py, "json"))?;
+    Ok(json_mod.call_method1(intern!(py, "loads"), (value.to_string(),))?.unbind())
+}
+
+/// One multi-turn conversation's TITO state.
+#[pyclass(frozen, module = "fasttito._core", name = "Rollout")]
+pub struct PyRollout {
+    tokenizer: Option<Arc<Tokenizer>>,
+    verify: bool,
+    state: Mutex<State>,
+}
+
+struct Prepared {
+    jsons: Vec<Arc<Json>>,
+    prefix: Vec<u128>,
+    tools: Option<Vec<Json>>,
+    kwargs: Map<String, Json>,
+    tools_fp: u128,
+    kwargs_fp: u128,
+}
+
+impl PyRollout {
+    fn prepare_inputs(
+        &self,
+        messages: &Bound<'_, PyAny>,
+        tools: Option<&Bound<'_, PyAny>>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Prepared> {
+        let mut state = self.state.lock();
+        let mut jsons = Vec::new();
+        let mut hashes = Vec::new();
+        let iter = messages.try_iter().map_err(|_| MessageError::new_err("messages must be a list of chat messages"))?;
+        for (i, message) in iter.enumerate() {
+            let (hash, json) = intern(&mut state.seen, &message?, &format!("messages[{i}]"))?;
+            hashes.push(hash);
+            jsons.push(json);
+        }
+        if jsons.is_empty() {
+            return Err(MessageError::new_err("messages is empty; a turn needs at least one message"));
+        }
+        let tools = tools.filter(|t| !t.is_none()).map(|t| to_json_list(t, "tools")).transpose()?;
+        let kwargs = match chat_template_kwargs.filter(|k| !k.is_none()) {
+            Some(k) => match to_json(k, "chat_template_kwargs")? {
+                Json::Object(map) => map,
+                _ => return Err(MessageError::new_err("chat_template_kwargs must be a dict")),
+            },
+            None => Map::new(),
+        };
+        let tools_fp = fingerprint(tools.as_ref().map(|t| Json::Array(t.clone())).as_ref());
+        let kwargs_fp = fingerprint((!kwargs.is_empty()).then(|| Json::Object(kwargs.clone())).as_ref());
+        Ok(Prepared { prefix: prefix_hashes(&hashes), jsons, tools, kwargs, tools_fp, kwargs_fp })
+    }
+}
+
+#[pymethods]
+impl PyRollout {
+    #[new]
+    #[pyo3(signature = (tokenizer = None, *, stop_token_ids = None, verify = false))]
+    fn new(tokenizer: Option<&Bound<'_, PyTokenizer>>, stop_token_ids: Option<Vec<u32>>, verify: bool) -> PyResult<Self> {
+        let tokenizer = tokenizer.map(|t| t.get().core());
+        if verify && tokenizer.is_none() {
+            return Err(PyValueError::new_err("verify=True needs a local tokenizer to re-render with"));
+        }
+        let stops = stop_token_ids
+            .or_else(|| tokenizer.as_ref().map(|t| t.stop_token_ids().to_vec()))
+            .unwrap_or_default();
+        Ok(Self { tokenizer, verify, state: Mutex::new(State { rollout: Rollout::new(stops), ..Default::default() }) })
+    }
+
+    /// Number of recorded turns.
+    fn __len__(&self) -> usize {
+        self.state.lock().rollout.len()
+    }
+
+    /// Plans the next turn with the local tokenizer: TITO ids, or MITO with a reason (and the
+    /// full local render as `prompt_ids` when `render_mito`).
+    #[pyo3(signature = (messages, tools = None, chat_template_kwargs = None, *, render_mito = true))]
+    fn prepare(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        tools: Option<&Bound<'_, PyAny>>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+        render_mito: bool,
+    ) -> PyResult<PyPlan> {
+        let Some(tok) = self.tokenizer.clone() else {
+            return Err(PyValueError::new_err(
+                "this Rollout has no local tokenizer: use begin()/finish() with a remote tokenizer, \
+                 or create it with Rollout(tokenizer)",
+            ));
+        };
+        let p = self.prepare_inputs(messages, tools, chat_template_kwargs)?;
+        let verify = self.verify;
+        let state = &self.state;
+        let plan = py.detach(move || {
+            let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
+            let input = TurnInput { messages: &refs, prefix: &p.prefix, tools_fp: p.tools_fp, kwargs_fp: p.kwargs_fp };
+            let guard = state.lock();
+            guard.rollout.prepare_local(&tok, &input, p.tools.as_deref(), &p.kwargs, render_mito, verify)
+        });
+        Ok(PyPlan { plan })
+    }
+
+    /// Plans the next turn for a remote tokenizer: a `Plan` (MITO), or a `PendingBridge` whose
+    /// two message lists the caller tokenizes and passes to `finish`.
+    #[pyo3(signature = (messages, tools = None, chat_template_kwargs = None))]
+    fn begin(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        tools: Option<&Bound<'_, PyAny>>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let p = self.prepare_inputs(messages, tools, chat_template_kwargs)?;
+        let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
+        let input = TurnInput { messages: &refs, prefix: &p.prefix, tools_fp: p.tools_fp, kwargs_fp: p.kwargs_fp };
+        let begun = self.state.lock().rollout.begin(&input);
+        match begun {
+            Begin::Fallback(plan) => Ok(Py::new(py, PyPlan { plan })?.into_any()),
+            Begin::Bridge(pending) => {
+                let full = json_to_py(py, &Json::Array(pending.inputs.full.clone()))?;
+                let base = json_to_py(py, &Json::Array(pending.inputs.base.clone()))?;
+                Ok(Py::new(py, PyPendingBridge { pending: Mutex::new(Some(pending)), full, base })?.into_any())
+            }
+        }
+    }
+
+    /// Completes a pending bridge from the ids of its `full_messages` and `base_messages`; with
+    /// `None` for both (tokenization failed), the turn falls back to MITO.
+    #[pyo3(signature = (pending, full_ids, base_ids))]
+    fn finish(&self, pending: &Bound<'_, PyPendingBridge>, full_ids: Option<Vec<u32>>, base_ids: Option<Vec<u32>>) -> PyResult<PyPlan> {
+        let pending = pending
+            .get()
+            .pending
+            .lock()
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this PendingBridge was already finished"))?;
+        let state = self.state.lock();
+        let plan = match (full_ids, base_ids) {
+            (Some(full), Some(base)) => state.rollout.finish(pending, &full, &base),
+            _ => state.rollout.fail(pending),
+        };
+        Ok(PyPlan { plan })
+    }
+
+    /// Records the turn of `plan`: the completion ids, the assistant message appended to the
+    /// conversation, the finish reason, and the engine's prompt ids when they are not the plan's.
+    #[pyo3(signature = (plan, completion_ids, message, finish_reason = None, prompt_ids = None))]
+    fn record(
+        &self,
+        plan: &Bound<'_, PyPlan>,
+        completion_ids: Vec<u32>,
+        message: &Bound<'_, PyAny>,
+        finish_reason: Option<&str>,
+        prompt_ids: Option<Vec<u32>>,
+    ) -> PyResult<()> {
+        let plan = &plan.get().plan;
+        let prompt_ids = match prompt_ids.or_else(|| plan.prompt_ids.clone()) {
+            Some(ids) => ids,
+            None => {
+                return Err(PyValueError::new_err(
+                    "this MITO turn has no prompt ids: pass the engine's prompt_ids (the \
+                     response's prompt_token_ids) to record()",
+                ))
+            }
+        };
+        let mut state = self.state.lock();
+        let (hash, _) = intern(&mut state.seen, message, "message")?;
+        state.rollout.record(plan, prompt_ids, completion_ids, hash, finish_reason);
+        Ok(())
+    }
+}
