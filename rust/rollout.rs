@@ -326,26 +326,51 @@ impl Rollout {
         completion_hash: u128,
         finish_reason: Option<&str>,
     ) {
-        let end = if finish_reason == Some("length") {
-            TurnEnd::Length
-        } else {
-            match completion_ids.last() {
-                None => TurnEnd::NoStopToken,
-                Some(id) if !self.stop_ids.is_empty() && !self.stop_ids.contains(id) => TurnEnd::NoStopToken,
-                Some(_) => TurnEnd::Stop,
-            }
-        };
         let prompt_hash = plan.prefix.last().copied().unwrap_or(0);
-        let key = chain(prompt_hash, completion_hash);
         self.multimodal |= plan.multimodal;
-        self.by_prefix.insert(key, self.turns.len());
-        self.turns.push(Turn {
+        let turn = Turn {
+            end: self.end_of(&completion_ids, finish_reason == Some("length")),
             prompt_ids,
             completion_ids,
-            end,
             tools_fp: plan.tools_fp,
             kwargs_fp: plan.kwargs_fp,
-        });
+        };
+        self.push(chain(prompt_hash, completion_hash), turn);
+    }
+
+    /// Records a turn that was not planned here (a verifiers trajectory step): `messages` is its
+    /// prompt followed by its completion messages, `prefix` their prefix hashes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ingest(
+        &mut self,
+        messages: &[&Json],
+        prefix: &[u128],
+        prompt_ids: Vec<u32>,
+        completion_ids: Vec<u32>,
+        truncated: bool,
+        tools_fp: u128,
+        kwargs_fp: u128,
+    ) {
+        let Some(key) = prefix.last().copied() else { return };
+        self.multimodal |= messages.iter().any(|m| is_multimodal(m));
+        let turn = Turn { end: self.end_of(&completion_ids, truncated), prompt_ids, completion_ids, tools_fp, kwargs_fp };
+        self.push(key, turn);
+    }
+
+    fn end_of(&self, completion_ids: &[u32], truncated: bool) -> TurnEnd {
+        if truncated {
+            return TurnEnd::Length;
+        }
+        match completion_ids.last() {
+            None => TurnEnd::NoStopToken,
+            Some(id) if !self.stop_ids.is_empty() && !self.stop_ids.contains(id) => TurnEnd::NoStopToken,
+            Some(_) => TurnEnd::Stop,
+        }
+    }
+
+    fn push(&mut self, key: u128, turn: Turn) {
+        self.by_prefix.insert(key, self.turns.len());
+        self.turns.push(turn);
     }
 }
 

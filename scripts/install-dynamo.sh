@@ -8,9 +8,10 @@
 # needed by the frontend or by dynamo.common.backend (the Python engine API), so the two Dynamo
 # wheels go in with --no-deps, plus the few packages they import:
 #   ai-dynamo-runtime needs pydantic + uvloop; the frontend and dynamo.common.backend import
-#   msgspec, packaging and yaml; the test engine needs transformers + tokenizers.
+#   msgspec, packaging and yaml; the test engine needs transformers + tokenizers + jinja2 (for
+#   apply_chat_template).
 # Pins: the Dynamo wheels, uvloop and msgspec are exact and always enforced. pydantic, packaging,
-# PyYAML, transformers and tokenizers are shared with the project's own test extras
+# PyYAML, transformers, tokenizers and jinja2 are shared with the project's own test extras
 # (pyproject.toml), so a version already in .venv is kept (checked: pydantic 2.14 works although
 # ai-dynamo-runtime declares <=2.13.5); the pins below only apply when the package is missing.
 # Idempotent; takes well under a second when everything is already there.
@@ -30,6 +31,7 @@ SHARED=(
     "PyYAML PyYAML==6.0.4 5.1"
     "transformers transformers==5.23.0 4.56.0"
     "tokenizers tokenizers==0.23.3 0.21.0"
+    "Jinja2 jinja2==3.1.6 3.1.0"
 )
 
 if [ ! -x .venv/bin/python ]; then
@@ -76,18 +78,28 @@ for line in args[sep + 1 :]:
 PY
 }
 
+# pip install, minus pip's complaints about the ai-dynamo dependencies deliberately left out
+pip_install() {
+    local log rc=0
+    log="$(mktemp)"
+    "$py" "${PIP[@]}" "$@" 2>"$log" || rc=$?
+    grep -vE "dependency resolver does not currently take into account|^ai-dynamo(-runtime)? 1\.6\.1 requires " "$log" >&2 || true
+    rm -f "$log"
+    return "$rc"
+}
+
 todo="$(missing)"
 if [ -n "$todo" ]; then
     start=$(date +%s.%N)
     if grep -qx dynamo <<<"$todo"; then
         echo "--- installing ${DYNAMO[*]} (--no-deps)"
-        "$py" "${PIP[@]}" --no-deps "${DYNAMO[@]}"
+        pip_install --no-deps "${DYNAMO[@]}"
     fi
     specs=$(awk '$1 != "dynamo" {print $2}' <<<"$todo")
     if [ -n "$specs" ]; then
         echo "--- installing" $specs
         # shellcheck disable=SC2086
-        "$py" "${PIP[@]}" $specs
+        pip_install $specs
     fi
     left="$(missing)"
     if [ -n "$left" ]; then

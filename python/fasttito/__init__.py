@@ -15,6 +15,7 @@ from fasttito.errors import TokenizerLoadError as TokenizerLoadError
 from fasttito.metrics import metrics as metrics
 from fasttito.metrics import reset_metrics as reset_metrics
 from fasttito.rollout import Rollout as Rollout
+from fasttito.trajectory import TrajectoryRollouts as TrajectoryRollouts
 
 __all__ = [
     "FasttitoError",
@@ -27,6 +28,7 @@ __all__ = [
     "TokenizationError",
     "Tokenizer",
     "TokenizerLoadError",
+    "TrajectoryRollouts",
     "__version__",
     "metrics",
     "reset_metrics",

@@ -127,6 +127,16 @@ class Rollout:
     def finish(
         self, pending: PendingBridge, full_ids: list[int] | None, base_ids: list[int] | None
     ) -> Plan: ...
+    def ingest(
+        self,
+        prompt: Iterable[Any],
+        completion: Iterable[Any],
+        prompt_ids: list[int],
+        completion_ids: list[int],
+        is_truncated: bool = False,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+    ) -> None: ...
     def record(
         self,
         plan: Plan,

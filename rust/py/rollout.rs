@@ -353,6 +353,33 @@ impl PyRollout {
         Ok(PyPlan { plan })
     }
 
+    /// Records a turn planned elsewhere, e.g. a verifiers trajectory step: its prompt and
+    /// completion messages, ids, and whether it was truncated.
+    #[pyo3(signature = (prompt, completion, prompt_ids, completion_ids, is_truncated = false, tools = None, chat_template_kwargs = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn ingest(
+        &self,
+        prompt: &Bound<'_, PyAny>,
+        completion: &Bound<'_, PyAny>,
+        prompt_ids: Vec<u32>,
+        completion_ids: Vec<u32>,
+        is_truncated: bool,
+        tools: Option<&Bound<'_, PyAny>>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let all = PyList::empty(prompt.py());
+        for m in prompt.try_iter()? {
+            all.append(m?)?;
+        }
+        for m in completion.try_iter()? {
+            all.append(m?)?;
+        }
+        let p = self.prepare_inputs(all.as_any(), tools, chat_template_kwargs)?;
+        let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
+        self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_ids, completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
+        Ok(())
+    }
+
     /// Records the turn of `plan`: the completion ids, the assistant message appended to the
     /// conversation, the finish reason, and the engine's prompt ids when they are not the plan's.
     #[pyo3(signature = (plan, completion_ids, message, finish_reason = None, prompt_ids = None))]
