@@ -141,7 +141,12 @@ pub fn tool_names(prefix: &[&Json]) -> Map<String, Json> {
         if let Some(Json::Array(calls)) = assistant.get("tool_calls") {
             for call in calls {
                 let id = call.get("id").and_then(Json::as_str);
-                let name = call.get("function").and_then(|f| f.get("name")).and_then(Json::as_str);
+                // OpenAI shape, or verifiers' flat `vf.ToolCall` shape.
+                let name = call
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .or_else(|| call.get("name"))
+                    .and_then(Json::as_str);
                 if let (Some(id), Some(name)) = (id, name) {
                     names.insert(id.to_owned(), Json::from(name));
                 }

@@ -8,7 +8,10 @@
 //! * a string under the key `arguments` that parses as JSON compares as the parsed value, so
 //!   `{"a":1}` equals `{"a": 1}`;
 //! * map key order does not matter (Python dict equality); an integral float equals the integer
-//!   (`1.0 == 1` in Python).
+//!   (`1.0 == 1` in Python);
+//! * a tool call in verifiers' flat shape (`{"id", "name", "arguments"}`, its `vf.ToolCall`)
+//!   equals the OpenAI shape (`{"id", "type": "function", "function": {"name", "arguments"}}`)
+//!   that verifiers' `to_native_prompt` turns it into.
 //!
 //! [`message_hash`] feeds that normalized form, with type tags and lengths, into xxh3-128, so
 //! equal messages hash equal and different ones collide with probability about 2^-128.
@@ -73,7 +76,10 @@ fn feed(h: &mut Xxh3, value: &Json, key: Option<&str>, depth: usize) {
             h.update(b"L");
             h.update(&(items.len() as u64).to_le_bytes());
             for item in items {
-                feed(h, item, None, depth + 1);
+                match (key, openai_tool_call(item)) {
+                    (Some("tool_calls"), Some(call)) => feed(h, &call, None, depth + 1),
+                    _ => feed(h, item, None, depth + 1),
+                }
             }
         }
         Json::Object(map) => {
@@ -91,6 +97,29 @@ fn feed(h: &mut Xxh3, value: &Json, key: Option<&str>, depth: usize) {
             }
         }
     }
+}
+
+/// The OpenAI shape of a tool call in verifiers' flat shape, or `None` if it is not one.
+fn openai_tool_call(item: &Json) -> Option<Json> {
+    let map = item.as_object()?;
+    if map.contains_key("function") || !map.contains_key("name") {
+        return None;
+    }
+    let mut function = serde_json::Map::new();
+    let mut call = serde_json::Map::new();
+    for (k, v) in map {
+        match k.as_str() {
+            "name" | "arguments" => {
+                function.insert(k.clone(), v.clone());
+            }
+            _ => {
+                call.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    call.entry("type").or_insert_with(|| Json::from("function"));
+    call.insert("function".to_owned(), Json::Object(function));
+    Some(Json::Object(call))
 }
 
 /// A map entry that normalization removes: `null` values and empty `content`.
@@ -160,6 +189,13 @@ mod tests {
         assert_eq!(message_hash(&a), message_hash(&b));
         let c = json!({"role": "assistant", "content": " "});
         assert_ne!(message_hash(&c), message_hash(&json!({"role": "assistant"})));
+    }
+
+    #[test]
+    fn flat_verifiers_tool_calls_equal_openai_ones() {
+        let flat = json!({"role": "assistant", "tool_calls": [{"id": "c", "name": "f", "arguments": "{}"}]});
+        let openai = json!({"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": {}}}]});
+        assert_eq!(message_hash(&flat), message_hash(&openai));
     }
 
     #[test]

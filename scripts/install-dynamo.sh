@@ -83,7 +83,9 @@ pip_install() {
     local log rc=0
     log="$(mktemp)"
     "$py" "${PIP[@]}" "$@" 2>"$log" || rc=$?
-    grep -vE "dependency resolver does not currently take into account|^ai-dynamo(-runtime)? 1\.6\.1 requires " "$log" >&2 || true
+    local expected="dependency resolver does not currently take into account"
+    expected+="|^ai-dynamo(-runtime)? 1\.6\.1 requires "
+    grep -vE "$expected" "$log" >&2 || true
     rm -f "$log"
     return "$rc"
 }
@@ -107,7 +109,8 @@ if [ -n "$todo" ]; then
         echo "$left" >&2
         exit 1
     fi
-    echo "--- installed in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}') s"
+    took="$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')"
+    echo "--- installed in $took s"
 fi
 
 # Smoke check: the frontend starts its CLI, and the engine API imports.

@@ -1,11 +1,10 @@
 //! `fasttito._core.Rollout` and `Plan`: the TITO engine over Python messages.
 //!
 //! Messages arrive as Python objects every turn (the whole conversation so far). Each is
-//! converted and hashed once, when first seen; on later turns the same object is recognised by
-//! identity, guarded by a structural fingerprint of the object ids and container sizes it holds
-//! (no string is read), so an object mutated in place is converted and hashed again. The rollout
-//! holds a reference to every message it has seen, so an id can never be reused by another
-//! object while it is cached.
+//! converted and hashed once, when first seen; on later turns a message made of the same leaf
+//! objects in the same shape is recognised without reading its text ([`walk`]), so an object
+//! mutated in place (a new leaf) is converted and hashed again. The rollout holds a reference to
+//! every leaf it has cached, so an object id can never be reused by another object while cached.
 
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -25,43 +24,70 @@ use crate::messages::{fingerprint, message_hash, prefix_hashes};
 use crate::rollout::{Begin, Mode, PendingBridge, Plan, Rollout, TurnInput};
 use crate::tokenizer::Tokenizer;
 
+/// A message seen before: its structure (see [`walk`]), the leaf objects it was made of (held,
+/// so their ids cannot be reused while cached), and its hash and JSON.
 struct Seen {
-    _object: Py<PyAny>,
-    fingerprint: u64,
+    shape: Vec<usize>,
+    _leaves: Vec<Py<PyAny>>,
     hash: u128,
     json: Arc<Json>,
 }
 
-/// Structural fingerprint: object ids and sizes of everything reachable, strings not read.
-fn structure(obj: &Bound<'_, PyAny>, h: &mut FxHasher, depth: usize) -> PyResult<()> {
-    h.write_usize(obj.as_ptr() as usize);
+const TAG_DICT: usize = usize::MAX;
+const TAG_LIST: usize = usize::MAX - 1;
+const TAG_TUPLE: usize = usize::MAX - 2;
+const TAG_OBJECT: usize = usize::MAX - 3;
+
+/// The shape of a message: container tags and sizes, dict keys' object ids, and the object ids
+/// of its immutable leaves (str, int, float, bool, None). Two objects with the same shape hold
+/// the same leaf objects in the same places, so they are equal: verifiers rebuilds its message
+/// dicts every turn (`to_native_prompt`) around the same strings, and such a rebuilt message is
+/// recognised without reading or hashing its text again.
+fn walk<'py>(obj: &Bound<'py, PyAny>, shape: &mut Vec<usize>, leaves: &mut Vec<Bound<'py, PyAny>>, depth: usize) -> PyResult<()> {
     if depth > 32 {
-        return Ok(());
+        return Err(MessageError::new_err("a message is nested more than 32 levels deep"));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        h.write_usize(d.len());
+        shape.push(TAG_DICT);
+        shape.push(d.len());
         for (k, v) in d.iter() {
-            h.write_usize(k.as_ptr() as usize);
-            structure(&v, h, depth + 1)?;
+            shape.push(k.as_ptr() as usize);
+            leaves.push(k);
+            walk(&v, shape, leaves, depth + 1)?;
         }
     } else if let Ok(l) = obj.cast::<PyList>() {
-        h.write_usize(l.len());
+        shape.push(TAG_LIST);
+        shape.push(l.len());
         for v in l.iter() {
-            structure(&v, h, depth + 1)?;
+            walk(&v, shape, leaves, depth + 1)?;
         }
     } else if let Ok(t) = obj.cast::<PyTuple>() {
+        shape.push(TAG_TUPLE);
+        shape.push(t.len());
         for v in t.iter() {
-            structure(&v, h, depth + 1)?;
+            walk(&v, shape, leaves, depth + 1)?;
         }
-    } else if obj.is_none() || obj.cast::<PyString>().is_ok() || obj.is_instance_of::<pyo3::types::PyInt>() || obj.is_instance_of::<pyo3::types::PyFloat>() {
-        // immutable
+    } else if obj.is_none()
+        || obj.is_exact_instance_of::<PyString>()
+        || obj.is_exact_instance_of::<pyo3::types::PyInt>()
+        || obj.is_exact_instance_of::<pyo3::types::PyFloat>()
+        || obj.is_exact_instance_of::<pyo3::types::PyBool>()
+    {
+        shape.push(obj.as_ptr() as usize);
+        leaves.push(obj.clone());
     } else {
+        // Pydantic models, dataclasses, enums...: their type, then their fields.
         let py = obj.py();
+        shape.push(TAG_OBJECT);
+        shape.push(obj.get_type().as_ptr() as usize);
+        leaves.push(obj.get_type().into_any());
+        shape.push(obj.as_ptr() as usize);
+        leaves.push(obj.clone());
         if let Ok(fields) = obj.getattr(intern!(py, "__dict__")) {
-            structure(&fields, h, depth + 1)?;
+            walk(&fields, shape, leaves, depth + 1)?;
         }
         if let Ok(extra) = obj.getattr(intern!(py, "__pydantic_extra__")) {
-            structure(&extra, h, depth + 1)?;
+            walk(&extra, shape, leaves, depth + 1)?;
         }
     }
     Ok(())
@@ -70,23 +96,29 @@ fn structure(obj: &Bound<'_, PyAny>, h: &mut FxHasher, depth: usize) -> PyResult
 #[derive(Default)]
 struct State {
     rollout: Rollout,
-    seen: FxHashMap<usize, Seen>,
+    seen: FxHashMap<u64, Vec<Seen>>,
 }
 
-/// The engine's view of one Python message: converted and hashed, from the cache if unchanged.
-fn intern(seen: &mut FxHashMap<usize, Seen>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(u128, Arc<Json>)> {
+/// The engine's view of one Python message: converted and hashed, from the cache if a message
+/// of the same shape was seen before.
+fn intern_message(seen: &mut FxHashMap<u64, Vec<Seen>>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(u128, Arc<Json>)> {
+    let mut shape = Vec::with_capacity(32);
+    let mut leaves = Vec::with_capacity(16);
+    walk(obj, &mut shape, &mut leaves, 0)?;
     let mut h = FxHasher::default();
-    structure(obj, &mut h, 0)?;
-    let fp = h.finish();
-    let key = obj.as_ptr() as usize;
-    if let Some(s) = seen.get(&key) {
-        if s.fingerprint == fp {
+    for word in &shape {
+        h.write_usize(*word);
+    }
+    let key = h.finish();
+    if let Some(entries) = seen.get(&key) {
+        if let Some(s) = entries.iter().find(|s| s.shape == shape) {
             return Ok((s.hash, s.json.clone()));
         }
     }
     let json = Arc::new(to_json(obj, what)?);
     let hash = message_hash(&json);
-    seen.insert(key, Seen { _object: obj.clone().unbind(), fingerprint: fp, hash, json: json.clone() });
+    let leaves = leaves.into_iter().map(Bound::unbind).collect();
+    seen.entry(key).or_default().push(Seen { shape, _leaves: leaves, hash, json: json.clone() });
     Ok((hash, json))
 }
 
@@ -241,7 +273,7 @@ impl PyRollout {
         let mut hashes = Vec::new();
         let iter = messages.try_iter().map_err(|_| MessageError::new_err("messages must be a list of chat messages"))?;
         for (i, message) in iter.enumerate() {
-            let (hash, json) = intern(&mut state.seen, &message?, &format!("messages[{i}]"))?;
+            let (hash, json) = intern_message(&mut state.seen, &message?, &format!("messages[{i}]"))?;
             hashes.push(hash);
             jsons.push(json);
         }
@@ -402,7 +434,7 @@ impl PyRollout {
             }
         };
         let mut state = self.state.lock();
-        let (hash, _) = intern(&mut state.seen, message, "message")?;
+        let (hash, _) = intern_message(&mut state.seen, message, "message")?;
         state.rollout.record(plan, prompt_ids, completion_ids, hash, finish_reason);
         Ok(())
     }

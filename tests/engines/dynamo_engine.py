@@ -9,7 +9,8 @@ passed through unchanged; without it the frontend renders the chat template itse
 What it answers (deterministic, no model weights):
 
 * It decodes the prompt ids with the model folder's tokenizer and picks an assistant turn:
-  - if tools are rendered in the prompt (the first ``"name": "..."`` is the first tool) and fewer
+  - if tools are rendered in the prompt (the first tool name found in JSON, XML or gpt-oss
+    TypeScript tool specs, see ``first_tool_name``) and fewer
     than ``max_tool_calls`` (default 3) of this engine's tool calls appear since its last text
     answer, a call of that first tool with ``{"step": k}`` (k = 1, 2, 3);
   - otherwise a text answer (``TEXT_ANSWER``).
@@ -20,7 +21,8 @@ What it answers (deterministic, no model weights):
   add_generation_prompt=True)``, completion = ``full[len(prefix):]`` up to and including the
   first stop token (the model's eos, or any stop id of the request), encoded without special
   tokens. ``conv`` is a reference conversation of the same shape (user, then k-1 call/result
-  pairs). If the rendered turn has no stop token, the eos id is appended.
+  pairs). If the rendered turn has no stop token, the eos id is appended, unless it already ends
+  in a special token (gpt-oss ends a tool call with ``<|call|>``).
 * Every completion token gets a deterministic logprob (``logprob_for``); chunks carry
   ``log_probs`` (and ``top_logprobs`` when the request asked for top-k) when the request asked
   for logprobs. The final chunk carries ``engine_data = {prompt_token_ids, completion_token_ids,
@@ -49,6 +51,20 @@ missing/empty file means no overrides), then the environment variable ``FASTTITO
     echo_request    false  also put the request as the engine saw it into engine_data.request
                            and the policy decision into engine_data.policy
     logprob_scale   1.0    multiply every logprob (0 gives 0.0 logprobs)
+
+What the Dynamo 1.6.1 frontend makes of each ``error`` (observed; non-streamed requests):
+    exception         500 {"message":"Internal server error","type":"Internal Server Error",
+                          "code":500,"details":{"backend_status":500}}
+    invalid_argument  400 {"message":"<error_message>","type":"Bad Request","code":400}
+    http:<code>       <code> with the generic reason phrase; error_message is dropped, e.g.
+                          429 {"message":"Too Many Requests","type":"Too Many Requests","code":429}
+    cancelled         499 {"message":"Request cancelled","type":"Client Closed Request","code":499}
+    engine_shutdown,  503 {"message":"Service temporarily unavailable",...}, AND the frontend
+    cannot_connect        drops the worker from routing for ~3 s: requests meanwhile get 503
+                          "Model `NAME` is not ready to serve requests yet. ..."
+With ``error_after`` > 0: a non-streamed request still gets the 500; a streamed one gets HTTP
+200, the first chunks, then ``data: {"error":{"message":"Internal server error","type":
+"internal_server_error","code":500}}`` and ``data: [DONE]``.
 
 Other environment: ``FASTTITO_DYN_PARENT_PID``: the engine exits when its parent process is
 no longer that pid (watchdog; a test runner killed with SIGKILL leaves no engine behind).
@@ -91,7 +107,23 @@ KNOB_DEFAULTS: dict[str, Any] = {
     "echo_request": False,
     "logprob_scale": 1.0,
 }
-_TOOL_NAME_RE = re.compile(r'"name"\s*:\s*"([^"\\]+)"')
+# where the first tool's name shows up in a rendered prompt: JSON tool specs (Qwen, Llama,
+# Mistral, ...), XML specs (Qwen3-Coder), TypeScript-style specs (gpt-oss harmony)
+_TOOL_NAME_RES = (
+    re.compile(r'"name"\s*:\s*"([^"\\]+)"'),
+    re.compile(r"<name>([^<\s]+)</name>"),
+    re.compile(r"namespace functions \{.*?\btype (\w+)\s*=", re.DOTALL),
+)
+
+
+def first_tool_name(text: str) -> str | None:
+    """The name of the first tool rendered in ``text`` (earliest match of any known format)."""
+    best: tuple[int, str] | None = None
+    for rx in _TOOL_NAME_RES:
+        m = rx.search(text)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), m.group(1))
+    return best[1] if best else None
 
 
 # --------------------------------------------------------------------------- the script
@@ -149,6 +181,9 @@ class Script:
             raise ValueError(f"{model_dir}: tokenizer has no eos token")
         self.eos_id: int = int(eos)
         self.vocab_size = len(self.tok)
+        self.special_ids = frozenset(int(i) for i in self.tok.all_special_ids) | frozenset(
+            int(i) for i, t in self.tok.added_tokens_decoder.items() if t.special
+        )
         self._cache: dict[tuple[str, int, frozenset[int]], list[int]] = {}
         self.user_tail = self._tail_after([{"role": "user", "content": USER_PROBE}], USER_PROBE)
         try:
@@ -157,7 +192,8 @@ class Script:
                 tool_call_message("probe_tool", 1),
                 tool_result_message("probe_tool", 1, TOOL_PROBE),
             ]
-            self.tool_tail: str | None = self._tail_after(conv, TOOL_PROBE, [tool_spec("probe_tool")])
+            tools = [tool_spec("probe_tool")]
+            self.tool_tail: str | None = self._tail_after(conv, TOOL_PROBE, tools)
         except Exception:  # a template without tool support
             self.tool_tail = None
 
@@ -202,8 +238,7 @@ class Script:
     def decide(self, prompt_ids: list[int], max_calls: int) -> dict[str, Any]:
         text = self.tok.decode(prompt_ids, skip_special_tokens=False)
         last = self.last_turn(text)
-        m = _TOOL_NAME_RE.search(text)
-        name = m.group(1) if m else None
+        name = first_tool_name(text)
         calls = 0
         if name is not None:
             answer_sig = TEXT_ANSWER
@@ -218,6 +253,8 @@ class Script:
     # -- the completion
 
     def completion(self, action: str, name: str | None, step: int, stops: frozenset[int]) -> list[int]:
+        """Ids of the scripted turn: tool call ``step`` (action ``call``) or the text answer
+        after ``step`` calls (action ``answer``), cut after the first stop id."""
         key = (f"{action}:{name}", step, stops)
         if key in self._cache:
             return list(self._cache[key])
@@ -246,7 +283,10 @@ class Script:
                 ids = ids[: i + 1]
                 break
         else:
-            ids.append(self.eos_id)
+            # no stop token rendered: a turn that ends in the template's own special terminator
+            # (gpt-oss ends a tool call with <|call|>) keeps it, anything else gets the eos
+            if not ids or ids[-1] not in self.special_ids:
+                ids.append(self.eos_id)
         self._cache[key] = ids
         return list(ids)
 
@@ -406,9 +446,8 @@ def _engine_class() -> type:
                 for t in (stop_conditions.get(key) or [])
             ) | frozenset(int(t) for t in (request.get("eos_token_ids") or []))
             decision = script.decide(prompt, int(knobs["max_tool_calls"]))
-            ids = script.completion(
-                decision["action"], decision["tool"], decision.get("step", decision["calls_so_far"]), stops
-            )
+            step = decision.get("step", decision["calls_so_far"])
+            ids = script.completion(decision["action"], decision["tool"], step, stops)
             finish = "stop"
             if knobs["strip_stop"] and ids and ids[-1] in (stops | {script.eos_id}):
                 ids = ids[:-1]
@@ -474,7 +513,8 @@ def _top(script: Script, tid: int, lp: float, k: int) -> list[dict[str, Any]]:
     out = [{"rank": 1, "token_id": tid, "token": script.tok.decode([tid]), "logprob": lp}]
     for r in range(1, k):
         alt = (tid + r) % script.vocab_size
-        out.append({"rank": r + 1, "token_id": alt, "token": script.tok.decode([alt]), "logprob": lp - r})
+        alt_token = script.tok.decode([alt])
+        out.append({"rank": r + 1, "token_id": alt, "token": alt_token, "logprob": lp - r})
     return out
 
 

@@ -374,7 +374,8 @@ def start_dynamo(
             for name, p in (("engine", handle.engine), ("frontend", handle.frontend)):
                 if p.poll() is not None:
                     raise DynamoStartError(
-                        f"the Dynamo {name} exited with {p.returncode} during start\n{handle.logs()}"
+                        f"the Dynamo {name} exited with {p.returncode} during start\n"
+                        + handle.logs()
                     )
             try:
                 if served_name in _models(handle.base_url):

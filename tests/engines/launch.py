@@ -7,7 +7,7 @@ From a pytest fixture::
     @pytest.fixture(scope="module")
     def engine():
         with start_engine("models/qwen2.5", served_model_name="test-model") as eng:
-            yield eng            # eng.base_url = "http://127.0.0.1:PORT", eng.v1_url = base_url + "/v1"
+            yield eng  # eng.base_url = "http://127.0.0.1:PORT", eng.v1_url = base_url + "/v1"
 
     def test_x(engine):
         engine.script(mode="tool_agent", tool_calls=2)
@@ -101,16 +101,18 @@ class EngineProcess:
 
     def script(self, **script: Any) -> dict[str, Any]:
         """Replace the completion script (keys as documented in vllm_engine.py)."""
-        return self._admin("POST", "/_admin/script", script)["script"]
+        out: dict[str, Any] = self._admin("POST", "/_admin/script", script)["script"]
+        return out
 
     def faults(self, *faults: dict[str, Any], replace: bool = False) -> list[dict[str, Any]]:
         """Queue faults, e.g. ``faults({"mode": "http_503", "count": 2})``."""
-        return self._admin("POST", "/_admin/faults", {"faults": list(faults), "replace": replace})[
-            "faults"
-        ]
+        body = {"faults": list(faults), "replace": replace}
+        out: list[dict[str, Any]] = self._admin("POST", "/_admin/faults", body)["faults"]
+        return out
 
     def requests(self) -> list[dict[str, Any]]:
-        return self._admin("GET", "/_admin/requests")["requests"]
+        out: list[dict[str, Any]] = self._admin("GET", "/_admin/requests")["requests"]
+        return out
 
     def reset(self) -> None:
         self._admin("POST", "/_admin/reset", {})
@@ -153,7 +155,8 @@ def start_engine(
     ``model_dir`` may be relative to the repository root (``models/qwen2.5``,
     ``../shared/models/qwen3``). ``extra_args`` go to the engine's command line
     (``--disable-route``, ``--scheduling-policy``, ``--stop-token-id``...). The engine's stderr
-    goes to a temporary log file (``log_path``), quoted in any start error.
+    goes to a temporary log file (``log_path``), quoted in any start error and deleted by
+    ``stop()`` unless ``FASTTITO_KEEP_ENGINE_LOGS`` is set.
     """
     path = Path(model_dir)
     if not path.is_absolute() and not path.exists():
@@ -213,7 +216,10 @@ def start_engine(
                 raise EngineStartError(f"engine exited with code {proc.returncode}")
         info = json.loads(line.split(b"\n", 1)[0])
         eng = EngineProcess(
-            proc=proc, port=int(info["port"]), model=info["model"], log_path=log_path,
+            proc=proc,
+            port=int(info["port"]),
+            model=info["model"],
+            log_path=log_path,
             api_key=api_key,
         )
         while True:  # answers on HTTP (bounded by the same deadline)
@@ -266,7 +272,7 @@ def _kill(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> int
 
 
 def stop_engine(engine: EngineProcess | int, timeout: float = 10.0) -> int | None:
-    """Stop an engine by PID (an ``EngineProcess`` or a bare pid); returns the exit code if known."""
+    """Stop an engine by PID (an ``EngineProcess`` or a bare pid); its exit code if known."""
     if isinstance(engine, int):
         return _kill(engine, None, timeout)
     if engine._stopped:
@@ -275,4 +281,6 @@ def stop_engine(engine: EngineProcess | int, timeout: float = 10.0) -> int | Non
     code = _kill(engine.pid, engine.proc, timeout)
     if engine.proc.stdout is not None:
         engine.proc.stdout.close()
+    if not os.environ.get("FASTTITO_KEEP_ENGINE_LOGS"):
+        engine.log_path.unlink(missing_ok=True)
     return code

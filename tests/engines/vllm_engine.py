@@ -6,7 +6,8 @@ Run::
     python tests/engines/vllm_engine.py --model models/qwen2.5 --port 0 \
         [--served-model-name NAME]... [--max-model-len 32768] [--idle-timeout 300] \
         [--api-key KEY] [--scheduling-policy priority|fcfs] [--disable-route PATH]... \
-        [--stop-token-id ID]... [--port-file FILE] [--parent-pid PID]
+        [--stop-token-id ID]... [--port-file FILE] [--parent-pid PID] [--version-string V] \
+        [--max-recorded-requests 10000] [--prefix-store-size 8192]
 
 When it listens it prints ONE line on stdout, then nothing else (logs go to stderr)::
 
@@ -18,15 +19,17 @@ It never imports fasttito: it is the independent side of every wire test.
 
 Routes (field names and shapes follow ``../shared/wire.md`` sections A and B)
 ----------------------------------------------------------------------------
-``GET  /v1/models``                  ``{"object":"list","data":[{"id","object":"model","max_model_len",...}]}``
+``GET  /v1/models``                  ``{"object": "list", "data": [{"id", "object": "model",
+                                     "max_model_len", ...}]}``
 ``POST /v1/chat/completions``        vLLM ``ChatCompletionResponse`` (+ ``prompt_token_ids`` and
                                      ``choices[].token_ids`` when ``return_token_ids``)
 ``POST /v1/chat/completions/tokens`` prime-rl route: as above, but the prompt ids are ``tokens``
-                                     (``messages`` must still render); ``len(tokens) >= max_model_len``
-                                     is a 400
+                                     (``messages`` must still render);
+                                     ``len(tokens) >= max_model_len`` is a 400
 ``POST /tokenize``                   chat variant (``messages``) and completion variant (``prompt``)
 ``POST /detokenize``                 ``{"tokens": [...]}`` -> ``{"prompt": text}``
-``POST /inference/v1/generate``      vLLM >= 0.20 token-in/token-out (``token_ids`` + ``sampling_params``)
+``POST /inference/v1/generate``      vLLM >= 0.20 token-in/token-out (``token_ids`` +
+                                     ``sampling_params``)
 ``GET  /health``, ``GET /version``   as vLLM
 ``/_admin/*``                        test control, below (never authenticated, never recorded)
 
@@ -77,7 +80,8 @@ Admin API (JSON in, JSON out)
                                     #   (alias "turns"), then a final text answer
      "parallel": 1,                 # tool_agent: calls per tool-calling turn
      "tool_content": null,          # tool_agent: text before the calls (null: no content)
-     "final_content": null,         # tool_agent: final answer (null: "Final answer after N tool calls.")
+     "final_content": null,         # tool_agent: final answer
+                                    #   (null: "Final answer after N tool calls.")
      "content": null,               # text: the answer (null: "Hello from the test engine.")
      "reasoning": null,             # every mode: reasoning_content of the scripted message
      "message": null,               # fixed: the assistant message, OpenAI shape
@@ -94,7 +98,8 @@ Admin API (JSON in, JSON out)
   (``get_weather`` without tools); arguments come from its JSON schema and the turn number,
   ids are ``call`` + 3-digit turn + 2-digit index (9 alphanumerics, as mistral-nemo requires).
   Otherwise the final text answer.
-``GET /_admin/requests`` -> ``{"count": N, "requests": [{"seq", "time", "method", "path", "query",
+``GET /_admin/requests`` -> the last ``--max-recorded-requests`` non-admin requests:
+  ``{"count": N, "requests": [{"seq", "time", "method", "path", "query",
   "headers" (lower-case names; authorization/cookie/api-key values "<redacted>"),
   "authorization_present", "authorization_valid" (null without --api-key), "body" (JSON, or
   {"_raw": text}), "prompt_ids", "completion_ids" (as generated, before any fault), "status",
@@ -122,8 +127,9 @@ Admin API (JSON in, JSON out)
 
 ``/inference/v1/generate`` (ids only)
 -------------------------------------
-Every full completion (any route) is stored as ``prompt_ids + completion_ids`` -> (conversation
-incl. the scripted assistant, tools, template kwargs). A generate request is resolved by:
+Every full completion (any route) is stored (LRU, ``--prefix-store-size``) as
+``prompt_ids + completion_ids`` -> (conversation incl. the scripted assistant, tools, template
+kwargs). A generate request is resolved by:
 
 1. the longest stored sequence that prefixes ``token_ids`` (looked up only at positions right
    after a stop token); the rest is decoded and matched against the template's render of the
@@ -160,6 +166,7 @@ import struct
 import sys
 import time
 import uuid
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,7 +259,7 @@ class Model:
     def __init__(self, model_dir: str, stop_token_ids: list[int] | None = None) -> None:
         import transformers
 
-        transformers.logging.set_verbosity_error()
+        transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         self.dir = model_dir
         self.tok = transformers.AutoTokenizer.from_pretrained(model_dir)
         self.vocab_size = len(self.tok)
@@ -270,7 +277,7 @@ class Model:
             raise SystemExit(f"{model_dir}: no eos token; pass --stop-token-id")
         self.stop_ids: list[int] = stops
         self.stop_set = frozenset(stops)
-        self.stop_strs = {i: self.tok.convert_ids_to_tokens(i) for i in stops}
+        self.stop_strs = {i: str(self.tok.convert_ids_to_tokens(i)) for i in stops}
         self._render_cache = LRU(4096)
         self._encode_cache = LRU(4096)
         self._tokstr: dict[int, str] = {}
@@ -285,8 +292,10 @@ class Model:
         return list(hit)
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
-        return self.tok.decode(
-            ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False
+        return str(
+            self.tok.decode(
+                ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False
+            )
         )
 
     def token_text(self, token_id: int) -> str:
@@ -316,7 +325,7 @@ class Model:
         if hit is not None:
             if isinstance(hit, TemplateFailure):
                 raise hit
-            return hit
+            return str(hit)
         try:
             text = self.tok.apply_chat_template(
                 copy.deepcopy(messages),
@@ -437,8 +446,10 @@ def _function_of(tool: Any) -> dict[str, Any] | None:
 
 
 def make_arguments(fn: dict[str, Any], i: int) -> dict[str, Any]:
-    params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
-    props = params.get("properties") if isinstance(params.get("properties"), dict) else {}
+    params = fn.get("parameters")
+    params = params if isinstance(params, dict) else {}
+    props = params.get("properties")
+    props = props if isinstance(props, dict) else {}
     if not props:
         return {}
     args: dict[str, Any] = {}
@@ -547,9 +558,7 @@ class Script:
         last = conv[-1].get("role") if conv else None
         last_user = max((i for i, m in enumerate(conv) if m.get("role") == "user"), default=-1)
         calls_done = sum(
-            1
-            for m in conv[last_user + 1 :]
-            if m.get("role") == "assistant" and m.get("tool_calls")
+            1 for m in conv[last_user + 1 :] if m.get("role") == "assistant" and m.get("tool_calls")
         )
         if last in ("user", "tool") and calls_done < self.tool_calls:
             fn = next((f for f in map(_function_of, tools or []) if f is not None), None)
@@ -619,7 +628,7 @@ def build_completion(
     except TemplateFailure as exc:
         raise bad_request(f"chat template failed on the request messages: {exc}") from exc
     try:
-        full = model.render(conv + [asst], tools, add_generation_prompt=False, ctk=ctk)
+        full = model.render([*conv, asst], tools, add_generation_prompt=False, ctk=ctk)
     except TemplateFailure as exc:
         raise script_error(
             "template_rejected_scripted_message",
@@ -634,9 +643,7 @@ def build_completion(
             f"prompt {prefix[max(0, i - 40) : i + 40]!r} vs full {full[max(0, i - 40) : i + 40]!r}",
         )
     turn = full[len(prefix) :]
-    ends = [
-        (turn.find(s), s) for s in model.stop_strs.values() if s and turn.find(s) >= 0
-    ]
+    ends = [(turn.find(s), s) for s in model.stop_strs.values() if s and turn.find(s) >= 0]
     if not ends:
         raise script_error(
             "no_stop_token_in_rendered_turn",
@@ -660,7 +667,7 @@ def build_completion(
             f"the encoded turn does not end in a stop id {model.stop_ids}: {ids[-5:]}",
         )
     stable, detail = True, None
-    nxt = conv + [asst] + _next_messages(asst)
+    nxt = [*conv, asst, *_next_messages(asst)]
     try:
         again = model.render(nxt, tools, add_generation_prompt=True, ctk=ctk)
         if not again.startswith(prefix + turn):
@@ -668,7 +675,8 @@ def build_completion(
             stable = False
             detail = (
                 f"the next turn re-renders this one differently at char {i}: "
-                f"{(prefix + turn)[max(0, i - 30) : i + 30]!r} vs {again[max(0, i - 30) : i + 30]!r}"
+                f"{(prefix + turn)[max(0, i - 30) : i + 30]!r} vs "
+                f"{again[max(0, i - 30) : i + 30]!r}"
             )
     except TemplateFailure as exc:
         stable, detail = False, f"the next turn does not render: {exc}"
@@ -698,16 +706,29 @@ class StoredTurn:
     ctk: dict[str, Any]
 
 
+def _digest_at_cuts(ids: list[int], cuts: list[int]) -> list[bytes]:
+    """blake2b digests of ids[:cut] for every cut (ascending), in one pass over the ids."""
+    h = hashlib.blake2b(digest_size=16)
+    out, done = [], 0
+    for cut in cuts:
+        h.update(array("q", ids[done:cut]).tobytes())
+        done = cut
+        out.append(h.copy().digest())
+    return out
+
+
 class PrefixStore:
-    def __init__(self, stop_set: frozenset[int], max_entries: int = 50_000) -> None:
+    """prompt + completion ids (as a digest) -> the conversation they render; LRU-bounded."""
+
+    def __init__(self, stop_set: frozenset[int], max_entries: int = 8192) -> None:
         self.stop_set = stop_set
-        self.entries: OrderedDict[tuple[int, ...], StoredTurn] = OrderedDict()
+        self.entries: OrderedDict[bytes, StoredTurn] = OrderedDict()
         self.max_entries = max_entries
 
     def add(self, ids: list[int], turn: StoredTurn) -> None:
-        if not ids or ids[-1] not in self.stop_set:
+        if not ids or ids[-1] not in self.stop_set or self.max_entries <= 0:
             return  # truncated turns are never bridged from
-        key = tuple(ids)
+        key = _digest_at_cuts(ids, [len(ids)])[0]
         self.entries[key] = turn
         self.entries.move_to_end(key)
         while len(self.entries) > self.max_entries:
@@ -715,9 +736,10 @@ class PrefixStore:
 
     def lookup(self, ids: list[int]) -> tuple[int, StoredTurn] | None:
         cuts = [i + 1 for i, t in enumerate(ids[:-1]) if t in self.stop_set]
-        for cut in reversed(cuts):
-            hit = self.entries.get(tuple(ids[:cut]))
+        for cut, key in reversed(list(zip(cuts, _digest_at_cuts(ids, cuts), strict=True))):
+            hit = self.entries.get(key)
             if hit is not None:
+                self.entries.move_to_end(key)
                 return cut, hit
         return None
 
@@ -761,7 +783,9 @@ def resolve_ids(
         try:
             before = model.render(prev.conv, prev.tools, add_generation_prompt=False, ctk=prev.ctk)
         except TemplateFailure as exc:
-            raise script_error("ids_not_understood", f"stored conversation re-render: {exc}") from exc
+            raise script_error(
+                "ids_not_understood", f"stored conversation re-render: {exc}"
+            ) from exc
         stop_str = model.stop_strs.get(ids[cut - 1], "")
         anchor = before.rfind(stop_str) + len(stop_str) if stop_str in before else -1
         last = prev.conv[-1]
@@ -773,7 +797,7 @@ def resolve_ids(
                 for i, cid in enumerate(call_ids)
             ]
             tails.append(tools_tail)
-            tails.append(tools_tail + [{"role": "user", "content": MARKER.format(len(call_ids))}])
+            tails.append([*tools_tail, {"role": "user", "content": MARKER.format(len(call_ids))}])
         tails.append([{"role": "user", "content": MARKER.format(0)}])
         if anchor >= 0:
             for tail in tails:
@@ -819,16 +843,16 @@ def resolve_ids(
             m = _pattern(full).fullmatch(text)
             if m:
                 how = {"from": "fresh", "tail_roles": [c["role"] for c in conv]}
-                how["tools"] = None if tools is None else [
-                    (_function_of(t) or {}).get("name") for t in tools
-                ]
+                how["tools"] = (
+                    None if tools is None else [(_function_of(t) or {}).get("name") for t in tools]
+                )
                 return _fill(conv, m), tools, dict(script.chat_template_kwargs), how
     raise script_error(
         "ids_not_understood",
         "no previous completion of this engine prefixes token_ids (looked up after each stop "
         "token), and the decoded prompt is not [user] or [system, user] rendered with the "
-        "script's tools or no tools; set POST /_admin/script {\"tools\": [...], "
-        "\"chat_template_kwargs\": {...}} to what the client renders with. Decoded prompt "
+        'script\'s tools or no tools; set POST /_admin/script {"tools": [...], '
+        '"chat_template_kwargs": {...}} to what the client renders with. Decoded prompt '
         f"starts {text[:160]!r}",
     )
 
@@ -853,7 +877,7 @@ COMPLETION_PATHS = ("/v1/chat/completions", "/v1/chat/completions/tokens", "/inf
 
 def parse_fault(obj: Any) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise bad_request("a fault must be an object like {\"mode\": \"http_503\", \"count\": 1}")
+        raise bad_request('a fault must be an object like {"mode": "http_503", "count": 1}')
     mode = obj.get("mode")
     if mode not in FAULT_MODES:
         raise bad_request(f"fault mode {mode!r} unknown; one of {list(FAULT_MODES)}")
@@ -935,6 +959,7 @@ class Settings:
     disabled_routes: set[str]
     version: str
     max_recorded: int
+    prefix_store_size: int
 
 
 class Engine:
@@ -942,7 +967,7 @@ class Engine:
         self.model = model
         self.s = settings
         self.script = Script()
-        self.store = PrefixStore(model.stop_set)
+        self.store = PrefixStore(model.stop_set, settings.prefix_store_size)
         self.faults: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.seq = 0
@@ -968,9 +993,7 @@ class Engine:
         if not isinstance(prio, int) or isinstance(prio, bool):
             raise bad_request("'priority' must be an integer")
         if prio != 0 and self.s.scheduling_policy != "priority":
-            raise bad_request(
-                f"Got priority {prio} but Priority scheduling is not enabled."
-            )
+            raise bad_request(f"Got priority {prio} but Priority scheduling is not enabled.")
         if body.get("stream"):
             raise bad_request("stream=true is not supported by the test engine")
 
@@ -1057,7 +1080,7 @@ class Engine:
 
     # -- routes -------------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:
-        data = [
+        data: list[dict[str, Any]] = [
             {
                 "id": name,
                 "object": "model",
@@ -1122,7 +1145,7 @@ class Engine:
         ids, finish, stop_reason, complete = self.finish(comp, max_tokens, extra_stops)
         rec["completion_ids"] = ids
         if complete:
-            self.store.add(prompt_ids + ids, StoredTurn(conv + [comp.message], tools, ctk))
+            self.store.add(prompt_ids + ids, StoredTurn([*conv, comp.message], tools, ctk))
         as_ids = bool(body.get("return_tokens_as_token_ids"))
         ret_ids = bool(body.get("return_token_ids"))
         message = self.response_message(comp.message, ids, complete)
@@ -1266,12 +1289,12 @@ class Engine:
         comp = build_completion(self.model, self.script, conv, tools, ctk)
         rec["history_stable"] = comp.stable
         rec["history_detail"] = comp.stable_detail
-        ids, finish, stop_reason, complete = self.finish(comp, max_tokens, extra_stops)
+        ids, finish, _, complete = self.finish(comp, max_tokens, extra_stops)
         if finish == "tool_calls":
             finish = "stop"  # /inference/v1/generate never says tool_calls (wire.md B.2)
         rec["completion_ids"] = ids
         if complete:
-            self.store.add(prompt_ids + ids, StoredTurn(conv + [comp.message], tools, ctk))
+            self.store.add(prompt_ids + ids, StoredTurn([*conv, comp.message], tools, ctk))
         return {
             "request_id": body.get("request_id") or f"gen-{uuid.uuid4().hex}",
             "choices": [
@@ -1283,8 +1306,7 @@ class Engine:
                         else None
                     ),
                     "finish_reason": finish,
-                    "stop_reason": stop_reason,
-                    "token_ids": ids,
+                    "token_ids": list(ids),
                 }
             ],
             "prompt_logprobs": None,
@@ -1295,7 +1317,7 @@ class Engine:
                 "completion_tokens": len(ids),
                 "prompt_tokens_details": None,
             },
-            "prompt_token_ids": prompt_ids,
+            "prompt_token_ids": list(prompt_ids),
         }
 
     # -- faults and records -------------------------------------------------------------------
@@ -1341,7 +1363,8 @@ class Engine:
             "history_stable": None,
             "derived": None,
         }
-        self.requests.append(rec)
+        if self.s.max_recorded > 0:
+            self.requests.append(rec)
         if len(self.requests) > self.s.max_recorded:
             del self.requests[: len(self.requests) - self.s.max_recorded]
         return rec
@@ -1401,7 +1424,8 @@ def build_app(engine: Engine) -> web.Application:
     @web.middleware
     async def fastapi_like_404(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         except web.HTTPNotFound:
             return json_response({"detail": "Not Found"}, 404)
         except web.HTTPMethodNotAllowed:
@@ -1457,9 +1481,7 @@ def build_app(engine: Engine) -> web.Application:
             data = json.dumps(payload, ensure_ascii=False).encode()
             rec["status"] = 200
             if fault and fault["mode"] == "truncated_json":
-                return web.Response(
-                    body=data[: len(data) // 2], content_type="application/json"
-                )
+                return web.Response(body=data[: len(data) // 2], content_type="application/json")
             if fault and fault["mode"] == "malformed_json":
                 return web.Response(
                     body=b'{"id": "broken", "choices": [{"index": 0,, "token_ids": [1 2 3]}',
@@ -1472,7 +1494,7 @@ def build_app(engine: Engine) -> web.Application:
                 resp.content_length = len(data)
                 await resp.prepare(request)
                 await resp.write(data[: max(1, len(data) // 2)])
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)  # let the client read the headers and the half body
                 _abort(request, reset=True)
                 raise Dropped
             return web.Response(body=data, content_type="application/json")
@@ -1553,7 +1575,7 @@ def build_app(engine: Engine) -> web.Application:
         else:
             items, replace = [body], False
         parsed = [parse_fault(f) for f in items]
-        engine.faults = (parsed if replace else engine.faults + parsed)
+        engine.faults = parsed if replace else engine.faults + parsed
         return {"ok": True, "faults": engine.faults}
 
     def get_faults(_: Any) -> dict[str, Any]:
@@ -1605,9 +1627,7 @@ async def run(engine: Engine, args: argparse.Namespace) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=2048)
     await site.start()
-    server = site._server  # the asyncio server; its socket tells the bound port
-    assert server is not None and server.sockets
-    port = server.sockets[0].getsockname()[1]
+    port = int(runner.addresses[0][1])  # the bound port (--port 0 picks a free one)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1649,22 +1669,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="vLLM-compatible test engine (tests only)")
     p.add_argument("--model", required=True, help="folder with tokenizer.json + chat template")
     p.add_argument("--port", type=int, default=0, help="0 = any free port (printed when ready)")
-    p.add_argument("--served-model-name", action="append", default=None,
-                   help="repeatable; default: the model folder's name")
+    p.add_argument(
+        "--served-model-name",
+        action="append",
+        default=None,
+        help="repeatable; default: the model folder's name",
+    )
     p.add_argument("--max-model-len", type=int, default=32768)
-    p.add_argument("--idle-timeout", type=float, default=300.0,
-                   help="exit after this many seconds without requests (0: never)")
-    p.add_argument("--parent-pid", type=int, default=None,
-                   help="exit when this process is gone (default: when getppid() changes)")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="exit after this many seconds without requests (0: never)",
+    )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="exit when this process is gone (default: when getppid() changes)",
+    )
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
-    p.add_argument("--scheduling-policy", choices=("priority", "fcfs"), default="priority",
-                   help="fcfs: a non-zero priority is a 400, as in vLLM")
-    p.add_argument("--disable-route", action="append", default=[],
-                   help="answer 404 on this path (e.g. /v1/chat/completions/tokens)")
-    p.add_argument("--stop-token-id", type=int, action="append", default=None,
-                   help="override the stop ids (default: eos + known stop tokens)")
+    p.add_argument(
+        "--scheduling-policy",
+        choices=("priority", "fcfs"),
+        default="priority",
+        help="fcfs: a non-zero priority is a 400, as in vLLM",
+    )
+    p.add_argument(
+        "--disable-route",
+        action="append",
+        default=[],
+        help="answer 404 on this path (e.g. /v1/chat/completions/tokens)",
+    )
+    p.add_argument(
+        "--stop-token-id",
+        type=int,
+        action="append",
+        default=None,
+        help="override the stop ids (default: eos + known stop tokens)",
+    )
     p.add_argument("--version-string", default="0.20.0", help="what GET /version reports")
-    p.add_argument("--max-recorded-requests", type=int, default=100_000)
+    p.add_argument(
+        "--max-recorded-requests",
+        type=int,
+        default=10_000,
+        help="keep the last N requests for GET /_admin/requests (0: record none)",
+    )
+    p.add_argument(
+        "--prefix-store-size",
+        type=int,
+        default=8192,
+        help="completions remembered for /inference/v1/generate (LRU; 0: none)",
+    )
     p.add_argument("--port-file", default=None, help="also write the ready JSON to this file")
     return p.parse_args(argv)
 
@@ -1681,6 +1737,7 @@ def main(argv: list[str] | None = None) -> None:
         disabled_routes=set(args.disable_route),
         version=args.version_string,
         max_recorded=args.max_recorded_requests,
+        prefix_store_size=args.prefix_store_size,
     )
     asyncio.run(run(Engine(model, settings), args))
 
