@@ -14,6 +14,8 @@
 //! [`Rollout::finish`] let a caller tokenize the two bridge conversations elsewhere (vLLM's
 //! `/tokenize`) with the same algorithm and results.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json};
 
@@ -37,7 +39,7 @@ pub enum TurnEnd {
 
 #[derive(Debug, Clone)]
 struct Turn {
-    prompt_ids: Vec<u32>,
+    prompt_ids: Arc<[u32]>,
     completion_ids: Vec<u32>,
     end: TurnEnd,
     tools_fp: u128,
@@ -77,8 +79,9 @@ pub struct Plan {
     pub mode: Mode,
     /// Why the turn is MITO.
     pub fallback: Option<Fallback>,
-    /// The prompt ids: stitched (TITO), or a full local render (MITO, when asked for).
-    pub prompt_ids: Option<Vec<u32>>,
+    /// The prompt ids: stitched (TITO), or a full local render (MITO, when asked for). Shared
+    /// with the recorded turn, not copied.
+    pub prompt_ids: Option<Arc<[u32]>>,
     /// The matched previous turn (0-based).
     pub matched_turn: Option<usize>,
     /// Leading ids copied verbatim from the matched turn.
@@ -237,7 +240,7 @@ impl Rollout {
                 plan.gap = gap;
                 plan.deduped = deduped;
                 metrics::count_tito(reused, plan.bridged);
-                plan.prompt_ids = Some(ids);
+                plan.prompt_ids = Some(ids.into());
             }
             Err(reason) => {
                 metrics::count_mito(reason);
@@ -298,7 +301,7 @@ impl Rollout {
                 // and the engine's template reports the problem.
                 if let Ok(ids) = full_render() {
                     metrics::count_rendered(ids.len());
-                    plan.prompt_ids = Some(ids);
+                    plan.prompt_ids = Some(ids.into());
                 }
             }
             Mode::Tito if verify => {
@@ -321,7 +324,7 @@ impl Rollout {
     pub fn record(
         &mut self,
         plan: &Plan,
-        prompt_ids: Vec<u32>,
+        prompt_ids: Arc<[u32]>,
         completion_ids: Vec<u32>,
         completion_hash: u128,
         finish_reason: Option<&str>,
@@ -345,7 +348,7 @@ impl Rollout {
         &mut self,
         messages: &[&Json],
         prefix: &[u128],
-        prompt_ids: Vec<u32>,
+        prompt_ids: Arc<[u32]>,
         completion_ids: Vec<u32>,
         truncated: bool,
         tools_fp: u128,

@@ -15,6 +15,7 @@ from fasttito.errors import TokenizerLoadError as TokenizerLoadError
 from fasttito.metrics import metrics as metrics
 from fasttito.metrics import reset_metrics as reset_metrics
 from fasttito.rollout import Rollout as Rollout
+from fasttito.tokens import TokenIds as TokenIds
 from fasttito.trajectory import TrajectoryRollouts as TrajectoryRollouts
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "TemplateError",
     "TemplateLimitError",
     "TokenizationError",
+    "TokenIds",
     "Tokenizer",
     "TokenizerLoadError",
     "TrajectoryRollouts",

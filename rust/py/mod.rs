@@ -5,6 +5,7 @@
 
 mod convert;
 mod errors;
+mod ids;
 mod rollout;
 mod tokenizer;
 
@@ -16,6 +17,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
     m.add_class::<tokenizer::PyTokenizer>()?;
+    m.add_class::<ids::TokenIds>()?;
     m.add_class::<rollout::PyRollout>()?;
     m.add_class::<rollout::PyPlan>()?;
     m.add_class::<rollout::PyPendingBridge>()?;

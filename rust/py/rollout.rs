@@ -19,6 +19,7 @@ use serde_json::{Map, Value as Json};
 
 use super::convert::{to_json, to_json_list};
 use super::errors::MessageError;
+use super::ids::TokenIds;
 use super::tokenizer::PyTokenizer;
 use crate::messages::{fingerprint, message_hash, prefix_hashes};
 use crate::rollout::{Begin, Mode, PendingBridge, Plan, Rollout, TurnInput};
@@ -145,11 +146,11 @@ impl PyPlan {
         self.plan.fallback.map(|f| f.as_str())
     }
 
-    /// The prompt ids: stitched for TITO; for MITO the full local render, or `None` without a
-    /// local tokenizer.
+    /// The prompt ids (a zero-copy `TokenIds` view): stitched for TITO; for MITO the full local
+    /// render, or `None` without a local tokenizer.
     #[getter]
-    fn prompt_ids(&self) -> Option<Vec<u32>> {
-        self.plan.prompt_ids.clone()
+    fn prompt_ids(&self) -> Option<TokenIds> {
+        self.plan.prompt_ids.clone().map(TokenIds::new)
     }
 
     /// Ids copied verbatim from the matched turn.
@@ -207,7 +208,7 @@ impl PyPlan {
             None => format!(
                 "Plan(turn={}, mode='tito', prompt_ids=<{} ids>, tokens_reused={}, bridge_tokens={})",
                 self.plan.turn,
-                self.plan.prompt_ids.as_ref().map_or(0, Vec::len),
+                self.plan.prompt_ids.as_ref().map_or(0, |ids| ids.len()),
                 self.plan.reused,
                 self.plan.bridged
             ),
@@ -408,7 +409,7 @@ impl PyRollout {
         }
         let p = self.prepare_inputs(all.as_any(), tools, chat_template_kwargs)?;
         let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
-        self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_ids, completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
+        self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_ids.into(), completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
         Ok(())
     }
 
@@ -424,6 +425,7 @@ impl PyRollout {
         prompt_ids: Option<Vec<u32>>,
     ) -> PyResult<()> {
         let plan = &plan.get().plan;
+        let prompt_ids: Option<Arc<[u32]>> = prompt_ids.map(Into::into);
         let prompt_ids = match prompt_ids.or_else(|| plan.prompt_ids.clone()) {
             Some(ids) => ids,
             None => {

@@ -1,0 +1,166 @@
+//! `fasttito.TokenIds`: token ids that stay in Rust, seen from Python as a read-only sequence.
+//!
+//! A 64-turn prompt is ~100k ids; building a Python list of them costs milliseconds per turn,
+//! more than the TITO step itself. `TokenIds` keeps the ids in one Rust buffer and exposes them
+//! without copying: the buffer protocol (format `"I"`, uint32) for `memoryview`/numpy, and the
+//! sequence protocol (`len`, indexing, slicing, iteration, `==` with any sequence of ints).
+//! `.tolist()` builds a list for callers that need one.
+
+use std::ffi::{c_int, c_void};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyBufferError, PyIndexError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PySlice};
+
+/// Token ids held in Rust.
+#[pyclass(frozen, sequence, module = "fasttito._core", name = "TokenIds")]
+pub struct TokenIds {
+    ids: Arc<[u32]>,
+    shape: isize,
+    stride: isize,
+}
+
+impl TokenIds {
+    /// Wraps `ids`.
+    pub fn new(ids: impl Into<Arc<[u32]>>) -> Self {
+        let ids: Arc<[u32]> = ids.into();
+        let shape = ids.len() as isize;
+        Self { ids, shape, stride: 4 }
+    }
+
+    /// The ids.
+    #[allow(dead_code)]
+    pub fn as_slice(&self) -> &[u32] {
+        &self.ids
+    }
+}
+
+/// Reads a sequence of ints from Python: a `TokenIds`, or any iterable of ints.
+fn extract_ids(other: &Bound<'_, PyAny>) -> Option<Vec<u32>> {
+    if let Ok(t) = other.cast::<TokenIds>() {
+        return Some(t.get().ids.to_vec());
+    }
+    other.extract::<Vec<u32>>().ok()
+}
+
+#[pymethods]
+impl TokenIds {
+    #[new]
+    fn py_new(ids: Vec<u32>) -> Self {
+        Self::new(ids)
+    }
+
+    fn __len__(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, index: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        if let Ok(slice) = index.cast::<PySlice>() {
+            let idx = slice.indices(self.ids.len() as isize)?;
+            let mut out = Vec::with_capacity(idx.slicelength);
+            let mut i = idx.start;
+            for _ in 0..idx.slicelength {
+                out.push(self.ids[i as usize]);
+                i += idx.step;
+            }
+            return Ok(PyList::new(py, out)?.into_any());
+        }
+        let i: isize = index.extract()?;
+        let n = self.ids.len() as isize;
+        let j = if i < 0 { i + n } else { i };
+        if !(0..n).contains(&j) {
+            return Err(PyIndexError::new_err(format!("TokenIds index {i} out of range for {n} ids")));
+        }
+        Ok(self.ids[j as usize].into_pyobject(py)?.into_any())
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        PyList::new(py, self.ids.iter())?.into_any().try_iter().map(Bound::into_any)
+    }
+
+    fn __contains__(&self, id: i64) -> bool {
+        u32::try_from(id).is_ok_and(|id| self.ids.contains(&id))
+    }
+
+    /// How many times `id` occurs.
+    fn count(&self, id: i64) -> usize {
+        u32::try_from(id).map_or(0, |id| self.ids.iter().filter(|x| **x == id).count())
+    }
+
+    /// The first position of `id`.
+    fn index(&self, id: i64) -> PyResult<usize> {
+        u32::try_from(id)
+            .ok()
+            .and_then(|id| self.ids.iter().position(|x| *x == id))
+            .ok_or_else(|| PyValueError::new_err(format!("{id} is not in TokenIds")))
+    }
+
+    /// The ids as a new list.
+    fn tolist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.ids.iter())
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        extract_ids(other).is_some_and(|ids| *ids == *self.ids)
+    }
+
+    fn __ne__(&self, other: &Bound<'_, PyAny>) -> bool {
+        !self.__eq__(other)
+    }
+
+    fn __add__<'py>(&self, py: Python<'py>, other: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let rest = extract_ids(other).ok_or_else(|| PyValueError::new_err("can only add a sequence of ids"))?;
+        PyList::new(py, self.ids.iter().copied().chain(rest))
+    }
+
+    fn __radd__<'py>(&self, py: Python<'py>, other: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let mut first = extract_ids(other).ok_or_else(|| PyValueError::new_err("can only add a sequence of ids"))?;
+        first.extend_from_slice(&self.ids);
+        PyList::new(py, first)
+    }
+
+    fn __repr__(&self) -> String {
+        let head: Vec<String> = self.ids.iter().take(8).map(u32::to_string).collect();
+        let more = if self.ids.len() > 8 { ", ..." } else { "" };
+        format!("TokenIds([{}{more}], len={})", head.join(", "), self.ids.len())
+    }
+
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("view is null"));
+        }
+        if (flags & ffi::PyBUF_WRITABLE) == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("TokenIds is read-only"));
+        }
+        let this = slf.get();
+        let buf = this.ids.as_ptr() as *mut c_void;
+        let len = (this.ids.len() * 4) as isize;
+        let shape = &this.shape as *const isize as *mut isize;
+        let stride = &this.stride as *const isize as *mut isize;
+        // SAFETY: `view` is a valid Py_buffer supplied by the interpreter; the data, shape and
+        // stride live inside `slf`, which the view keeps alive through `obj`, and are never
+        // written while shared (the class is frozen and the buffer read-only).
+        unsafe {
+            (*view).obj = slf.into_any().into_ptr();
+            (*view).buf = buf;
+            (*view).len = len;
+            (*view).readonly = 1;
+            (*view).itemsize = 4;
+            (*view).format = if (flags & ffi::PyBUF_FORMAT) == ffi::PyBUF_FORMAT {
+                c"I".as_ptr() as *mut _
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).ndim = 1;
+            (*view).shape = if (flags & ffi::PyBUF_ND) == ffi::PyBUF_ND { shape } else { std::ptr::null_mut() };
+            (*view).strides = if (flags & ffi::PyBUF_STRIDES) == ffi::PyBUF_STRIDES { stride } else { std::ptr::null_mut() };
+            (*view).suboffsets = std::ptr::null_mut();
+            (*view).internal = std::ptr::null_mut();
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+}
