@@ -161,11 +161,11 @@ def main() -> int:
 
         # The newest tool result is new text on every round (as in a real rollout), so no cache
         # of any candidate can serve it.
-        def fresh_tool(i: int) -> dict[str, Any]:
-            return {**new_tool, "content": f"[T{T} round {i}] " + new_tool["content"]}
+        def fresh_tool(i: int, who: str) -> dict[str, Any]:
+            return {**new_tool, "content": f"[{who} T{T} round {i}] " + new_tool["content"]}
 
         def renderers_bridge(i: int) -> None:
-            out = renderer.bridge_to_next_turn(prev["prompt_ids"], prev["completion_ids"], [fresh_tool(i)], tools=TOOLS)
+            out = renderer.bridge_to_next_turn(prev["prompt_ids"], prev["completion_ids"], [fresh_tool(i, "renderers")], tools=TOOLS)
             assert out is not None
 
         def ft_turn(i: int) -> None:
@@ -173,17 +173,25 @@ def main() -> int:
             # turn ingests the newest step, then plans (untimed set-up in ft_setup below).
             traj = ft_state["traj"]
             traj.append(steps[k - 1])
-            prompt = native_prompt if i < 0 else [*native_prompt[:-1], {**native_prompt[-1], "content": f"[T{T} round {i}] " + new_tool["content"]}]
+            prompt = native_prompt if i < 0 else [*native_prompt[:-1], {**native_prompt[-1], "content": fresh_tool(i, "turn")["content"]}]
             plan = ft_state["rollouts"].prompt_ids(traj, prompt, TOOLS)
             assert plan.mode == "tito", plan.fallback_reason
             ft_state["result"] = plan.prompt_ids
 
         ft_state: dict[str, Any] = {}
 
+        # The previous turn's prompt, as verifiers rebuilt it then (new dicts, same strings).
+        previous_native, _ = loop.run_until_complete(client.to_native_prompt(vf_messages[: 2 * k]))
+
         def ft_setup() -> None:
+            # Steady state before turn T: the earlier steps ingested and the previous turn
+            # planned, as a real rollout did on its previous turns.
             rollouts = fasttito.TrajectoryRollouts(tok)
             traj = list(steps[: k - 1])
-            rollouts.rollout_for(traj, TOOLS)
+            if k > 1:
+                rollouts.prompt_ids(traj, previous_native, TOOLS)
+            else:
+                rollouts.rollout_for(traj, TOOLS)
             ft_state.update(rollouts=rollouts, traj=traj)
 
         rollout = fasttito.TrajectoryRollouts(tok).rollout_for(list(trajectory), TOOLS)
@@ -192,10 +200,10 @@ def main() -> int:
             assert isinstance(rollout.begin(prompt_dicts, TOOLS), fasttito.PendingBridge)
 
         def ft_bridge(i: int) -> None:
-            assert rollout.prepare([*prompt_dicts[:-1], fresh_tool(i)], TOOLS).mode == "tito"
+            assert rollout.prepare([*prompt_dicts[:-1], fresh_tool(i, "bridge")], TOOLS).mode == "tito"
 
         def floor(i: int) -> None:
-            tok.encode(fresh_tool(i)["content"])
+            tok.encode(fresh_tool(i, "floor")["content"])
 
         # fasttito turn needs a fresh (k-1)-step rollout each round: set it up outside the timer.
         turn_samples = []

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Message,
     /// Encoding or decoding failed (for example an id outside the vocabulary). Python: `TokenizationError`.
     Tokenize,
+    /// A server response is malformed: Python `ResponseParseError`.
+    Parse,
 }
 
 /// The core's error: a kind plus a human-readable message.
@@ -53,6 +55,11 @@ impl Error {
     /// Shorthand for [`ErrorKind::Tokenize`].
     pub fn tokenize(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Tokenize, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Parse`].
+    pub fn parse(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Parse, message)
     }
 
     /// The kind of this error.

@@ -8,6 +8,7 @@ from fasttito._core import Tokenizer as Tokenizer
 from fasttito._core import __version__ as __version__
 from fasttito.errors import FasttitoError as FasttitoError
 from fasttito.errors import MessageError as MessageError
+from fasttito.errors import ResponseParseError as ResponseParseError
 from fasttito.errors import TemplateError as TemplateError
 from fasttito.errors import TemplateLimitError as TemplateLimitError
 from fasttito.errors import TokenizationError as TokenizationError
@@ -23,6 +24,7 @@ __all__ = [
     "MessageError",
     "PendingBridge",
     "Plan",
+    "ResponseParseError",
     "Rollout",
     "TemplateError",
     "TemplateLimitError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "FasttitoError",
     "MessageError",
+    "ResponseParseError",
     "TemplateError",
     "TemplateLimitError",
     "TokenizationError",
@@ -52,3 +53,8 @@ class MessageError(TemplateError, TypeError):
 
 class TokenizationError(FasttitoError, ValueError):
     """Encoding or decoding failed, e.g. an id outside the vocabulary."""
+
+
+class ResponseParseError(FasttitoError, ValueError):
+    """A server response is malformed: not JSON, too large or too deep, token ids missing or out
+    of range, or logprobs not 1:1 with the ids. Never a shorter list or a silent default."""

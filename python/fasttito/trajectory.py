@@ -77,8 +77,8 @@ class TrajectoryRollouts:
                 entry.rollout._core.ingest(
                     _get(step, "prompt") or [],
                     _get(step, "completion") or [],
-                    list(_get(tokens, "prompt_ids") or []),
-                    list(_get(tokens, "completion_ids") or []),
+                    _get(tokens, "prompt_ids") or [],
+                    _get(tokens, "completion_ids") or [],
                     _is_truncated(step, tokens),
                     tools,
                     chat_template_kwargs,

@@ -9,6 +9,7 @@ pyo3::import_exception!(fasttito.errors, TemplateError);
 pyo3::import_exception!(fasttito.errors, TemplateLimitError);
 pyo3::import_exception!(fasttito.errors, MessageError);
 pyo3::import_exception!(fasttito.errors, TokenizationError);
+pyo3::import_exception!(fasttito.errors, ResponseParseError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -19,6 +20,7 @@ impl From<Error> for PyErr {
             ErrorKind::TemplateLimit => TemplateLimitError::new_err(text),
             ErrorKind::Message => MessageError::new_err(text),
             ErrorKind::Tokenize => TokenizationError::new_err(text),
+            ErrorKind::Parse => ResponseParseError::new_err(text),
         }
     }
 }

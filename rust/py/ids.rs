@@ -37,6 +37,48 @@ impl TokenIds {
     }
 }
 
+/// Token ids from Python without per-item PyO3 conversion: a `TokenIds` is shared (no copy); a
+/// list is read with the C API (an id outside `0..2**32` or a non-int is a `ValueError` naming
+/// its position); any other sequence of ints goes through the generic path.
+pub fn ids_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Arc<[u32]>> {
+    if let Ok(t) = obj.cast::<TokenIds>() {
+        return Ok(t.get().ids.clone());
+    }
+    if let Ok(list) = obj.cast::<PyList>() {
+        let n = list.len();
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: `i < len` of a list we hold a reference to; the item is borrowed and used
+            // before anything can mutate the list (no Python code runs in between).
+            let value = unsafe {
+                let item = ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t);
+                if item.is_null() || ffi::PyLong_Check(item) == 0 {
+                    u64::MAX
+                } else {
+                    let v = ffi::PyLong_AsUnsignedLongLong(item);
+                    if v == u64::MAX && !ffi::PyErr_Occurred().is_null() {
+                        ffi::PyErr_Clear();
+                    }
+                    v
+                }
+            };
+            match u32::try_from(value) {
+                Ok(id) => out.push(id),
+                Err(_) => {
+                    return Err(PyValueError::new_err(format!(
+                        "{what}[{i}] is {}, but token ids are ints in 0..2**32",
+                        list.get_item(i).map(|v| v.repr().map(|r| r.to_string()).unwrap_or_default()).unwrap_or_default()
+                    )))
+                }
+            }
+        }
+        return Ok(out.into());
+    }
+    obj.extract::<Vec<u32>>()
+        .map(Into::into)
+        .map_err(|_| PyValueError::new_err(format!("{what} must be a list of token ids (ints in 0..2**32)")))
+}
+
 /// Reads a sequence of ints from Python: a `TokenIds`, or any iterable of ints.
 fn extract_ids(other: &Bound<'_, PyAny>) -> Option<Vec<u32>> {
     if let Ok(t) = other.cast::<TokenIds>() {
@@ -48,8 +90,8 @@ fn extract_ids(other: &Bound<'_, PyAny>) -> Option<Vec<u32>> {
 #[pymethods]
 impl TokenIds {
     #[new]
-    fn py_new(ids: Vec<u32>) -> Self {
-        Self::new(ids)
+    fn py_new(ids: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Self::new(ids_from_py(ids, "ids")?))
     }
 
     fn __len__(&self) -> usize {

@@ -19,7 +19,7 @@ use serde_json::{Map, Value as Json};
 
 use super::convert::{to_json, to_json_list};
 use super::errors::MessageError;
-use super::ids::TokenIds;
+use super::ids::{ids_from_py, TokenIds};
 use super::tokenizer::PyTokenizer;
 use crate::messages::{fingerprint, message_hash, prefix_hashes};
 use crate::rollout::{Begin, Mode, PendingBridge, Plan, Rollout, TurnInput};
@@ -44,7 +44,7 @@ const TAG_OBJECT: usize = usize::MAX - 3;
 /// the same leaf objects in the same places, so they are equal: verifiers rebuilds its message
 /// dicts every turn (`to_native_prompt`) around the same strings, and such a rebuilt message is
 /// recognised without reading or hashing its text again.
-fn walk<'py>(obj: &Bound<'py, PyAny>, shape: &mut Vec<usize>, leaves: &mut Vec<Bound<'py, PyAny>>, depth: usize) -> PyResult<()> {
+fn walk<'py>(obj: &Bound<'py, PyAny>, shape: &mut Vec<usize>, mut leaves: Option<&mut Vec<Bound<'py, PyAny>>>, depth: usize) -> PyResult<()> {
     if depth > 32 {
         return Err(MessageError::new_err("a message is nested more than 32 levels deep"));
     }
@@ -53,20 +53,22 @@ fn walk<'py>(obj: &Bound<'py, PyAny>, shape: &mut Vec<usize>, leaves: &mut Vec<B
         shape.push(d.len());
         for (k, v) in d.iter() {
             shape.push(k.as_ptr() as usize);
-            leaves.push(k);
-            walk(&v, shape, leaves, depth + 1)?;
+            if let Some(l) = leaves.as_deref_mut() {
+                l.push(k);
+            }
+            walk(&v, shape, leaves.as_deref_mut(), depth + 1)?;
         }
     } else if let Ok(l) = obj.cast::<PyList>() {
         shape.push(TAG_LIST);
         shape.push(l.len());
         for v in l.iter() {
-            walk(&v, shape, leaves, depth + 1)?;
+            walk(&v, shape, leaves.as_deref_mut(), depth + 1)?;
         }
     } else if let Ok(t) = obj.cast::<PyTuple>() {
         shape.push(TAG_TUPLE);
         shape.push(t.len());
         for v in t.iter() {
-            walk(&v, shape, leaves, depth + 1)?;
+            walk(&v, shape, leaves.as_deref_mut(), depth + 1)?;
         }
     } else if obj.is_none()
         || obj.is_exact_instance_of::<PyString>()
@@ -75,20 +77,24 @@ fn walk<'py>(obj: &Bound<'py, PyAny>, shape: &mut Vec<usize>, leaves: &mut Vec<B
         || obj.is_exact_instance_of::<pyo3::types::PyBool>()
     {
         shape.push(obj.as_ptr() as usize);
-        leaves.push(obj.clone());
+        if let Some(l) = leaves {
+            l.push(obj.clone());
+        }
     } else {
         // Pydantic models, dataclasses, enums...: their type, then their fields.
         let py = obj.py();
         shape.push(TAG_OBJECT);
         shape.push(obj.get_type().as_ptr() as usize);
-        leaves.push(obj.get_type().into_any());
         shape.push(obj.as_ptr() as usize);
-        leaves.push(obj.clone());
+        if let Some(l) = leaves.as_deref_mut() {
+            l.push(obj.get_type().into_any());
+            l.push(obj.clone());
+        }
         if let Ok(fields) = obj.getattr(intern!(py, "__dict__")) {
-            walk(&fields, shape, leaves, depth + 1)?;
+            walk(&fields, shape, leaves.as_deref_mut(), depth + 1)?;
         }
         if let Ok(extra) = obj.getattr(intern!(py, "__pydantic_extra__")) {
-            walk(&extra, shape, leaves, depth + 1)?;
+            walk(&extra, shape, leaves.as_deref_mut(), depth + 1)?;
         }
     }
     Ok(())
@@ -104,8 +110,7 @@ struct State {
 /// of the same shape was seen before.
 fn intern_message(seen: &mut FxHashMap<u64, Vec<Seen>>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(u128, Arc<Json>)> {
     let mut shape = Vec::with_capacity(32);
-    let mut leaves = Vec::with_capacity(16);
-    walk(obj, &mut shape, &mut leaves, 0)?;
+    walk(obj, &mut shape, None, 0)?;
     let mut h = FxHasher::default();
     for word in &shape {
         h.write_usize(*word);
@@ -118,6 +123,10 @@ fn intern_message(seen: &mut FxHashMap<u64, Vec<Seen>>, obj: &Bound<'_, PyAny>, 
     }
     let json = Arc::new(to_json(obj, what)?);
     let hash = message_hash(&json);
+    // A miss: walk again, keeping the leaves alive for as long as the entry is cached.
+    let mut again = Vec::with_capacity(shape.len());
+    let mut leaves = Vec::with_capacity(16);
+    walk(obj, &mut again, Some(&mut leaves), 0)?;
     let leaves = leaves.into_iter().map(Bound::unbind).collect();
     seen.entry(key).or_default().push(Seen { shape, _leaves: leaves, hash, json: json.clone() });
     Ok((hash, json))
@@ -240,9 +249,33 @@ impl PyPendingBridge {
     }
 }
 
+/// A JSON value as Python data (dict, list, str, int, float, bool, None).
 fn json_to_py(py: Python<'_>, value: &Json) -> PyResult<Py<PyAny>> {
-    let json_mod = py.import(intern!(py, "json"))?;
-    Ok(json_mod.call_method1(intern!(py, "loads"), (value.to_string(),))?.unbind())
+    Ok(match value {
+        Json::Null => py.None(),
+        Json::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any().unbind(),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.into_pyobject(py)?.into_any().unbind(),
+            (None, Some(u), _) => u.into_pyobject(py)?.into_any().unbind(),
+            (_, _, Some(f)) => f.into_pyobject(py)?.into_any().unbind(),
+            _ => py.None(),
+        },
+        Json::String(s) => PyString::new(py, s).into_any().unbind(),
+        Json::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(json_to_py(py, item)?)?;
+            }
+            list.into_any().unbind()
+        }
+        Json::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, json_to_py(py, v)?)?;
+            }
+            dict.into_any().unbind()
+        }
+    })
 }
 
 /// One multi-turn conversation's TITO state.
@@ -371,7 +404,9 @@ impl PyRollout {
     /// Completes a pending bridge from the ids of its `full_messages` and `base_messages`; with
     /// `None` for both (tokenization failed), the turn falls back to MITO.
     #[pyo3(signature = (pending, full_ids, base_ids))]
-    fn finish(&self, pending: &Bound<'_, PyPendingBridge>, full_ids: Option<Vec<u32>>, base_ids: Option<Vec<u32>>) -> PyResult<PyPlan> {
+    fn finish(&self, pending: &Bound<'_, PyPendingBridge>, full_ids: Option<&Bound<'_, PyAny>>, base_ids: Option<&Bound<'_, PyAny>>) -> PyResult<PyPlan> {
+        let full_ids = full_ids.map(|ids| ids_from_py(ids, "full_ids")).transpose()?;
+        let base_ids = base_ids.map(|ids| ids_from_py(ids, "base_ids")).transpose()?;
         let pending = pending
             .get()
             .pending
@@ -394,12 +429,14 @@ impl PyRollout {
         &self,
         prompt: &Bound<'_, PyAny>,
         completion: &Bound<'_, PyAny>,
-        prompt_ids: Vec<u32>,
-        completion_ids: Vec<u32>,
+        prompt_ids: &Bound<'_, PyAny>,
+        completion_ids: &Bound<'_, PyAny>,
         is_truncated: bool,
         tools: Option<&Bound<'_, PyAny>>,
         chat_template_kwargs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let prompt_ids = ids_from_py(prompt_ids, "prompt_ids")?;
+        let completion_ids = ids_from_py(completion_ids, "completion_ids")?.to_vec();
         let all = PyList::empty(prompt.py());
         for m in prompt.try_iter()? {
             all.append(m?)?;
@@ -409,7 +446,7 @@ impl PyRollout {
         }
         let p = self.prepare_inputs(all.as_any(), tools, chat_template_kwargs)?;
         let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
-        self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_ids.into(), completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
+        self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_ids, completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
         Ok(())
     }
 
@@ -419,13 +456,14 @@ impl PyRollout {
     fn record(
         &self,
         plan: &Bound<'_, PyPlan>,
-        completion_ids: Vec<u32>,
+        completion_ids: &Bound<'_, PyAny>,
         message: &Bound<'_, PyAny>,
         finish_reason: Option<&str>,
-        prompt_ids: Option<Vec<u32>>,
+        prompt_ids: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let plan = &plan.get().plan;
-        let prompt_ids: Option<Arc<[u32]>> = prompt_ids.map(Into::into);
+        let completion_ids = ids_from_py(completion_ids, "completion_ids")?.to_vec();
+        let prompt_ids = prompt_ids.map(|ids| ids_from_py(ids, "prompt_ids")).transpose()?;
         let prompt_ids = match prompt_ids.or_else(|| plan.prompt_ids.clone()) {
             Some(ids) => ids,
             None => {

@@ -1,0 +1,143 @@
+//! vLLM `/inference/v1/generate` responses (wire.md B.2, vLLM >= 0.20 "Tokens IN <> Tokens OUT").
+//!
+//! Reads `choices[0].token_ids` (required), `choices[0].logprobs.content[]`, top-level
+//! `prompt_token_ids`, `finish_reason`, `stop_reason`, `usage`, `request_id` and
+//! `choices[0].routed_experts` (wire.md A.5, passed through). There is no message: the route
+//! returns ids only, so `content`, `reasoning_content` and `tool_calls` stay empty and
+//! `finish_reason` is never `"tool_calls"` (the caller promotes it after parsing tool calls out
+//! of the ids, as renderers does).
+//!
+//! Each logprob entry's `token` must be `"token_id:<id>"` naming the id at the same position
+//! (renderers 0.1.12 `_parse_completion_logprobs`, wire.md B.2): it is the one cross-check this
+//! route offers that ids and logprobs are aligned. Unlike renderers, a `null` logprob is kept as
+//! NaN and `-9999.0` is kept as is (both counted), so the caller decides what is evidence.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{
+    check_aligned, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobContent,
+    LogprobsObject, Parsed, Usage,
+};
+use crate::error::Result;
+
+const TOKEN_IDS: &str = "choices[0].token_ids";
+const LOGPROBS: &str = "choices[0].logprobs.content";
+
+#[derive(Deserialize)]
+struct GenerateBody<'a> {
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default, borrow)]
+    choices: Choices<GenerateChoice<'a>>,
+    #[serde(default)]
+    prompt_token_ids: Option<Ids>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct GenerateChoice<'a> {
+    #[serde(default)]
+    token_ids: Option<Ids>,
+    #[serde(default)]
+    logprobs: Option<LogprobsObject<true>>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default, borrow)]
+    stop_reason: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    routed_experts: Option<&'a RawValue>,
+}
+
+/// Parses a vLLM `/inference/v1/generate` body.
+pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
+    let body: GenerateBody<'_> = cx.from_body()?;
+    let server_error = body.error.or(body.message);
+    let choice = match body.choices {
+        Choices::First(choice) => choice,
+        Choices::Empty => return Err(cx.no_choice("an empty `choices` list", server_error)),
+        Choices::Absent => return Err(cx.no_choice("no `choices`", server_error)),
+    };
+    let Some(Ids(ids)) = choice.token_ids else {
+        return Err(cx.error(format_args!(
+            "expected the completion's token ids at `{TOKEN_IDS}`, found none (absent or null). \
+             {}",
+            cx.wire.advice()
+        )));
+    };
+    let mut out = Parsed::new(ids, TOKEN_IDS);
+    if let Some(LogprobContent(lp)) = choice.logprobs.and_then(|l| l.0) {
+        check_aligned(cx, &out.completion_ids, TOKEN_IDS, &lp, LOGPROBS)?;
+        if let Some((i, found)) = &lp.first_bad_token {
+            return Err(cx.error(format_args!(
+                "expected `{LOGPROBS}[{i}].token` to be \"token_id:{}\", found {found}. The \
+                 generate route labels every logprob with its token id; send requests to \
+                 vLLM's /inference/v1/generate (wire.md B.2)",
+                out.completion_ids[*i]
+            )));
+        }
+        if let Some(i) =
+            lp.tokens.iter().zip(&out.completion_ids).position(|(tag, id)| *tag != Some(*id))
+        {
+            return Err(cx.error(format_args!(
+                "expected `{LOGPROBS}[{i}].token` to be \"token_id:{}\" (the id at \
+                 `{TOKEN_IDS}[{i}]`), found \"token_id:{}\". The logprobs belong to other \
+                 tokens than the ids, so the turn cannot be trained on; report it to the \
+                 server's maintainers",
+                out.completion_ids[i],
+                lp.tokens[i].unwrap_or_default()
+            )));
+        }
+        set_logprobs(&mut out, lp, LOGPROBS);
+    }
+    out.prompt_ids = body.prompt_token_ids.map(|Ids(ids)| ids);
+    out.usage = body.usage;
+    out.response_id = body.request_id;
+    out.finish_reason = choice.finish_reason;
+    out.stop_reason = stop_reason(choice.stop_reason);
+    if let Some((raw, span)) = routed(cx, choice.routed_experts) {
+        out.routed_experts = Some(raw);
+        out.routed_experts_span = Some(span);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse::{parse_response, ParseOptions, Wire};
+
+    fn parse(body: &str) -> crate::Result<crate::parse::Parsed> {
+        parse_response(body.as_bytes(), Wire::VllmGenerate, &ParseOptions::default())
+    }
+
+    #[test]
+    fn token_tags_checked_positionally() {
+        let ok = parse(
+            r#"{"choices":[{"token_ids":[7,8],"logprobs":{"content":[{"token":"token_id:7","logprob":-0.1},{"token":"token_id:8","logprob":-0.2}]}}]}"#,
+        );
+        assert!(ok.is_ok());
+        let swapped = parse(
+            r#"{"choices":[{"token_ids":[7,8],"logprobs":{"content":[{"token":"token_id:8","logprob":-0.1},{"token":"token_id:7","logprob":-0.2}]}}]}"#,
+        );
+        let text = swapped.err().map(|e| e.text().to_owned()).unwrap_or_default();
+        assert!(text.contains("content[0].token") && text.contains("token_id:7"), "{text}");
+    }
+
+    #[test]
+    fn null_entry_is_a_bad_token() {
+        let e = parse(r#"{"choices":[{"token_ids":[7],"logprobs":{"content":[null]}}]}"#);
+        let text = e.err().map(|e| e.text().to_owned()).unwrap_or_default();
+        assert!(text.contains("null entry"), "{text}");
+    }
+
+    #[test]
+    fn null_logprobs_mean_none() {
+        let p = parse(r#"{"choices":[{"token_ids":[7],"logprobs":null}]}"#);
+        assert!(p.map(|p| p.completion_logprobs.is_none()).unwrap_or(false));
+    }
+}
