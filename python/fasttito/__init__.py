@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fasttito._core import PendingBridge as PendingBridge
 from fasttito._core import Plan as Plan
+from fasttito._core import ParsedResponse as ParsedResponse
 from fasttito._core import Tokenizer as Tokenizer
+from fasttito._core import parse_response as parse_response
 from fasttito._core import __version__ as __version__
 from fasttito.errors import FasttitoError as FasttitoError
 from fasttito.errors import MessageError as MessageError
@@ -22,6 +24,7 @@ from fasttito.trajectory import TrajectoryRollouts as TrajectoryRollouts
 __all__ = [
     "FasttitoError",
     "MessageError",
+    "ParsedResponse",
     "PendingBridge",
     "Plan",
     "ResponseParseError",
@@ -35,5 +38,6 @@ __all__ = [
     "TrajectoryRollouts",
     "__version__",
     "metrics",
+    "parse_response",
     "reset_metrics",
 ]

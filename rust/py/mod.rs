@@ -8,6 +8,7 @@ mod errors;
 mod ids;
 mod rollout;
 mod tokenizer;
+mod wire;
 
 use pyo3::prelude::*;
 
@@ -21,6 +22,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rollout::PyRollout>()?;
     m.add_class::<rollout::PyPlan>()?;
     m.add_class::<rollout::PyPendingBridge>()?;
+    m.add_class::<wire::PyParsed>()?;
+    m.add_function(wrap_pyfunction!(wire::parse_response, m)?)?;
+    m.add_function(wrap_pyfunction!(wire::request_body, m)?)?;
     m.add_function(wrap_pyfunction!(metrics, m)?)?;
     m.add_function(wrap_pyfunction!(reset_metrics, m)?)?;
     Ok(())

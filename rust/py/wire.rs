@@ -1,0 +1,242 @@
+//! `fasttito.parse_response` and `_core.request_body`: response bytes in, request bytes out.
+//!
+//! Bodies never become Python objects: a response's bytes go straight to the Rust parser (GIL
+//! released) and its ids come back as `TokenIds`; a request body is written in Rust from the
+//! rollout's ids and handed to the HTTP layer as `bytes`.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value as Json};
+
+use super::convert::{to_json, to_json_list};
+use super::ids::{ids_from_py, TokenIds};
+use crate::parse::{self, ParseOptions, Parsed, StopReason, Wire};
+use crate::request::{self, ChatTarget, RequestOptions};
+
+/// A parsed server response.
+#[pyclass(frozen, module = "fasttito._core", name = "ParsedResponse")]
+pub struct PyParsed {
+    parsed: Parsed,
+    body: Py<PyBytes>,
+}
+
+#[pymethods]
+impl PyParsed {
+    /// The sampled ids (the stop token included when the engine sampled it).
+    #[getter]
+    fn completion_ids(&self) -> TokenIds {
+        TokenIds::new(self.parsed.completion_ids.clone())
+    }
+
+    /// One logprob per completion id (NaN where the server sent `null`), or `None` if the server
+    /// sent none.
+    #[getter]
+    fn completion_logprobs(&self) -> Option<Vec<f64>> {
+        self.parsed.completion_logprobs.clone()
+    }
+
+    /// How many logprobs were `null`.
+    #[getter]
+    fn null_logprobs(&self) -> usize {
+        self.parsed.null_logprobs
+    }
+
+    /// The prompt ids the engine reports, if it does.
+    #[getter]
+    fn prompt_ids(&self) -> Option<TokenIds> {
+        self.parsed.prompt_ids.clone().map(TokenIds::new)
+    }
+
+    /// `stop`, `length`, `tool_calls` (promoted when tool calls parsed), ...
+    #[getter]
+    fn finish_reason(&self) -> Option<String> {
+        self.parsed.finish_reason.clone()
+    }
+
+    /// The stop token id or stop string that ended the turn, as the server reports it.
+    #[getter]
+    fn stop_reason(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(match &self.parsed.stop_reason {
+            None => py.None(),
+            Some(StopReason::TokenId(id)) => id.into_pyobject(py)?.into_any().unbind(),
+            Some(StopReason::Text(t)) => t.into_pyobject(py)?.into_any().unbind(),
+            Some(StopReason::Other(raw)) => raw.get().into_pyobject(py)?.into_any().unbind(),
+        })
+    }
+
+    /// The message text, if the server sent one.
+    #[getter]
+    fn content(&self) -> Option<String> {
+        self.parsed.content.clone()
+    }
+
+    /// The reasoning text, if the server sent one.
+    #[getter]
+    fn reasoning_content(&self) -> Option<String> {
+        self.parsed.reasoning_content.clone()
+    }
+
+    /// Tool calls in the OpenAI shape.
+    #[getter]
+    fn tool_calls<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for call in &self.parsed.tool_calls {
+            let function = PyDict::new(py);
+            function.set_item("name", &call.name)?;
+            function.set_item("arguments", &call.arguments)?;
+            let d = PyDict::new(py);
+            d.set_item("id", &call.id)?;
+            d.set_item("type", "function")?;
+            d.set_item("function", function)?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    /// Token usage, if sent.
+    #[getter]
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(u) = &self.parsed.usage else { return Ok(None) };
+        let d = PyDict::new(py);
+        d.set_item("prompt_tokens", u.prompt_tokens)?;
+        d.set_item("completion_tokens", u.completion_tokens)?;
+        d.set_item("total_tokens", u.total_tokens)?;
+        Ok(Some(d))
+    }
+
+    /// The response id.
+    #[getter]
+    fn response_id(&self) -> Option<String> {
+        self.parsed.response_id.clone()
+    }
+
+    /// The `routed_experts` sidecar as raw JSON bytes, not decoded.
+    #[getter]
+    fn routed_experts<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.parsed.routed_experts.as_ref().map(|raw| PyBytes::new(py, raw.get().as_bytes()))
+    }
+
+    /// The body the response was parsed from.
+    #[getter]
+    fn body(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.body.clone_ref(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ParsedResponse(completion_ids=<{} ids>, finish_reason={:?}, tool_calls={})",
+            self.parsed.completion_ids.len(),
+            self.parsed.finish_reason,
+            self.parsed.tool_calls.len()
+        )
+    }
+}
+
+fn wire_of(name: &str) -> PyResult<Wire> {
+    match name {
+        "vllm-chat" | "vllm_chat" => Ok(Wire::VllmChat),
+        "vllm-generate" | "vllm_generate" => Ok(Wire::VllmGenerate),
+        "dynamo" | "dynamo-nvext" => Ok(Wire::Dynamo),
+        other => Err(PyValueError::new_err(format!(
+            "unknown wire {other:?}; expected \"vllm-chat\", \"vllm-generate\" or \"dynamo\""
+        ))),
+    }
+}
+
+/// Parses a response body of `wire` (`"vllm-chat"`, `"vllm-generate"` or `"dynamo"`).
+#[pyfunction]
+#[pyo3(signature = (body, wire, *, max_body_bytes = ParseOptions::default().max_body_bytes, max_depth = ParseOptions::default().max_depth))]
+pub fn parse_response(py: Python<'_>, body: Bound<'_, PyBytes>, wire: &str, max_body_bytes: usize, max_depth: usize) -> PyResult<PyParsed> {
+    let wire = wire_of(wire)?;
+    let opts = ParseOptions { max_body_bytes, max_depth };
+    let bytes = body.as_bytes();
+    let parsed = py.detach(|| parse::parse_response(bytes, wire, &opts))?;
+    Ok(PyParsed { parsed, body: body.unbind() })
+}
+
+fn raw_json(value: Json) -> PyResult<Box<RawValue>> {
+    RawValue::from_string(value.to_string()).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Writes a request body: `kind` is `"vllm-generate"`, `"chat-tokens"`, `"dynamo"` or `"chat"`
+/// (`target` `"vllm"`, `"dynamo"` or `"openai"` for `"chat"`).
+#[pyfunction]
+#[pyo3(signature = (kind, model, *, token_ids = None, messages = None, tools = None, sampling = None,
+                    max_tokens = None, stop_token_ids = None, cache_salt = None, priority = None,
+                    chat_template_kwargs = None, target = "vllm"))]
+#[allow(clippy::too_many_arguments)]
+pub fn request_body<'py>(
+    py: Python<'py>,
+    kind: &str,
+    model: &str,
+    token_ids: Option<&Bound<'py, PyAny>>,
+    messages: Option<&Bound<'py, PyAny>>,
+    tools: Option<&Bound<'py, PyAny>>,
+    sampling: Option<&Bound<'py, PyAny>>,
+    max_tokens: Option<u32>,
+    stop_token_ids: Option<Vec<u32>>,
+    cache_salt: Option<String>,
+    priority: Option<i64>,
+    chat_template_kwargs: Option<&Bound<'py, PyAny>>,
+    target: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let ids = token_ids.map(|t| ids_from_py(t, "token_ids")).transpose()?;
+    let messages = messages.map(|m| to_json_list(m, "messages")).transpose()?;
+    let tools = tools.filter(|t| !t.is_none()).map(|t| to_json_list(t, "tools")).transpose()?;
+    let sampling = match sampling.filter(|s| !s.is_none()) {
+        Some(s) => match to_json(s, "sampling")? {
+            Json::Object(map) => map,
+            _ => return Err(PyValueError::new_err("sampling must be a dict")),
+        },
+        None => Map::new(),
+    };
+    let ctk = match chat_template_kwargs.filter(|s| !s.is_none()) {
+        Some(s) => match to_json(s, "chat_template_kwargs")? {
+            Json::Object(map) => Some(map),
+            _ => return Err(PyValueError::new_err("chat_template_kwargs must be a dict")),
+        },
+        None => None,
+    };
+    let need_ids = || ids.as_deref().ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need token_ids")));
+    let need_messages = || {
+        messages
+            .clone()
+            .map(|m| raw_json(Json::Array(m)))
+            .transpose()?
+            .ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need messages")))
+    };
+    let tools_raw = tools.map(|t| raw_json(Json::Array(t))).transpose()?;
+    let opts = RequestOptions {
+        max_tokens,
+        stop_token_ids: stop_token_ids.as_deref(),
+        cache_salt: cache_salt.as_deref(),
+        priority,
+        chat_template_kwargs: ctk.as_ref(),
+    };
+    let body = match kind {
+        "vllm-generate" => request::vllm_generate_body(model, need_ids()?, &sampling, &opts)?,
+        "chat-tokens" => request::chat_tokens_body(model, &need_messages()?, tools_raw.as_deref(), need_ids()?, &sampling, &opts)?,
+        "dynamo" => request::dynamo_body(model, need_ids()?, &sampling, &opts)?,
+        "chat" => {
+            let target = match target {
+                "vllm" => ChatTarget::Vllm,
+                "dynamo" => ChatTarget::Dynamo,
+                "openai" => ChatTarget::OpenAi,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown chat target {other:?}; expected \"vllm\", \"dynamo\" or \"openai\""
+                    )))
+                }
+            };
+            request::chat_body(model, &need_messages()?, tools_raw.as_deref(), &sampling, target, &opts)?
+        }
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown request kind {other:?}; expected \"vllm-generate\", \"chat-tokens\", \"dynamo\" or \"chat\""
+            )))
+        }
+    };
+    Ok(PyBytes::new(py, &body))
+}
