@@ -6,6 +6,7 @@
 
 pub mod bridge;
 pub mod chat;
+pub mod decode;
 pub mod error;
 pub mod messages;
 pub mod metrics;

@@ -72,3 +72,18 @@ def test_request_bodies() -> None:
     assert tok["tokens"] == [6] and tok["return_token_ids"] is True and tok["max_completion_tokens"] == 8
     with pytest.raises(ValueError, match="unknown request kind"):
         _core.request_body("nope", "m")
+
+
+def test_decode_completion_recovers_the_message_the_template_renders_back() -> None:
+    tok = fasttito.Tokenizer.from_dir(Path(__file__).resolve().parents[1] / "models" / "qwen2.5")
+    conversation = [{"role": "user", "content": "Weather in Paris?"}]
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+    prefix = tok.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    full = tok.apply_chat_template([*conversation, call], tokenize=False)
+    rest = full[len(prefix):]
+    ids = tok.encode(rest[: rest.index("<|im_end|>") + len("<|im_end|>")])
+    turn = tok.decode_completion(ids)
+    assert turn["family"] == "hermes" and turn["finish_reason_hint"] == "tool_calls"
+    assert turn["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert tok.apply_chat_template([*conversation, turn["message"]], tokenize=False) == full

@@ -250,7 +250,7 @@ impl PyPendingBridge {
 }
 
 /// A JSON value as Python data (dict, list, str, int, float, bool, None).
-fn json_to_py(py: Python<'_>, value: &Json) -> PyResult<Py<PyAny>> {
+pub(super) fn json_to_py(py: Python<'_>, value: &Json) -> PyResult<Py<PyAny>> {
     Ok(match value {
         Json::Null => py.None(),
         Json::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any().unbind(),

@@ -17,6 +17,7 @@ use crate::tokenizer::{LoadOptions, Tokenizer};
 #[pyclass(frozen, module = "fasttito._core", name = "Tokenizer")]
 pub struct PyTokenizer {
     inner: Arc<Tokenizer>,
+    decoder: std::sync::OnceLock<crate::decode::Decoder>,
 }
 
 impl PyTokenizer {
@@ -53,7 +54,7 @@ impl PyTokenizer {
             cache_bytes,
         };
         let inner = py.detach(|| Tokenizer::from_dir(&path, &options))?;
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self { inner: Arc::new(inner), decoder: std::sync::OnceLock::new() })
     }
 
     /// Encodes text, without special tokens unless `add_special_tokens`.
@@ -197,6 +198,50 @@ impl PyTokenizer {
             dict.set_item("bytes", stats.bytes)?;
         }
         Ok(dict)
+    }
+
+    /// Recovers the assistant message from completion ids (for engines that return ids only):
+    /// `content`, `reasoning_content`, `tool_calls` (OpenAI shape), `unparsed_tool_calls`,
+    /// `finish_reason_hint`, `family`, and `message` (the dict to append to the conversation,
+    /// which the chat template renders back to these ids).
+    #[pyo3(signature = (ids, family = None))]
+    fn decode_completion<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, family: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+        use crate::decode::{Decoder, Family};
+        let ids = super::ids::ids_from_py(ids, "ids")?;
+        let explicit;
+        let decoder = match family {
+            Some(name) => {
+                let fam = Family::from_name(name).ok_or_else(|| {
+                    pyo3::exceptions::PyValueError::new_err(format!("unknown completion family {name:?}"))
+                })?;
+                explicit = Decoder::new(&self.inner, fam);
+                &explicit
+            }
+            None => self.decoder.get_or_init(|| Decoder::for_tokenizer(&self.inner)),
+        };
+        let tok = self.inner.clone();
+        let turn = py.detach(|| decoder.decode(&tok, &ids))?;
+        let d = PyDict::new(py);
+        d.set_item("family", decoder.family().as_str())?;
+        d.set_item("content", &turn.content)?;
+        d.set_item("reasoning_content", &turn.reasoning_content)?;
+        let calls = pyo3::types::PyList::empty(py);
+        for call in &turn.tool_calls {
+            let function = PyDict::new(py);
+            function.set_item("name", &call.name)?;
+            function.set_item("arguments", &call.arguments_text)?;
+            let c = PyDict::new(py);
+            c.set_item("id", &call.id)?;
+            c.set_item("type", &call.call_type)?;
+            c.set_item("function", function)?;
+            calls.append(c)?;
+        }
+        d.set_item("tool_calls", calls)?;
+        d.set_item("unparsed_tool_calls", turn.unparsed_tool_calls)?;
+        d.set_item("finish_reason_hint", turn.finish_reason_hint)?;
+        d.set_item("stop_token_id", turn.stop_token_id)?;
+        d.set_item("message", super::rollout::json_to_py(py, &turn.message)?)?;
+        Ok(d)
     }
 
     fn __repr__(&self) -> String {
