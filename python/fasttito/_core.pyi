@@ -13,6 +13,7 @@ __all__ = [
     "Tokenizer",
     "__version__",
     "build_profile",
+    "decode_completion",
     "metrics",
     "parse_response",
     "request_body",
@@ -78,6 +79,7 @@ class Tokenizer:
     def cache_stats(self) -> dict[str, int]: ...
     def decode_completion(self, ids: Sequence[int], family: str | None = None) -> dict[str, Any]: ...
 
+def decode_completion(tokenizer: Tokenizer, ids: Sequence[int], family: str | None = None) -> dict[str, Any]: ...
 def metrics() -> list[tuple[str, int]]: ...
 @final
 class TokenIds:

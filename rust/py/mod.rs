@@ -25,6 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wire::PyParsed>()?;
     m.add_function(wrap_pyfunction!(wire::parse_response, m)?)?;
     m.add_function(wrap_pyfunction!(wire::request_body, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_completion, m)?)?;
     m.add_function(wrap_pyfunction!(metrics, m)?)?;
     m.add_function(wrap_pyfunction!(reset_metrics, m)?)?;
     Ok(())
@@ -35,6 +36,19 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 fn metrics() -> Vec<(String, u64)> {
     crate::metrics::snapshot()
+}
+
+/// Recovers the assistant message from completion ids with `tokenizer`'s model family; the same
+/// as `tokenizer.decode_completion(ids, family)`.
+#[pyfunction]
+#[pyo3(signature = (tokenizer, ids, family = None))]
+fn decode_completion<'py>(
+    py: Python<'py>,
+    tokenizer: &Bound<'py, tokenizer::PyTokenizer>,
+    ids: &Bound<'py, PyAny>,
+    family: Option<&str>,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    tokenizer.get().decode_completion(py, ids, family)
 }
 
 /// Sets every counter to zero.

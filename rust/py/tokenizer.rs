@@ -205,7 +205,7 @@ impl PyTokenizer {
     /// `finish_reason_hint`, `family`, and `message` (the dict to append to the conversation,
     /// which the chat template renders back to these ids).
     #[pyo3(signature = (ids, family = None))]
-    fn decode_completion<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, family: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+    pub(super) fn decode_completion<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, family: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
         use crate::decode::{Decoder, Family};
         let ids = super::ids::ids_from_py(ids, "ids")?;
         let explicit;
