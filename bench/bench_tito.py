@@ -1,6 +1,6 @@
 """Benchmark: the per-turn TITO step, fasttito against verifiers 0.3.1 and renderers 0.1.12.
 
-One process, release build, interleaved rounds, medians. The workload is the coding-agent
+One process, release build, medians (each candidate in its own block, GC on). The workload is the coding-agent
 trajectory of ``bench_template.make_conversation`` (the shape of ``../shared/baselines.md``),
 with engine ids per turn as a template-following model samples them. At turn T (T-1 steps in
 the trajectory, a new tool result to bridge) it times:
@@ -22,6 +22,7 @@ Run: ``.venv/bin/python bench/bench_tito.py`` (README, "Reproducing").
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -40,20 +41,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def timeit(fns: dict[str, Callable[[int], Any]], min_rounds: int, min_seconds: float) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
+    """Median seconds per call of each function, one candidate after the other, each with the
+    cyclic GC on and a collection before its block: every candidate pays for its own garbage,
+    not for the garbage of the previous one (interleaving made fasttito's ~0.1 ms calls pay for
+    collections of verifiers' garbage, a 6x distortion)."""
+    out: dict[str, float] = {}
+    for name, fn in fns.items():
+        gc.collect()
         fn(-1)
-    start = time.perf_counter()
-    rounds = 0
-    while (rounds < min_rounds or time.perf_counter() - start < min_seconds) and rounds < 3000:
-        items = list(fns.items())
-        items = items[rounds % len(items) :] + items[: rounds % len(items)]
-        for name, fn in items:
+        samples: list[float] = []
+        start = time.perf_counter()
+        rounds = 0
+        while (rounds < min_rounds or time.perf_counter() - start < min_seconds) and rounds < 3000:
             t0 = time.perf_counter()
             fn(rounds)
-            samples[name].append(time.perf_counter() - t0)
-        rounds += 1
-    return {name: statistics.median(v) for name, v in samples.items()}
+            samples.append(time.perf_counter() - t0)
+            rounds += 1
+        out[name] = statistics.median(samples)
+    return out
 
 
 def us(seconds: float) -> str:

@@ -8,13 +8,22 @@ from fasttito._core import ParsedResponse as ParsedResponse
 from fasttito._core import Tokenizer as Tokenizer
 from fasttito._core import parse_response as parse_response
 from fasttito._core import __version__ as __version__
+from fasttito.client import Client as Client
+from fasttito.client import ClientRollout as ClientRollout
+from fasttito.client import Turn as Turn
+from fasttito.errors import ConfigError as ConfigError
 from fasttito.errors import FasttitoError as FasttitoError
 from fasttito.errors import MessageError as MessageError
+from fasttito.errors import OverlongPromptError as OverlongPromptError
+from fasttito.errors import RequestTimeoutError as RequestTimeoutError
 from fasttito.errors import ResponseParseError as ResponseParseError
+from fasttito.errors import ResponseTooLargeError as ResponseTooLargeError
+from fasttito.errors import ServerError as ServerError
 from fasttito.errors import TemplateError as TemplateError
 from fasttito.errors import TemplateLimitError as TemplateLimitError
 from fasttito.errors import TokenizationError as TokenizationError
 from fasttito.errors import TokenizerLoadError as TokenizerLoadError
+from fasttito.errors import TransportError as TransportError
 from fasttito.metrics import metrics as metrics
 from fasttito.metrics import reset_metrics as reset_metrics
 from fasttito.rollout import Rollout as Rollout
@@ -22,13 +31,20 @@ from fasttito.tokens import TokenIds as TokenIds
 from fasttito.trajectory import TrajectoryRollouts as TrajectoryRollouts
 
 __all__ = [
+    "Client",
+    "ClientRollout",
+    "ConfigError",
     "FasttitoError",
     "MessageError",
     "ParsedResponse",
     "PendingBridge",
+    "OverlongPromptError",
     "Plan",
+    "RequestTimeoutError",
     "ResponseParseError",
+    "ResponseTooLargeError",
     "Rollout",
+    "ServerError",
     "TemplateError",
     "TemplateLimitError",
     "TokenizationError",
@@ -36,6 +52,8 @@ __all__ = [
     "Tokenizer",
     "TokenizerLoadError",
     "TrajectoryRollouts",
+    "TransportError",
+    "Turn",
     "__version__",
     "metrics",
     "parse_response",

@@ -8,13 +8,19 @@ fasttito. The Rust core raises these same classes (``rust/py/errors.rs`` imports
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "FasttitoError",
     "MessageError",
+    "OverlongPromptError",
+    "RequestTimeoutError",
     "ResponseParseError",
+    "ResponseTooLargeError",
+    "ServerError",
     "TemplateError",
     "TemplateLimitError",
     "TokenizationError",
     "TokenizerLoadError",
+    "TransportError",
 ]
 
 
@@ -58,3 +64,75 @@ class TokenizationError(FasttitoError, ValueError):
 class ResponseParseError(FasttitoError, ValueError):
     """A server response is malformed: not JSON, too large or too deep, token ids missing or out
     of range, or logprobs not 1:1 with the ids. Never a shorter list or a silent default."""
+
+
+class ResponseTooLargeError(ResponseParseError):
+    """A response body is longer than ``max_body_bytes``; it was not read to the end."""
+
+
+class ConfigError(FasttitoError, ValueError):
+    """A client setting is invalid: an unknown transport name, a transport that needs a local
+    tokenizer without one, a malformed ``base_url``... The message lists what is accepted."""
+
+
+class TransportError(FasttitoError, ConnectionError):
+    """The HTTP exchange failed below the protocol: connection refused or reset, the server
+    closed the connection, or the body ended early. Raised after ``max_retries`` retries."""
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """An HTTP attempt took longer than ``timeout`` seconds. Raised after ``max_retries``
+    retries."""
+
+
+class ServerError(FasttitoError):
+    """The server answered with an HTTP error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        transport: the fasttito transport that sent the request.
+        url: the URL, without credentials or query string.
+        body: the start of the response body (at most 2000 characters), with any credential the
+            client was configured with replaced by ``<redacted>``.
+
+    4xx answers are never retried (the request itself is wrong); 502/503/504 are retried
+    ``max_retries`` times first.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int, transport: str, url: str = "", body: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.transport = transport
+        self.url = url
+        self.body = body
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable with its keyword-only fields
+        return (
+            _make_server_error,
+            (str(self), self.status_code, self.transport, self.url, self.body),
+        )
+
+
+def _make_server_error(
+    message: str, status_code: int, transport: str, url: str, body: str
+) -> ServerError:
+    return ServerError(message, status_code=status_code, transport=transport, url=url, body=body)
+
+
+class OverlongPromptError(FasttitoError, ValueError):
+    """The prompt has ``prompt_tokens`` >= the server's ``max_model_len`` (from ``GET
+    /v1/models``); raised before sending, since the server would reject it (vLLM: a 400)."""
+
+    def __init__(self, message: str, *, prompt_tokens: int, max_model_len: int) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.max_model_len = max_model_len
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_make_overlong, (str(self), self.prompt_tokens, self.max_model_len))
+
+
+def _make_overlong(message: str, prompt_tokens: int, max_model_len: int) -> OverlongPromptError:
+    return OverlongPromptError(message, prompt_tokens=prompt_tokens, max_model_len=max_model_len)

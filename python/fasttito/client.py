@@ -1,0 +1,446 @@
+"""``fasttito.Client``: multi-turn token-in/token-out rollouts against real servers.
+
+::
+
+    client = fasttito.Client(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen3-8B",
+                             transport="dynamo-nvext", tokenizer="path/to/model")
+    async with client:
+        rollout = client.rollout()
+        turn = await rollout.generate(messages, tools=tools, cache_salt="step-7")
+        messages.append(turn.message())
+
+Policy lives here (transport choice, HTTP retries, length checks, secrets); the request bodies
+and response parsing are Rust (``_core.request_body``, ``_core.parse_response``); the TITO
+plan of every turn is the rollout's (:class:`fasttito.Rollout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from fasttito import _core
+from fasttito.config import ClientConfig, redact_url
+from fasttito.errors import (
+    ConfigError,
+    OverlongPromptError,
+    ServerError,
+    TransportError,
+)
+from fasttito.http import HttpResponse, Poster, make_poster
+from fasttito.rollout import Rollout
+from fasttito.transports import TRANSPORT_CLASSES, Transport, Turn
+from fasttito.transports._base import GenerateArgs, RolloutState
+
+__all__ = ["Client", "ClientRollout", "Turn"]
+
+logger = logging.getLogger("fasttito")
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class Client:
+    """A connection to one served model, shared by any number of concurrent rollouts.
+
+    Args:
+        base_url: the server, with or without the ``/v1`` suffix (``http://host:8000/v1``).
+        model: the served model name.
+        transport: ``"vllm-generate"``, ``"vllm-chat-tokens"``, ``"dynamo-nvext"``, ``"chat"``,
+            ``"auto"`` (probe ``/v1/models`` and the routes once, then pick; see :meth:`probe`)
+            or an alias (``vllm_generate``, ``prime_vllm_generate``, ``dynamo_chat_nvext``,
+            ``dynamo``, ``dynamo_chat``). Unknown names raise :class:`ConfigError`.
+        tokenizer: a :class:`fasttito.Tokenizer` or a model folder to load one from. Needed by
+            ``vllm-generate`` and ``dynamo-nvext``; ``vllm-chat-tokens`` uses the server's
+            ``/tokenize`` without one.
+        api_key: sent as ``Authorization: Bearer ...``; never in a repr, an error or a log.
+        headers: extra headers of every request; their values are treated like the api key.
+        timeout: seconds for each HTTP attempt.
+        max_retries: retries of connection errors, timeouts and 502/503/504 answers, with
+            exponential backoff (``backoff`` * 2**attempt, at most ``backoff_max``) and jitter.
+            4xx answers are never retried.
+        http_client: None (fasttito's own aiohttp session), an ``httpx.AsyncClient`` (owned by
+            the caller), or any :class:`fasttito.http.Poster`.
+        stop_token_ids: the ids a turn may end on (default: the tokenizer's).
+        verify: re-render every TITO prompt in full and log differences (slow; debugging).
+        max_connections: the aiohttp connection pool size (0: unlimited).
+        max_body_bytes: the largest response body read (larger: ``ResponseTooLargeError``).
+        chat_target: which keys the ``chat`` transport's bodies may carry: ``"vllm"`` (the
+            default; asks for token ids and sends ``cache_salt``/``priority`` at the root),
+            ``"dynamo"`` (the default when ``auto`` found Dynamo) or ``"openai"`` (strict
+            OpenAI servers: no vLLM-only key, so no ``cache_salt``, ``priority`` or ids).
+        dynamo_first_turn: ``"tokens"`` (turn 1 and fallbacks as locally rendered
+            ``nvext.token_data``) or ``"messages"`` (Dynamo renders them).
+        check_prompt_length: raise :class:`OverlongPromptError` before sending a prompt of
+            ``max_model_len`` ids or more (read once from ``GET /v1/models``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        transport: str = "auto",
+        tokenizer: _core.Tokenizer | str | os.PathLike[str] | None = None,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 600.0,
+        max_retries: int = 2,
+        http_client: Any = None,
+        *,
+        stop_token_ids: Sequence[int] | None = None,
+        verify: bool = False,
+        max_connections: int = 4096,
+        max_body_bytes: int = 1 << 30,
+        backoff: float = 0.5,
+        backoff_max: float = 30.0,
+        chat_target: Literal["openai", "vllm", "dynamo"] | None = None,
+        dynamo_first_turn: Literal["tokens", "messages"] = "tokens",
+        check_prompt_length: bool = True,
+    ) -> None:
+        self.config = ClientConfig(
+            base_url=base_url,
+            model=model,
+            transport=transport,
+            api_key=api_key,
+            headers=dict(headers or {}),
+            timeout=float(timeout),
+            max_retries=max_retries,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            max_connections=max_connections,
+            max_body_bytes=max_body_bytes,
+            chat_target=chat_target,
+            dynamo_first_turn=dynamo_first_turn,
+            check_prompt_length=check_prompt_length,
+        )
+        if tokenizer is not None and not isinstance(tokenizer, _core.Tokenizer):
+            tokenizer = _core.Tokenizer.from_dir(tokenizer)
+        self.tokenizer: _core.Tokenizer | None = tokenizer
+        if stop_token_ids is None and tokenizer is not None:
+            stop_token_ids = tokenizer.stop_token_ids
+        self.stop_token_ids: list[int] | None = (
+            [int(t) for t in stop_token_ids] if stop_token_ids is not None else None
+        )
+        self.verify = verify
+        self._poster: Poster = make_poster(http_client, max_connections=max_connections)
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._headers.update(self.config.headers)
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._secrets = self.config.secrets()
+        self._transport: Transport | None = None
+        if self.config.transport != "auto":
+            self._transport = self._make_transport(self.config.transport)
+        self._models: dict[str, Any] | None = None
+        self._models_known = False
+        self.chat_target: str = self.config.chat_target or "vllm"
+        self._probe_lock: asyncio.Lock | None = None
+        self._models_lock: asyncio.Lock | None = None
+
+    # -- public -----------------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def transport(self) -> str:
+        """The transport in use; ``"auto"`` until :meth:`probe` (or the first turn) ran."""
+        return self._transport.name if self._transport is not None else "auto"
+
+    def rollout(self) -> ClientRollout:
+        """A new multi-turn conversation."""
+        return ClientRollout(self)
+
+    async def probe(self) -> str:
+        """Resolve ``transport="auto"`` once: ``GET /v1/models`` (Dynamo lists its models as
+        ``owned_by: "nvidia"``), then whether ``{root}/inference/v1/generate`` and
+        ``/v1/chat/completions/tokens`` exist (an empty POST answered with anything but 404/405).
+        Picks ``dynamo-nvext`` on Dynamo, else ``vllm-generate`` (with a tokenizer), else
+        ``vllm-chat-tokens``, else ``chat``. Logged at INFO; returns the transport id."""
+        if self._transport is not None:
+            return self._transport.name
+        lock = self._lock()
+        async with lock:
+            if self._transport is not None:
+                return self._transport.name
+            name, why = await self._choose()
+            self._transport = self._make_transport(name)
+            logger.info(
+                "fasttito: transport %s for %s (%s)", name, redact_url(self.config.base_url), why
+            )
+            return name
+
+    async def aclose(self) -> None:
+        """Close fasttito's own HTTP session (a caller's ``http_client`` stays open)."""
+        await self._poster.aclose()
+
+    async def __aenter__(self) -> Client:
+        if self._transport is None:
+            await self.probe()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"Client(base_url={redact_url(self.config.base_url)!r}, model={self.config.model!r}, "
+            f"transport={self.transport!r}, api_key={'<set>' if self.config.api_key else None}, "
+            f"headers={sorted(self.config.headers)!r})"
+        )
+
+    # -- transports ---------------------------------------------------------------------------
+    def _make_transport(self, name: str) -> Transport:
+        cls = TRANSPORT_CLASSES[name]
+        if cls.needs_tokenizer and self.tokenizer is None:
+            raise ConfigError(
+                f"transport {name!r} renders prompts locally and needs a tokenizer: pass "
+                "tokenizer=<model folder or fasttito.Tokenizer> to the Client (vllm-chat-tokens "
+                "and chat work without one)"
+            )
+        return cls(self)
+
+    async def _transport_for_turn(self) -> Transport:
+        if self._transport is None:
+            await self.probe()
+        assert self._transport is not None
+        return self._transport
+
+    async def _choose(self) -> tuple[str, str]:
+        models = await self._model_info()
+        owner = str((models or {}).get("owned_by") or "").lower()
+        if owner in ("nvidia", "dynamo"):
+            if self.tokenizer is not None:
+                return "dynamo-nvext", "GET /v1/models: owned_by nvidia (Dynamo)"
+            if self.config.chat_target is None:
+                self.chat_target = "dynamo"
+            return "chat", "Dynamo without a local tokenizer: messages every turn"
+        if self.tokenizer is not None and await self._route_exists(
+            self.config.root_url + "/inference/v1/generate"
+        ):
+            return "vllm-generate", "POST /inference/v1/generate exists"
+        if await self._route_exists(self.config.v1_url + "/chat/completions/tokens"):
+            return "vllm-chat-tokens", "POST /v1/chat/completions/tokens exists"
+        return "chat", "no token-in route found"
+
+    async def _route_exists(self, url: str) -> bool:
+        resp = await self._send("POST", url, b"{}", "auto", error_status=False)
+        return resp.status not in (404, 405)
+
+    def _lock(self) -> asyncio.Lock:
+        if self._probe_lock is None:
+            self._probe_lock = asyncio.Lock()
+        return self._probe_lock
+
+    async def _model_info(self) -> dict[str, Any] | None:
+        """This model's entry of ``GET /v1/models`` (fetched once), or None if the server has
+        no such route or does not list the model."""
+        if self._models_known:
+            return self._models
+        if self._models_lock is None:
+            self._models_lock = asyncio.Lock()
+        async with self._models_lock:  # one GET however many rollouts start at once
+            if not self._models_known:
+                self._models = await self._fetch_model_info()
+                self._models_known = True
+            return self._models
+
+    async def _fetch_model_info(self) -> dict[str, Any] | None:
+        resp = await self._send(
+            "GET", self.config.v1_url + "/models", None, "auto", error_status=False
+        )
+        info: dict[str, Any] | None = None
+        if resp.status == 200:
+            try:
+                data = json.loads(resp.body).get("data") or []
+            except (ValueError, AttributeError):
+                data = []
+            entries = [d for d in data if isinstance(d, dict)]
+            for d in entries:
+                if d.get("id") == self.config.model:
+                    info = d
+                    break
+            if info is None and entries:
+                logger.warning(
+                    "fasttito: model %r is not among the served models %s",
+                    self.config.model,
+                    [d.get("id") for d in entries][:20],
+                )
+        elif resp.status in (401, 403):
+            raise self._server_error("GET", self.config.v1_url + "/models", resp, "auto", 0)
+        return info
+
+    async def _check_prompt_length(self, n: int, transport: str) -> None:
+        if not self.config.check_prompt_length:
+            return
+        info = await self._model_info()
+        if not info:
+            return
+        limit = (
+            info.get("max_model_len") or info.get("context_window") or info.get("context_length")
+        )
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 and n >= limit:
+            raise OverlongPromptError(
+                f"{transport}: the prompt has {n} tokens, the server's max_model_len is {limit}; "
+                "the server would reject it, so it was not sent. Shorten the conversation (or "
+                "end the rollout).",
+                prompt_tokens=n,
+                max_model_len=limit,
+            )
+
+    # -- HTTP -------------------------------------------------------------------------------
+    async def _post(self, url: str, body: bytes, transport: str) -> bytes:
+        """POST ``body`` (JSON bytes, sent as they are); the success body, or a typed error."""
+        return (await self._send("POST", url, body, transport)).body
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        transport: str,
+        *,
+        error_status: bool = True,
+    ) -> HttpResponse:
+        cfg = self.config
+        attempt = 0
+        while True:
+            try:
+                resp = await self._poster.request(
+                    method,
+                    url,
+                    body,
+                    headers=self._headers,
+                    timeout=cfg.timeout,
+                    max_bytes=cfg.max_body_bytes,
+                    max_error_bytes=cfg.max_error_body_bytes,
+                )
+            except TransportError as exc:
+                if attempt >= cfg.max_retries:
+                    raise type(exc)(self._redact(self._with_retries(str(exc), attempt))) from None
+                await self._backoff(attempt, method, url, type(exc).__name__)
+                attempt += 1
+                continue
+            if resp.status in RETRY_STATUSES and attempt < cfg.max_retries:
+                await self._backoff(attempt, method, url, f"HTTP {resp.status}")
+                attempt += 1
+                continue
+            if resp.status >= 400 and error_status:
+                raise self._server_error(method, url, resp, transport, attempt)
+            return resp
+
+    async def _backoff(self, attempt: int, method: str, url: str, why: str) -> None:
+        cfg = self.config
+        delay = min(cfg.backoff_max, cfg.backoff * (2**attempt)) * random.uniform(0.5, 1.0)
+        logger.info(
+            "fasttito: %s %s failed (%s); retry %d/%d in %.2fs",
+            method,
+            redact_url(url),
+            why,
+            attempt + 1,
+            cfg.max_retries,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+    @staticmethod
+    def _with_retries(text: str, attempt: int) -> str:
+        return f"{text} (after {attempt} retries)" if attempt else text
+
+    def _server_error(
+        self, method: str, url: str, resp: HttpResponse, transport: str, attempt: int
+    ) -> ServerError:
+        text = self._redact(resp.body.decode("utf-8", errors="replace"))[:2000]
+        if resp.truncated or len(text) == 2000:
+            text += "..."
+        status = resp.status
+        if status in (401, 403):
+            hint = "check the api_key / headers given to the Client"
+        elif 400 <= status < 500:
+            hint = "the server rejected the request (not retried)"
+        else:
+            hint = "server-side failure"
+            if status in RETRY_STATUSES:
+                hint += f", still failing after {attempt} retries"
+        where = redact_url(url)
+        return ServerError(
+            f"{transport}: {method} {where} answered HTTP {status} ({hint}): {text}",
+            status_code=status,
+            transport=transport,
+            url=where,
+            body=text,
+        )
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+
+class ClientRollout:
+    """One multi-turn conversation over a :class:`Client`. Its ids stay in Rust
+    (:attr:`engine`, a :class:`fasttito.Rollout`); :attr:`turns` lists the turns so far."""
+
+    __slots__ = ("_client", "_state", "_transport")
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._transport: Transport | None = None
+        self._state: RolloutState | None = None
+
+    @property
+    def turns(self) -> list[Turn]:
+        return list(self._state.turns) if self._state is not None else []
+
+    @property
+    def engine(self) -> Rollout | None:
+        """The TITO engine of this conversation (None for the ``chat`` transport)."""
+        return self._state.rollout if self._state is not None else None
+
+    @property
+    def transport(self) -> str:
+        return self._transport.name if self._transport is not None else self._client.transport
+
+    def __len__(self) -> int:
+        return len(self._state.turns) if self._state is not None else 0
+
+    async def generate(
+        self,
+        messages: Sequence[Any],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        max_tokens: int | None = 256,
+        temperature: float | None = 1.0,
+        cache_salt: str | None = None,
+        priority: int | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> Turn:
+        """Generate the next assistant turn of ``messages`` (the whole conversation so far,
+        OpenAI format, dicts or Pydantic models). Extra keyword arguments are sampling
+        parameters (``top_p``, ``seed``, ``stop``, ``extra_body``...), forwarded where the
+        server takes them. Append ``turn.message()`` to ``messages`` for the next turn."""
+        if self._transport is None:
+            self._transport = await self._client._transport_for_turn()
+            self._state = self._transport.new_state()
+        assert self._state is not None
+        if temperature is not None:
+            sampling.setdefault("temperature", temperature)
+        args = GenerateArgs(
+            messages=list(messages),
+            tools=list(tools) if tools is not None else None,
+            max_tokens=max_tokens,
+            sampling=sampling,
+            cache_salt=cache_salt,
+            priority=priority,
+            chat_template_kwargs=dict(chat_template_kwargs) if chat_template_kwargs else None,
+        )
+        turn = await self._transport.generate(self._state, args)
+        self._state.turns.append(turn)
+        return turn
+
+    def __repr__(self) -> str:
+        return f"ClientRollout(transport={self.transport!r}, turns={len(self)})"

@@ -1,0 +1,226 @@
+"""What every transport shares: the turn result (:class:`Turn`), one call's arguments, and the
+base class with the steps common to the token transports (length check, record, message)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence, Sized
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fasttito import _core
+from fasttito.errors import ResponseParseError
+from fasttito.rollout import Rollout
+from fasttito.tokens import TokenIds
+from fasttito.transports._decode import decode_completion
+
+if TYPE_CHECKING:
+    from fasttito.client import Client
+
+__all__ = ["GenerateArgs", "RolloutState", "Transport", "Turn", "assistant_message", "ids_arg"]
+
+logger = logging.getLogger("fasttito")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Turn:
+    """One generated turn.
+
+    ``prompt_ids`` are the ids the engine generated from (the server's when it reports them,
+    else the ids fasttito sent); ``completion_ids`` the sampled ids (ending in the stop token
+    unless truncated); ``completion_logprobs`` are 1:1 with them (NaN where the server sent
+    ``null``) or None when the server sent none. ``mode`` is ``"tito"`` or ``"mito"`` and
+    ``fallback_reason`` says why a turn went MITO. :meth:`message` is the assistant message to
+    append to the conversation (the very dict recorded in the rollout).
+    """
+
+    prompt_ids: TokenIds | None
+    completion_ids: TokenIds
+    completion_logprobs: list[float] | None
+    content: str | None
+    reasoning_content: str | None
+    tool_calls: list[dict[str, Any]]
+    finish_reason: str | None
+    mode: str
+    fallback_reason: str | None
+    transport: str
+    turn: int
+    stop_reason: Any = None
+    usage: dict[str, Any] | None = None
+    response_id: str | None = None
+    routed_experts: bytes | None = field(default=None, repr=False)
+    null_logprobs: int = 0
+    unparsed_tool_calls: int = 0
+    _message: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_truncated(self) -> bool:
+        """The turn was cut by the length limit (no stop token at its end)."""
+        return self.finish_reason == "length"
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message (OpenAI shape) to append to the conversation. It is the dict
+        recorded in the rollout: append it as is (a rebuilt equal dict also matches)."""
+        return self._message
+
+    def __repr__(self) -> str:
+        n = len(self.prompt_ids) if self.prompt_ids is not None else None
+        return (
+            f"Turn(turn={self.turn}, mode={self.mode!r}, fallback_reason={self.fallback_reason!r}, "
+            f"prompt_ids=<{n} ids>, completion_ids=<{len(self.completion_ids)} ids>, "
+            f"finish_reason={self.finish_reason!r}, content={self.content!r}, "
+            f"tool_calls={len(self.tool_calls)})"
+        )
+
+
+@dataclass(slots=True)
+class GenerateArgs:
+    messages: list[Any]
+    tools: list[Any] | None
+    max_tokens: int | None
+    sampling: dict[str, Any]
+    cache_salt: str | None
+    priority: int | None
+    chat_template_kwargs: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class RolloutState:
+    """Per-conversation state a transport keeps: the TITO engine (None for ``chat``) and the
+    turns so far."""
+
+    rollout: Rollout | None
+    turns: list[Turn] = field(default_factory=list)
+
+
+def assistant_message(
+    content: str | None, reasoning_content: str | None, tool_calls: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The assistant message to append: role, content, and reasoning/tool calls when present."""
+    msg: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning_content is not None:
+        msg["reasoning_content"] = reasoning_content
+    if tool_calls:
+        msg["tool_calls"] = [dict(tc) for tc in tool_calls]
+    return msg
+
+
+class Transport:
+    """Base of the transports. ``name`` is the transport id; ``wire`` the response shape."""
+
+    name = ""
+    wire = ""
+    uses_rollout = True
+    needs_tokenizer = False
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def new_state(self) -> RolloutState:
+        c = self.client
+        if not self.uses_rollout:
+            return RolloutState(None)
+        return RolloutState(Rollout(c.tokenizer, stop_token_ids=c.stop_token_ids, verify=c.verify))
+
+    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
+        raise NotImplementedError
+
+    # -- shared steps ---------------------------------------------------------------------------
+    async def check_length(self, prompt_ids: Sized | None) -> None:
+        if prompt_ids is not None:
+            await self.client._check_prompt_length(len(prompt_ids), self.name)
+
+    def parse(self, body: bytes) -> Any:
+        return _core.parse_response(
+            body, self.wire, max_body_bytes=self.client.config.max_body_bytes
+        )
+
+    def finish_turn(
+        self,
+        state: RolloutState,
+        plan: _core.Plan,
+        parsed: Any,
+        *,
+        decode_locally: bool,
+    ) -> Turn:
+        """Build the message (locally decoded when asked), record the turn in the rollout with
+        the engine's ids, and return the :class:`Turn`."""
+        completion_ids = parsed.completion_ids
+        logprobs = parsed.completion_logprobs
+        if logprobs is not None and len(logprobs) != len(completion_ids):  # the parser's invariant
+            raise ResponseParseError(
+                f"{self.name}: {len(logprobs)} logprobs for {len(completion_ids)} completion ids"
+            )
+        content, reasoning, tool_calls = (
+            parsed.content,
+            parsed.reasoning_content,
+            list(parsed.tool_calls),
+        )
+        finish = parsed.finish_reason
+        unparsed = 0
+        message: dict[str, Any] | None = None
+        if decode_locally and self.client.tokenizer is not None and not tool_calls:
+            # ids only (or raw text without a tool parser): decode per model family; the
+            # message is the one the template renders back to these ids
+            dec = decode_completion(self.client.tokenizer, completion_ids)
+            content, reasoning, tool_calls = dec.content, dec.reasoning_content, dec.tool_calls
+            unparsed = dec.unparsed_tool_calls
+            message = dec.message
+            if dec.finish_reason_hint == "tool_calls" and finish == "stop":
+                finish = "tool_calls"  # generate never says tool_calls (wire.md B.2)
+        if message is None:
+            message = assistant_message(content, reasoning, tool_calls)
+
+        # prompt ids: the server's when it reports them, else the plan's
+        plan_ids = plan.prompt_ids
+        server_ids = parsed.prompt_ids
+        record_ids = None
+        prompt_ids: TokenIds | None = plan_ids
+        if server_ids is not None:
+            if plan_ids is None:
+                record_ids = server_ids
+                prompt_ids = server_ids
+            elif not (len(server_ids) == len(plan_ids) and server_ids == plan_ids):
+                logger.warning(
+                    "%s: the server reports %d prompt ids, fasttito sent %d different ones; the "
+                    "turn is recorded with the server's",
+                    self.name,
+                    len(server_ids),
+                    len(plan_ids),
+                )
+                record_ids = server_ids
+                prompt_ids = server_ids
+        elif plan_ids is None:
+            raise ResponseParseError(
+                f"{self.name}: the response has no prompt token ids and none were rendered "
+                "locally, so the turn cannot be recorded for token-in reuse; ask the server for "
+                "them (vLLM: return_token_ids) or give the Client a tokenizer"
+            )
+        assert state.rollout is not None
+        state.rollout.record(plan, completion_ids, message, finish, prompt_ids=record_ids)
+        return Turn(
+            prompt_ids=prompt_ids,
+            completion_ids=completion_ids,
+            completion_logprobs=logprobs,
+            content=content,
+            reasoning_content=reasoning,
+            tool_calls=tool_calls,
+            finish_reason=finish,
+            mode=plan.mode,
+            fallback_reason=plan.fallback_reason,
+            transport=self.name,
+            turn=len(state.turns) + 1,
+            stop_reason=parsed.stop_reason,
+            usage=parsed.usage,
+            response_id=parsed.response_id,
+            routed_experts=parsed.routed_experts,
+            null_logprobs=parsed.null_logprobs,
+            unparsed_tool_calls=unparsed,
+            _message=message,
+        )
+
+
+def ids_arg(ids: TokenIds | None) -> Sequence[int] | None:
+    """``TokenIds`` as the ``token_ids`` argument of ``_core.request_body`` (it reads the
+    buffer; the stub types the argument as a sequence)."""
+    return ids  # type: ignore[return-value]

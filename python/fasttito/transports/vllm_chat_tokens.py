@@ -1,0 +1,91 @@
+"""``vllm-chat-tokens``: vLLM + prime-rl (wire.md A). Turn 1 and fallbacks: ``POST
+/v1/chat/completions`` with ``return_token_ids``; TITO turns: ``POST /v1/chat/completions/tokens``
+with ``tokens`` (the messages are still sent: the server validates them). Bridges are rendered
+with the local tokenizer when the Client has one, else by two ``POST {root}/tokenize`` calls per
+turn (wire.md B.1, E.2). The server parses tool calls and reasoning itself."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fasttito import _core
+from fasttito.errors import ServerError
+from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, ids_arg
+
+__all__ = ["VllmChatTokensTransport"]
+
+logger = logging.getLogger("fasttito")
+
+
+class VllmChatTokensTransport(Transport):
+    name = "vllm-chat-tokens"
+    wire = "vllm-chat"
+
+    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
+        c = self.client
+        rollout = state.rollout
+        assert rollout is not None
+        if c.tokenizer is not None:
+            plan = rollout.prepare(
+                args.messages, args.tools, args.chat_template_kwargs, render_mito=False
+            )
+        else:
+            begun = rollout.begin(args.messages, args.tools, args.chat_template_kwargs)
+            if isinstance(begun, _core.Plan):
+                plan = begun
+            else:
+                full = await self._tokenize(begun.full_messages, args, generation_prompt=True)
+                base = None
+                if full is not None:
+                    base = await self._tokenize(begun.base_messages, args, generation_prompt=False)
+                plan = rollout.finish(begun, full, base)
+        common: dict[str, Any] = dict(
+            messages=args.messages,
+            tools=args.tools,
+            sampling=args.sampling,
+            max_tokens=args.max_tokens,
+            cache_salt=args.cache_salt,
+            priority=args.priority,
+            chat_template_kwargs=args.chat_template_kwargs,
+        )
+        if plan.mode == "tito":
+            await self.check_length(plan.prompt_ids)
+            body = _core.request_body(
+                "chat-tokens", c.model, token_ids=ids_arg(plan.prompt_ids), **common
+            )
+            url = c.config.v1_url + "/chat/completions/tokens"
+        else:
+            body = _core.request_body("chat", c.model, target="vllm", **common)
+            url = c.config.v1_url + "/chat/completions"
+        raw = await c._post(url, body, self.name)
+        return self.finish_turn(state, plan, self.parse(raw), decode_locally=False)
+
+    async def _tokenize(
+        self, messages: Sequence[Any], args: GenerateArgs, *, generation_prompt: bool
+    ) -> list[int] | None:
+        """vLLM's chat ``/tokenize`` (wire.md B.1); None when the server rejects the messages
+        (the turn then falls back to messages, counted as ``tokenization_failed``)."""
+        c = self.client
+        req: dict[str, Any] = {"model": c.model, "messages": list(messages), "tools": args.tools}
+        if not generation_prompt:
+            req["add_generation_prompt"] = False
+        if args.chat_template_kwargs:
+            req["chat_template_kwargs"] = dict(args.chat_template_kwargs)
+        body = json.dumps(req, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            raw = await c._post(c.config.root_url + "/tokenize", body, self.name)
+        except ServerError as exc:
+            if 400 <= exc.status_code < 500:
+                logger.debug("%s: /tokenize rejected the bridge (%d)", self.name, exc.status_code)
+                return None
+            raise
+        try:
+            tokens = json.loads(raw)["tokens"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(tokens, list) or not all(type(t) is int and t >= 0 for t in tokens):
+            return None
+        return tokens
