@@ -475,6 +475,7 @@ def test_connection_refused(tok: fasttito.Tokenizer) -> None:
         ("truncated_json", None),
         ("missing_token_ids", "token_ids"),
         ("short_logprobs", "logprob"),
+        ("oov_token_id", "outside the vocabulary"),
     ],
 )
 @pytest.mark.parametrize("transport", ["vllm-generate", "vllm-chat-tokens"])

@@ -139,6 +139,11 @@ impl TokenIds {
             .ok_or_else(|| PyValueError::new_err(format!("{id} is not in TokenIds")))
     }
 
+    /// The largest id, or `None` when empty (a vocabulary-bound check without a list).
+    fn max(&self) -> Option<u32> {
+        self.ids.iter().copied().max()
+    }
+
     /// The ids as a new list.
     fn tolist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, self.ids.iter())

@@ -151,6 +151,18 @@ class Transport:
             raise ResponseParseError(
                 f"{self.name}: {len(logprobs)} logprobs for {len(completion_ids)} completion ids"
             )
+        tokenizer = self.client.tokenizer
+        if tokenizer is not None:
+            # An id outside the vocabulary would be recorded and re-sent next turn: a corrupt
+            # engine response must stop here, typed, not poison the rollout.
+            for what, ids in (("completion", completion_ids), ("prompt", parsed.prompt_ids)):
+                top = ids.max() if ids is not None else None
+                if top is not None and top >= tokenizer.vocab_size:
+                    raise ResponseParseError(
+                        f"{self.name}: the response's {what} ids hold {top}, outside the "
+                        f"vocabulary of {tokenizer.vocab_size} ids; the engine serves another "
+                        "model or sent corrupt ids"
+                    )
         content, reasoning, tool_calls = (
             parsed.content,
             parsed.reasoning_content,
