@@ -56,3 +56,12 @@ def test_stubs_match_the_compiled_module() -> None:
         [sys.executable, "-m", "mypy.stubtest", "fasttito._core"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_package_is_mypy_strict_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", str(REPO / "python" / "fasttito")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
