@@ -129,7 +129,8 @@ def raw_post(eng: EngineProcess, path: str, body: Any) -> tuple[int, bytes]:
 def shared_folder(name: str) -> Path:
     folder = SHARED / name
     if not (folder / "tokenizer.json").is_file():
-        pytest.skip(f"shared model folder {name} not found under {SHARED}")
+        # The same policy as the parity suite: a missing model matrix fails, never skips.
+        pytest.fail(f"shared model folder {name} not found under {SHARED} (set FASTTITO_MODELS)", pytrace=False)
     return folder
 
 

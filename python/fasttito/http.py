@@ -15,7 +15,7 @@ the Client's. Bodies are read in chunks up to a limit and never past it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -64,6 +64,21 @@ def _too_large(url: str, limit: int, declared: int | None = None) -> ResponseToo
         "max_body_bytes on the Client if the server legitimately sends bodies this large "
         "(routed_experts blobs)"
     )
+
+
+async def _read_bounded(chunks: AsyncIterator[bytes], status: int, limit: int, url: str) -> HttpResponse:
+    """Reads a body chunk by chunk, never holding more than ``limit`` bytes: a success body
+    past the limit is a ``ResponseTooLargeError``; an error body is cut (and marked truncated),
+    since only its beginning goes into the ``ServerError``."""
+    buf = bytearray()
+    async for chunk in chunks:
+        if len(buf) + len(chunk) > limit:
+            if status < 400:
+                raise _too_large(url, limit)
+            buf += chunk[: limit - len(buf)]
+            return HttpResponse(status, bytes(buf), True)
+        buf += chunk
+    return HttpResponse(status, bytes(buf), False)
 
 
 class AiohttpPoster:
@@ -128,17 +143,7 @@ class AiohttpPoster:
                     if not resp.headers.get("Content-Encoding"):
                         # aiohttp stops at Content-Length: one read, no second copy
                         return HttpResponse(status, await resp.read())
-                buf = bytearray()
-                truncated = False
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    if len(buf) + len(chunk) > limit:
-                        if status < 400:
-                            raise _too_large(url, limit)
-                        buf += chunk[: limit - len(buf)]
-                        truncated = True
-                        break
-                    buf += chunk
-                return HttpResponse(status, bytes(buf), truncated)
+                return await _read_bounded(resp.content.iter_chunked(_CHUNK), status, limit, url)
         except ResponseTooLargeError:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -193,17 +198,7 @@ class HttpxPoster:
                     if status < 400 and declared is not None and declared.isdigit():
                         if int(declared) > limit:
                             raise _too_large(url, limit, int(declared))
-                    buf = bytearray()
-                    truncated = False
-                    async for chunk in resp.aiter_bytes():
-                        if len(buf) + len(chunk) > limit:
-                            if status < 400:
-                                raise _too_large(url, limit)
-                            buf += chunk[: limit - len(buf)]
-                            truncated = True
-                            break
-                        buf += chunk
-                    return HttpResponse(status, bytes(buf), truncated)
+                    return await _read_bounded(resp.aiter_bytes(), status, limit, url)
         except ResponseTooLargeError:
             raise
         except (TimeoutError, mod.TimeoutException) as exc:

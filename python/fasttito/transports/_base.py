@@ -3,6 +3,7 @@ base class with the steps common to the token transports (length check, record, 
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def assistant_message(
     return msg
 
 
-class Transport:
+class Transport(abc.ABC):
     """Base of the transports. ``name`` is the transport id; ``wire`` the response shape."""
 
     name = ""
@@ -122,8 +123,9 @@ class Transport:
             return RolloutState(None)
         return RolloutState(Rollout(c.tokenizer, stop_token_ids=c.stop_token_ids, verify=c.verify))
 
+    @abc.abstractmethod
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        raise NotImplementedError
+        """Run one turn of ``state``'s rollout on this transport."""
 
     # -- shared steps ---------------------------------------------------------------------------
     async def check_length(self, prompt_ids: Sized | None) -> None:
