@@ -12,6 +12,7 @@ pub mod messages;
 pub mod metrics;
 pub mod parse;
 pub mod pyfmt;
+pub mod render_cache;
 pub mod request;
 pub mod rollout;
 pub mod segments;

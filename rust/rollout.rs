@@ -281,13 +281,14 @@ impl Rollout {
         let mut plan = match self.begin(input) {
             Begin::Fallback(plan) => plan,
             Begin::Bridge(mut pending) => {
-                let mut ids = bridge_ids(tok, &pending.inputs, &options);
+                let fps = (input.tools_fp, input.kwargs_fp);
+                let mut ids = bridge_ids(tok, &pending.inputs, &options, fps);
                 if matches!(&ids, Err(e) if e.kind() == ErrorKind::Template) {
                     // DeepSeek templates concatenate `arguments` as a string (models README).
                     let tail: Vec<&Json> = pending.inputs.full[1..].iter().collect();
                     let names = bridge::tool_names(&input.messages[..input.messages.len() - tail.len()]);
                     pending.inputs = bridge::bridge_inputs(&tail, &names, true);
-                    ids = bridge_ids(tok, &pending.inputs, &options);
+                    ids = bridge_ids(tok, &pending.inputs, &options, fps);
                 }
                 match ids {
                     Ok((full, base)) => self.finish(pending, &full, &base),
@@ -377,13 +378,24 @@ impl Rollout {
     }
 }
 
+/// The ids of the bridge's two renders; the base one from the tokenizer's cache when it can
+/// (keyed by the dummy's JSON and the tools and template-variable fingerprints).
 fn bridge_ids(
     tok: &Tokenizer,
     inputs: &BridgeInputs,
     options: &dyn Fn(bool) -> ChatOptions,
-) -> crate::Result<(Vec<u32>, Vec<u32>)> {
+    (tools_fp, kwargs_fp): (u128, u128),
+) -> crate::Result<(Vec<u32>, Arc<[u32]>)> {
     let full = chat::render_ids(tok, inputs.full.clone(), &options(true))?;
-    let base = chat::render_ids(tok, inputs.base.clone(), &options(false))?;
+    let render_base = || chat::render_ids(tok, inputs.base.clone(), &options(false));
+    let base = match (tok.base_renders(), serde_json::to_vec(&inputs.base)) {
+        (Some(cache), Ok(mut key)) => {
+            key.extend_from_slice(&tools_fp.to_le_bytes());
+            key.extend_from_slice(&kwargs_fp.to_le_bytes());
+            cache.get_or_render(&key, render_base)?
+        }
+        _ => render_base()?.into(),
+    };
     Ok((full, base))
 }
 

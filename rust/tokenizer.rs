@@ -22,6 +22,7 @@ use serde_json::Value as Json;
 use tokenizers::Tokenizer as HfTokenizer;
 
 use crate::error::{Error, Result};
+use crate::render_cache::RenderCache;
 use crate::segments::{encode_whole, CacheStats, EncodeCache, Segmenter};
 use crate::template::{ChatTemplate, RenderLimits};
 
@@ -77,6 +78,8 @@ pub struct Tokenizer {
     segmenter: Option<Segmenter>,
     cache: Option<EncodeCache>,
     model_max_length: Option<u64>,
+    /// Base renders of the bridge; `None` when a template reads the clock.
+    base_renders: Option<RenderCache>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -275,6 +278,9 @@ impl Tokenizer {
             .and_then(Json::as_u64)
             .filter(|n| *n < (1 << 40));
         let is_bpe = matches!(inner.get_model(), tokenizers::ModelWrapper::BPE(_));
+        // a template reading the clock renders differently from one day to the next
+        let base_renders =
+            (!templates.iter().any(|t| t.source.contains("strftime_now"))).then(RenderCache::default);
         let segmenter = Segmenter::for_tokenizer(&inner);
         let cache = (options.cache_bytes > 0 && segmenter.is_some())
             .then(|| EncodeCache::new(options.cache_bytes));
@@ -290,7 +296,13 @@ impl Tokenizer {
             segmenter,
             cache,
             model_max_length,
+            base_renders,
         })
+    }
+
+    /// The bridge's base-render cache (`None` when a template reads the clock).
+    pub fn base_renders(&self) -> Option<&RenderCache> {
+        self.base_renders.as_ref()
     }
 
     /// The folder this tokenizer was loaded from.

@@ -114,3 +114,45 @@ fn fallbacks_are_explicit() {
     d2.messages[0] = json!({"role": "user", "content": "other"});
     assert_eq!(d2.turn(&tools(), &kwargs).fallback, Some(Fallback::NoPrefixMatch));
 }
+
+#[test]
+fn base_renders_are_shared_across_rollouts_and_change_no_id() {
+    // two rollouts with the same shape: the second one's bridges come from the first one's
+    // cached base renders, and both equal a full re-render (verify mode) on every turn
+    let tok = qwen();
+    let stops = tok.stop_token_ids().to_vec();
+    assert!(tok.base_renders().is_some(), "the Qwen2.5 template does not read the clock");
+    let mut d = Driver { tok, rollout: Rollout::new(stops.clone()), messages: vec![json!({"role": "user", "content": "Weather?"})] };
+    let kwargs = Map::new();
+    let mut stitched = Vec::new();
+    for pass in 0..2 {
+        d.rollout = Rollout::new(stops.clone());
+        d.messages.truncate(1);
+        let plan = d.turn(&tools(), &kwargs);
+        d.reply(&plan, call(0), "tool_calls");
+        for i in 1..4 {
+            d.messages.push(json!({"role": "tool", "tool_call_id": format!("call{:05}", i - 1), "content": "{}"}));
+            let plan = d.turn(&tools(), &kwargs);
+            assert_eq!(plan.mode, Mode::Tito, "pass {pass} turn {i}: {:?}", plan.fallback);
+            assert!(plan.verify.as_ref().unwrap().identical, "pass {pass} turn {i}");
+            stitched.push(plan.prompt_ids.clone().unwrap().to_vec());
+            d.reply(&plan, call(i), "tool_calls");
+        }
+        let cache = d.tok.base_renders().unwrap();
+        assert_eq!((cache.len(), cache.hits()), (3, 3 * pass), "one base render per dummy shape");
+    }
+    assert_eq!(stitched[..3], stitched[3..]);
+}
+
+#[test]
+fn templates_reading_the_clock_get_no_base_render_cache() {
+    // Llama 3's date line comes from strftime_now: a cached render could be from yesterday
+    let dir = tempfile::tempdir().unwrap();
+    let qwen = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join("qwen2.5");
+    std::fs::copy(qwen.join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    let template = "{{ strftime_now('%d %b %Y') }}{% for m in messages %}{{ m.content }}{% endfor %}";
+    let config = json!({"chat_template": template, "eos_token": "<|im_end|>"});
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    let tok = Tokenizer::from_dir(dir.path(), &LoadOptions::default()).unwrap();
+    assert!(tok.base_renders().is_none());
+}
