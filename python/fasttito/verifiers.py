@@ -340,9 +340,27 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         if isinstance(messages, str):
             body: dict[str, Any] = dict(model=model, prompt=messages, **extra)
         else:
-            body = dict(model=model, messages=messages, tools=tools, **extra)
-        answer = await self.token_client.post("/tokenize", body=body, cast_to=TokenizeResponse)
-        return [int(t) for t in answer.tokens]
+            body = dict(model=model, messages=list(messages), tools=tools, **extra)
+        http = self._fast_http()
+        if http is None:  # not an AsyncOpenAI: through its post(), as verifiers does
+            answer = await self.token_client.post("/tokenize", body=body, cast_to=TokenizeResponse)
+            return [int(t) for t in answer.tokens]
+        # an AsyncOpenAI: one POST through its httpx client, without openai's per-call client
+        # copy (with_options) and model validation, which cost more than the bridge itself
+        raw = await http._post(
+            http.config.root_url + "/tokenize",
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            self.transport,
+        )
+        try:
+            tokens = json.loads(raw)["tokens"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ResponseParseError(
+                f"{self.transport}: /tokenize answered without a token list: {raw[:200]!r}"
+            ) from exc
+        if not isinstance(tokens, list) or not all(type(t) is int and t >= 0 for t in tokens):
+            raise ResponseParseError(f"{self.transport}: /tokenize answered non-id tokens")
+        return tokens
 
     @property
     def token_client(self) -> Any:
