@@ -75,7 +75,10 @@ def _assistant(k: int, final: bool) -> dict[str, Any]:
             {
                 "id": f"call{k:05d}",
                 "type": "function",
-                "function": {"name": "read_file", "arguments": json.dumps({"path": f"src/module_{k}.py"})},
+                "function": {
+                    "name": "read_file",
+                    "arguments": json.dumps({"path": f"src/module_{k}.py"}),
+                },
             }
         ],
     }
@@ -103,7 +106,8 @@ class Recorded:
             self.responses.append(self._body(k, prompt, completion, asst))
             conv += [asst]
             if "tool_calls" in asst:
-                conv.append({"role": "tool", "tool_call_id": f"call{k:05d}", "content": _tool_result(k)})
+                tool = {"role": "tool", "tool_call_id": f"call{k:05d}", "content": _tool_result(k)}
+                conv.append(tool)
 
     @staticmethod
     def _body(k: int, prompt: list[int], completion: list[int], asst: dict[str, Any]) -> bytes:
@@ -123,7 +127,7 @@ class Recorded:
                         "message": message,
                         "logprobs": {
                             "content": [
-                                {"token": f"t{t}", "logprob": -0.01 * (i % 7), "bytes": None, "top_logprobs": []}
+                                {"token": f"t{t}", "logprob": -0.01 * (i % 7), "top_logprobs": []}
                                 for i, t in enumerate(completion)
                             ]
                         },
@@ -155,7 +159,9 @@ class Recorded:
                     add_generation_prompt=req.get("add_generation_prompt", True),
                     **(req.get("chat_template_kwargs") or {}),
                 )
-                answer = json.dumps({"count": len(ids), "max_model_len": 32768, "tokens": ids}).encode()
+                answer = json.dumps(
+                    {"count": len(ids), "max_model_len": 32768, "tokens": ids}
+                ).encode()
                 self.tokenized[body] = answer
             return httpx.Response(200, content=answer, headers={"content-type": "application/json"})
         if path in ("/v1/chat/completions", "/v1/chat/completions/tokens"):
@@ -225,7 +231,9 @@ def _make_clients(server: Recorded) -> dict[str, Any]:
 
     def oai() -> Any:
         http = httpx.AsyncClient(transport=httpx.MockTransport(server.handle))
-        return openai.AsyncOpenAI(base_url="http://bench.invalid/v1", api_key="sk-bench", http_client=http)
+        return openai.AsyncOpenAI(
+            base_url="http://bench.invalid/v1", api_key="sk-bench", http_client=http
+        )
 
     return {
         "verifiers 0.3.1": VfClient(oai()),
@@ -311,7 +319,10 @@ def main() -> int:
     import fasttito._core as core
 
     if core.build_profile != "release":
-        print("error: benchmark a release build (scripts/bootstrap.sh release bench)", file=sys.stderr)
+        print(
+            "error: benchmark a release build (scripts/bootstrap.sh release bench)",
+            file=sys.stderr,
+        )
         return 1
     import httpx
     import openai

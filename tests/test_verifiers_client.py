@@ -92,7 +92,9 @@ def upstream_test_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = where / "run" / "test_upstream_token_client.py"
     out.parent.mkdir()
     out.write_text(text.replace(UPSTREAM_IMPORT, FASTTITO_IMPORT))
-    (out.parent / "pytest.ini").write_text("[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n")
+    (out.parent / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
+    )
     return out
 
 
@@ -300,7 +302,9 @@ def test_remote_bridge_tokenization_goes_through_tokenize() -> None:
     calls: list[dict[str, Any]] = []
 
     class Remote(OpenAIChatCompletionsTokenClient):  # type: ignore[misc]
-        async def tokenize(self, messages, tools, model, extra_kwargs=None, **kw):  # type: ignore[no-untyped-def]
+        async def tokenize(  # type: ignore[no-untyped-def]
+            self, messages, tools, model, extra_kwargs=None, **kw
+        ):
             extra = dict(extra_kwargs or {})
             calls.append({"messages": messages, "tools": tools, "model": model, **extra})
             gen = extra.get("add_generation_prompt", True)

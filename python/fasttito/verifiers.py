@@ -332,9 +332,10 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
                 return tok.encode(messages, add_special_tokens=False)
             ctk = dict(extra.pop("chat_template_kwargs", None) or {})
             add_generation_prompt = bool(extra.pop("add_generation_prompt", True))
+            gen = add_generation_prompt
             return list(
                 tok.apply_chat_template(
-                    messages, tools=tools, add_generation_prompt=add_generation_prompt, **ctk, **extra
+                    messages, tools=tools, add_generation_prompt=gen, **ctk, **extra
                 )
             )
         if isinstance(messages, str):
@@ -605,7 +606,10 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         if getattr(method, "__func__", None) is _OWN_GET_PROMPT_IDS:
             plan = await self._plan(state, prompt, tools, ctk, render_mito=True)
             prompt_ids, mode = plan.prompt_ids, plan.mode
-            if plan.mode != "tito" and plan.turn > 1 and plan.fallback_reason != "multimodal":
+            if plan.fallback_reason == "multimodal":
+                # images and audio need the server's processor: Dynamo gets the messages
+                prompt_ids = None
+            elif plan.mode != "tito" and plan.turn > 1:
                 self.logger.warning(
                     f"TITO fell back to MITO on turn {plan.turn} ({plan.fallback_reason})"
                 )
@@ -624,7 +628,7 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
                 sampling=sampling_args,
                 stop_token_ids=tok.stop_token_ids,
             )
-        else:  # the local render failed: Dynamo renders the messages and reports the problem
+        else:  # multimodal, or the local render failed: Dynamo renders the messages
             body = _core.request_body(
                 "chat",
                 model,
@@ -636,7 +640,8 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
             )
         raw = await self._send(http, "/chat/completions", body, extra_headers)
         parsed = _core.parse_response(raw, "dynamo", max_body_bytes=http.config.max_body_bytes)
-        content, reasoning, calls = parsed.content, parsed.reasoning_content, list(parsed.tool_calls)
+        content, reasoning = parsed.content, parsed.reasoning_content
+        calls = list(parsed.tool_calls)
         finish = parsed.finish_reason
         if not calls:
             dec = decode_completion(tok, _ids(parsed.completion_ids))
