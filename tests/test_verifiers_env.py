@@ -125,8 +125,10 @@ def test_tool_env_rollouts_are_tito_on_vllm(
     engine.reset()
     engine.script(mode="tool_agent", tool_calls=TOOL_TURNS)
     fasttito.reset_metrics()
-    client = OpenAIChatCompletionsTokenClient(vf_config(engine.v1_url))
-    states = run_rollouts(client, SERVED, 2, {"max_tokens": 256, "temperature": 1.0})
+    config = vf_config(engine.v1_url, extra_headers_from_state={"X-Rollout": "trajectory_id"})
+    client = OpenAIChatCompletionsTokenClient(config)
+    sampling = {"max_tokens": 256, "temperature": 1.0, "extra_body": {"cache_salt": "policy-3"}}
+    states = run_rollouts(client, SERVED, 2, sampling)
     # the token route went through fasttito's HTTP over verifiers' own httpx client
     assert client._http is not None
 
@@ -143,10 +145,13 @@ def test_tool_env_rollouts_are_tito_on_vllm(
         "/tokenize": 2 * 2 * TOOL_TURNS,
     }
     token_requests = [r for r in requests if r["path"] == "/v1/chat/completions/tokens"]
+    rollout_ids = {s["trajectory_id"] for s in states}
     for r in token_requests:
         assert r["status"] == 200 and r["body"]["tokens"] == r["prompt_ids"]
         assert r["body"]["logprobs"] is True and r["body"]["return_token_ids"] is True
         assert r["body"]["max_completion_tokens"] == 256
+        assert r["body"]["cache_salt"] == "policy-3"
+        assert r["headers"].get("x-rollout") in rollout_ids  # verifiers' per-state header
     seen = [r["prompt_ids"] for r in requests if r["prompt_ids"]]
     for state in states:
         check_stitched(state, seen)
