@@ -155,6 +155,14 @@ def test_tool_env_rollouts_are_tito_on_vllm(
     seen = [r["prompt_ids"] for r in requests if r["prompt_ids"]]
     for state in states:
         check_stitched(state, seen)
+        for step in state["trajectory"][1:]:  # the vf.Response fasttito built from Rust parsing
+            response, tokens = step["response"], step["tokens"]
+            assert response.id.startswith("chatcmpl") and response.model == SERVED
+            assert response.usage.prompt_tokens == len(tokens["prompt_ids"])
+            assert response.usage.completion_tokens == len(tokens["completion_ids"])
+            assert tokens["prompt_mask"] == [0] * len(tokens["prompt_ids"])
+            assert tokens["completion_mask"] == [1] * len(tokens["completion_ids"])
+            assert all(isinstance(x, float) and x <= 0 for x in tokens["completion_logprobs"])
     metrics = fasttito.metrics()
     assert metrics.get("tito") == 2 * TOOL_TURNS, metrics
 

@@ -168,7 +168,8 @@ class TokenChatResponse:
     """The native response of a turn fasttito sent itself (vLLM token route, or any Dynamo
     turn): the Rust-parsed body and what the client adds to it. :meth:`from_native_response
     <OpenAIChatCompletionsTokenClient.from_native_response>` turns it into a ``vf.Response``;
-    ``parsed.body`` holds the raw bytes."""
+    ``parsed.body`` holds the raw bytes; ``created`` is when fasttito received the answer (the
+    Rust parser does not read the server's timestamp)."""
 
     parsed: _core.ParsedResponse
     model: str
