@@ -293,9 +293,19 @@ class Client:
             )
 
     # -- HTTP -------------------------------------------------------------------------------
-    async def _post(self, url: str, body: bytes, transport: str) -> bytes:
-        """POST ``body`` (JSON bytes, sent as they are); the success body, or a typed error."""
-        return (await self._send("POST", url, body, transport)).body
+    async def _post(
+        self,
+        url: str,
+        body: bytes,
+        transport: str,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """POST ``body`` (JSON bytes, sent as they are); the success body, or a typed error.
+        ``extra_headers`` are added to this request only (verifiers' per-state headers)."""
+        return (
+            await self._send("POST", url, body, transport, extra_headers=extra_headers)
+        ).body
 
     async def _send(
         self,
@@ -305,8 +315,10 @@ class Client:
         transport: str,
         *,
         error_status: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         cfg = self.config
+        headers = {**self._headers, **extra_headers} if extra_headers else self._headers
         attempt = 0
         while True:
             try:
@@ -314,7 +326,7 @@ class Client:
                     method,
                     url,
                     body,
-                    headers=self._headers,
+                    headers=headers,
                     timeout=cfg.timeout,
                     max_bytes=cfg.max_body_bytes,
                     max_error_bytes=cfg.max_error_body_bytes,

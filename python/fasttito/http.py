@@ -220,7 +220,9 @@ def _httpx_module(client: Any) -> Any:
     import importlib
 
     cls = client if isinstance(client, type) else type(client)
-    name = cls.__module__.split(".", 1)[0]
+    # a subclass (openai's AsyncHttpxClientWrapper) lives elsewhere: find its httpx base
+    roots = [c.__module__.split(".", 1)[0] for c in cls.__mro__]
+    name = next((r for r in roots if r in ("httpx", "httpx2")), roots[0])
     try:
         return importlib.import_module(name)
     except ImportError:

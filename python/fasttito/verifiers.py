@@ -1,0 +1,784 @@
+"""A drop-in ``OpenAIChatCompletionsTokenClient`` for verifiers 0.3.x, with fasttito's core.
+
+verifiers environments select their TITO client by configuration
+(``ClientConfig(client_type="openai_chat_completions_token")``) or take a client object; this
+class has the same constructor, methods and results as verifiers 0.3.1's class of the same
+name (``verifiers.legacy.clients.openai_chat_completions_token_client``), so it can replace it
+without touching an environment::
+
+    from fasttito.verifiers import OpenAIChatCompletionsTokenClient
+    client = OpenAIChatCompletionsTokenClient(AsyncOpenAI(base_url=..., api_key=...))
+    state = await env.rollout(row, client, "Qwen/Qwen3-8B", sampling_args)
+
+What changes inside:
+
+* **Prefix matching and bridges are Rust** (:class:`fasttito.TrajectoryRollouts`): each
+  trajectory step of ``state["trajectory"]`` is hashed once, when first seen, so the cost of a
+  turn does not grow with the number of turns (verifiers re-normalizes every step every turn).
+  Normalization is symmetric: Pydantic ``vf.Message`` objects and plain dicts compare equal
+  (``None`` keys dropped, ``content: ""`` equal to absent, flat ``vf.ToolCall`` equal to the
+  OpenAI shape, ``arguments`` compared as JSON).
+* **Token-in requests are written and parsed in Rust** and posted through the caller's own
+  ``AsyncOpenAI`` HTTP client (its httpx client, base URL, api key and headers), so auth and
+  proxies behave as configured.
+* **The transport is chosen by** ``renderer_transport``: ``prime_vllm_generate`` (default; also
+  ``vllm``) posts ``/v1/chat/completions/tokens`` to vLLM + prime-rl; ``dynamo_chat_nvext``
+  (also ``dynamo``, ``dynamo_chat``) posts ``/v1/chat/completions`` with ``nvext.token_data``
+  to NVIDIA Dynamo, tokenizing locally from the ``renderer_model_name`` (or model) folder.
+
+Turn 1, multimodal conversations and turns without a usable prefix go as messages (MITO)
+exactly as in verifiers (through the parent class on vLLM); every such fallback past turn 1 is
+counted in :func:`fasttito.metrics` with its reason and logged.
+
+This module imports verifiers; ``import fasttito`` never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fasttito import _core
+from fasttito.client import Client as _HttpClient
+from fasttito.config import resolve_transport
+from fasttito.errors import ConfigError, ResponseParseError, ServerError
+from fasttito.http import HttpxPoster
+from fasttito.tokens import TokenIds
+from fasttito.trajectory import TrajectoryRollouts
+from fasttito.transports._decode import decode_completion
+
+try:
+    import openai
+    from verifiers.legacy.clients.openai_chat_completions_client import (
+        OpenAIChatCompletionsClient,
+        handle_openai_overlong_prompt,
+    )
+    from verifiers.legacy.clients.openai_chat_completions_token_client import (
+        TokenizeResponse,
+    )
+    from verifiers.legacy.errors import EmptyModelResponseError
+    from verifiers.legacy.errors import OverlongPromptError as VfOverlongPromptError
+    from verifiers.legacy.types import ClientConfig as VfClientConfig
+    from verifiers.legacy.types import (
+        Response,
+        ResponseMessage,
+        ResponseTokens,
+        ToolCall,
+        Usage,
+    )
+    from verifiers.legacy.utils.client_utils import (
+        post_chat_completion_with_routed_experts_sidecar,
+    )
+except ImportError as exc:  # pragma: no cover - exercised by the packaging test
+    raise ImportError(
+        "fasttito.verifiers needs verifiers 0.3.x (its verifiers.legacy client API): "
+        "pip install 'fasttito[verifiers]'"
+    ) from exc
+
+__all__ = [
+    "DEFAULT_RENDERER_TRANSPORT",
+    "RENDERER_TRANSPORTS",
+    "RENDERER_TRANSPORT_ENV",
+    "OpenAIChatCompletionsTokenClient",
+    "TokenChatResponse",
+    "resolve_renderer_transport",
+]
+
+logger = logging.getLogger("fasttito")
+
+#: Token ids as this module passes them: Rust's zero-copy ``TokenIds`` or a caller's list.
+Ids = TokenIds | Sequence[int]
+
+#: ``renderer_transport`` values and the fasttito transport each selects (wire.md
+#: "Transport-name history": vf #1289's names, the later ``vllm``/``dynamo``, and the ids).
+RENDERER_TRANSPORTS: Mapping[str, str] = {
+    "prime_vllm_generate": "vllm-chat-tokens",
+    "vllm": "vllm-chat-tokens",
+    "vllm-chat-tokens": "vllm-chat-tokens",
+    "dynamo_chat_nvext": "dynamo-nvext",
+    "dynamo": "dynamo-nvext",
+    "dynamo_chat": "dynamo-nvext",
+    "dynamo-nvext": "dynamo-nvext",
+}
+DEFAULT_RENDERER_TRANSPORT = "prime_vllm_generate"
+#: The environment variable read when neither the config nor the constructor names a transport.
+RENDERER_TRANSPORT_ENV = "FASTTITO_RENDERER_TRANSPORT"
+
+# Phrases of a server's "prompt too long" 400 (verifiers' handle_openai_overlong_prompt list).
+_CONTEXT_PHRASES = (
+    "this model's maximum context length is",
+    "is longer than the model's context length",
+    "is longer than the maximum model length",
+    "exceeds the model's context length",
+    "exceed the configured limit",
+    "exceeds the configured limit",
+    "exceeded model",
+    "prompt_too_long",
+    "context length",
+    "maximum model length",
+)
+# openai's own headers, which the fasttito HTTP client sets itself or does not need.
+_SKIP_HEADERS = ("authorization", "accept", "content-type", "user-agent")
+
+
+def resolve_renderer_transport(
+    config: Any = None, renderer_transport: str | None = None
+) -> tuple[str, str]:
+    """``(value, transport id)`` from, in order: the config's ``renderer_transport`` (a field
+    or an extra attribute of a ``ClientConfig``), the ``renderer_transport`` argument, the
+    ``FASTTITO_RENDERER_TRANSPORT`` environment variable, the default
+    ``prime_vllm_generate``. An unknown value raises :class:`ConfigError` naming the accepted
+    ones.
+
+    >>> resolve_renderer_transport(None, "dynamo")
+    ('dynamo', 'dynamo-nvext')
+    """
+    value: Any = None
+    source = ""
+    if config is not None:
+        value = getattr(config, "renderer_transport", None)
+        if value is None:
+            extra = getattr(config, "model_extra", None)
+            if isinstance(extra, Mapping):
+                value = extra.get("renderer_transport")
+        source = "ClientConfig.renderer_transport"
+    if value is None and renderer_transport is not None:
+        value, source = renderer_transport, "renderer_transport="
+    if value is None and os.environ.get(RENDERER_TRANSPORT_ENV):
+        value, source = os.environ[RENDERER_TRANSPORT_ENV], RENDERER_TRANSPORT_ENV
+    if value is None:
+        value, source = DEFAULT_RENDERER_TRANSPORT, "default"
+    if not isinstance(value, str) or value not in RENDERER_TRANSPORTS:
+        raise ConfigError(
+            f"unknown renderer_transport {value!r} (from {source}); accepted: "
+            f"{', '.join(RENDERER_TRANSPORTS)} (default {DEFAULT_RENDERER_TRANSPORT})"
+        )
+    return value, resolve_transport(RENDERER_TRANSPORTS[value])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TokenChatResponse:
+    """The native response of a turn fasttito sent itself (vLLM token route, or any Dynamo
+    turn): the Rust-parsed body and what the client adds to it. :meth:`from_native_response
+    <OpenAIChatCompletionsTokenClient.from_native_response>` turns it into a ``vf.Response``;
+    ``parsed.body`` holds the raw bytes; ``created`` is when fasttito received the answer (the
+    Rust parser does not read the server's timestamp)."""
+
+    parsed: _core.ParsedResponse
+    model: str
+    transport: str
+    mode: str
+    #: the ids fasttito sent (used when the server reports no prompt ids)
+    sent_prompt_ids: TokenIds | None
+    content: str | None
+    reasoning_content: str | None
+    tool_calls: list[dict[str, Any]]
+    finish_reason: str | None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def _seconds(timeout: Any) -> float:
+    """An openai/httpx timeout as the seconds of one attempt."""
+    if isinstance(timeout, (int, float)) and timeout > 0:
+        return float(timeout)
+    parts = [getattr(timeout, k, None) for k in ("read", "write", "connect", "pool")]
+    numbers = [float(p) for p in parts if isinstance(p, (int, float)) and p > 0]
+    return max(numbers) if numbers else 600.0
+
+
+def _ids(ids: Ids) -> Sequence[int]:
+    """Ids for a ``_core`` argument typed as a sequence: a ``TokenIds`` is read as a buffer."""
+    return ids  # type: ignore[return-value]
+
+
+def _httpx_root(cls: type) -> str | None:
+    """``"httpx"`` or ``"httpx2"`` when ``cls`` is (a subclass of) that package's
+    ``AsyncClient`` (openai 3.x wraps httpx2; verifiers' ClientConfig hands it an httpx one)."""
+    for c in cls.__mro__:
+        root = c.__module__.split(".", 1)[0]
+        if c.__name__ == "AsyncClient" and root in ("httpx", "httpx2"):
+            return root
+    return None
+
+
+def _openai_httpx() -> Any:
+    import importlib
+
+    return importlib.import_module(_httpx_root(openai.DefaultAsyncHttpxClient) or "httpx")
+
+
+_OPENAI_HTTPX = _openai_httpx()
+
+
+def _arguments(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ignore[misc]
+    """verifiers' TITO client with fasttito's Rust core (see the module docstring).
+
+    Args:
+        client_or_config: an ``AsyncOpenAI`` client (or any object with its ``post``), or a
+            verifiers ``ClientConfig`` (the client is built from it as verifiers does).
+        renderer_transport: used when the config has no ``renderer_transport``; else the
+            ``FASTTITO_RENDERER_TRANSPORT`` environment variable, else ``prime_vllm_generate``.
+        renderer_model_name: the local model folder the Dynamo transport tokenizes with
+            (default: the config's ``renderer_model_name``, else the model of each request).
+        tokenizer: a :class:`fasttito.Tokenizer` or model folder for the bridges. With the vLLM
+            transport it replaces the two ``/tokenize`` calls per turn with a local render (the
+            template must be the server's); with Dynamo it overrides ``renderer_model_name``.
+        max_rollouts: how many concurrent trajectories to keep TITO state for.
+    """
+
+    def __init__(
+        self,
+        client_or_config: Any,
+        *,
+        renderer_transport: str | None = None,
+        renderer_model_name: str | os.PathLike[str] | None = None,
+        tokenizer: _core.Tokenizer | str | os.PathLike[str] | None = None,
+        max_rollouts: int = 4096,
+    ) -> None:
+        config = client_or_config if isinstance(client_or_config, VfClientConfig) else None
+        # resolve first: a bad name fails before any client is built
+        self.renderer_transport, self.transport = resolve_renderer_transport(
+            config, renderer_transport
+        )
+        super().__init__(client_or_config)
+        if renderer_model_name is None and config is not None:
+            renderer_model_name = getattr(config, "renderer_model_name", None)
+        self.renderer_model_name = (
+            os.fspath(renderer_model_name) if renderer_model_name is not None else None
+        )
+        if tokenizer is not None and not isinstance(tokenizer, _core.Tokenizer):
+            tokenizer = _core.Tokenizer.from_dir(tokenizer)
+        self._tokenizer: _core.Tokenizer | None = tokenizer
+        self._max_rollouts = max_rollouts
+        self._tokenizers: dict[str, _core.Tokenizer] = {}
+        self._tokenizer_lock: asyncio.Lock | None = None
+        self._by_tokenizer: dict[int, TrajectoryRollouts] = {}
+        self._http: _HttpClient | None = None
+
+    # -- verifiers API ---------------------------------------------------------------------
+    @handle_openai_overlong_prompt  # type: ignore[untyped-decorator]
+    async def get_native_response(
+        self,
+        prompt: Any,
+        model: str,
+        sampling_args: Mapping[str, Any],
+        tools: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One turn. Returns a :class:`TokenChatResponse` for the turns fasttito sends, or the
+        parent class's ``ChatCompletion`` for the messages turns it hands to verifiers."""
+        state = kwargs.pop("state")
+        extra_headers = kwargs.pop("extra_headers", None)
+        trajectory = state["trajectory"]
+        extra_body = sampling_args.get("extra_body") or {}
+        chat_template_kwargs = extra_body.get("chat_template_kwargs") or {}
+        if self.transport == "dynamo-nvext":
+            return await self._dynamo_turn(
+                prompt, model, sampling_args, tools, state, chat_template_kwargs, extra_headers
+            )
+        if len(trajectory) == 0:
+            return await self._mito(prompt, model, sampling_args, tools, extra_headers)
+        prompt_ids, reason = await self._prompt_ids(state, prompt, tools, chat_template_kwargs)
+        if prompt_ids is None:
+            if reason != "multimodal":  # verifiers sends multimodal rollouts as messages, silently
+                self.logger.warning(
+                    f"TITO fell back to MITO on turn {len(trajectory) + 1}"
+                    + (f" ({reason})" if reason else "")
+                )
+            return await self._mito(prompt, model, sampling_args, tools, extra_headers)
+        return await self._post_tokens(
+            prompt, model, sampling_args, tools, prompt_ids, extra_headers
+        )
+
+    async def get_prompt_ids(
+        self,
+        state: Any,
+        prompt_messages: Any,
+        oai_tools: list[Any] | None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> TokenIds | list[int] | None:
+        """The stitched prompt ids of the next turn (the matched step's engine ids verbatim,
+        plus the bridge), or ``None`` when the turn must go as messages. The ids are a
+        :class:`fasttito.TokenIds` (a read-only sequence, equal to the list; ``.tolist()``)."""
+        ids, _ = await self._plan_ids(state, prompt_messages, oai_tools, chat_template_kwargs)
+        return ids
+
+    async def tokenize(
+        self,
+        messages: str | Sequence[Any],
+        tools: list[Any] | None,
+        model: str,
+        extra_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[int]:
+        """Tokenize text or messages: locally when this client has a tokenizer (always with
+        Dynamo, which has no ``/tokenize``), else with the server's ``POST /tokenize``."""
+        extra = dict(extra_kwargs or {})
+        tok = self._tokenizer
+        if tok is None and self.transport == "dynamo-nvext":
+            tok = await self._load_tokenizer(model)
+        if tok is not None:
+            if isinstance(messages, str):
+                return tok.encode(messages, add_special_tokens=False)
+            ctk = dict(extra.pop("chat_template_kwargs", None) or {})
+            add_generation_prompt = bool(extra.pop("add_generation_prompt", True))
+            gen = add_generation_prompt
+            return list(
+                tok.apply_chat_template(
+                    messages, tools=tools, add_generation_prompt=gen, **ctk, **extra
+                )
+            )
+        if isinstance(messages, str):
+            body: dict[str, Any] = dict(model=model, prompt=messages, **extra)
+        else:
+            body = dict(model=model, messages=list(messages), tools=tools, **extra)
+        http = self._fast_http()
+        if http is None:  # not an AsyncOpenAI: through its post(), as verifiers does
+            answer = await self.token_client.post("/tokenize", body=body, cast_to=TokenizeResponse)
+            return [int(t) for t in answer.tokens]
+        # an AsyncOpenAI: one POST through its httpx client, without openai's per-call client
+        # copy (with_options) and model validation, which cost more than the bridge itself
+        raw = await http._post(
+            http.config.root_url + "/tokenize",
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            self.transport,
+        )
+        try:
+            tokens = json.loads(raw)["tokens"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ResponseParseError(
+                f"{self.transport}: /tokenize answered without a token list: {raw[:200]!r}"
+            ) from exc
+        if not isinstance(tokens, list) or not all(type(t) is int and t >= 0 for t in tokens):
+            raise ResponseParseError(f"{self.transport}: /tokenize answered non-id tokens")
+        return tokens
+
+    @property
+    def token_client(self) -> Any:
+        """The OpenAI client at the server root (``/tokenize`` is not under ``/v1``)."""
+        base_url = str(self.client.base_url).rstrip("/")
+        if base_url.endswith("/v1"):
+            base_url = base_url[:-3]
+        return self.client.with_options(base_url=base_url)
+
+    async def raise_from_native_response(self, response: Any) -> None:
+        if not isinstance(response, TokenChatResponse):
+            await super().raise_from_native_response(response)
+            return
+        if not (response.content or response.tool_calls or response.reasoning_content):
+            raise EmptyModelResponseError("Model returned no content and did not call any tools")
+
+    async def from_native_response(self, response: Any) -> Any:
+        if not isinstance(response, TokenChatResponse):
+            return await super().from_native_response(response)
+        return _to_vf_response(response)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()  # the caller's httpx client stays open
+        await super().close()
+
+    # -- planning --------------------------------------------------------------------------
+    async def _prompt_ids(
+        self, state: Any, prompt: Any, tools: Any, chat_template_kwargs: Mapping[str, Any]
+    ) -> tuple[Ids | None, str | None]:
+        """``get_prompt_ids`` (honouring a subclass's or a test's replacement) and the reason
+        when it gives None."""
+        method = self.get_prompt_ids
+        if getattr(method, "__func__", None) is _OWN_GET_PROMPT_IDS:
+            return await self._plan_ids(state, prompt, tools, chat_template_kwargs)
+        ctk = dict(chat_template_kwargs) if chat_template_kwargs else None
+        ids = await method(state, prompt, tools, chat_template_kwargs=ctk)
+        return ids, None if ids is not None else "get_prompt_ids returned None"
+
+    def _local_bridges(self) -> bool:
+        tokenize = getattr(self.tokenize, "__func__", None)
+        return tokenize is _OWN_TOKENIZE and (
+            self._tokenizer is not None or self.transport == "dynamo-nvext"
+        )
+
+    def _rollouts(self, tok: _core.Tokenizer | None) -> TrajectoryRollouts:
+        key = id(tok)
+        rollouts = self._by_tokenizer.get(key)
+        if rollouts is None:
+            rollouts = TrajectoryRollouts(tok, max_rollouts=self._max_rollouts)
+            self._by_tokenizer[key] = rollouts
+        return rollouts
+
+    async def _plan(
+        self,
+        state: Any,
+        prompt: Any,
+        tools: Any,
+        chat_template_kwargs: Mapping[str, Any] | None,
+        *,
+        render_mito: bool = False,
+    ) -> _core.Plan:
+        ctk = dict(chat_template_kwargs) if chat_template_kwargs else None
+        tools = tools or None
+        if self._local_bridges():
+            tok = self._tokenizer or await self._load_tokenizer(state["model"])
+            rollout = self._rollouts(tok).rollout_for(state["trajectory"], tools, ctk)
+            return rollout.prepare(prompt, tools, ctk, render_mito=render_mito)
+        rollout = self._rollouts(None).rollout_for(state["trajectory"], tools, ctk)
+        begun = rollout.begin(prompt, tools, ctk)
+        if isinstance(begun, _core.Plan):
+            return begun
+        forwarded = {"chat_template_kwargs": dict(ctk)} if ctk else {}
+        full: list[int] | None
+        base: list[int] | None
+        try:
+            full = await self.tokenize(
+                messages=begun.full_messages,
+                tools=tools,
+                model=state["model"],
+                extra_kwargs=dict(forwarded),
+            )
+            base = await self.tokenize(
+                messages=begun.base_messages,
+                tools=tools,
+                model=state["model"],
+                extra_kwargs=dict(add_generation_prompt=False, **forwarded),
+            )
+        except Exception as exc:  # counted as tokenization_failed; the turn goes as messages
+            self.logger.debug(f"TITO: bridge tokenization failed ({type(exc).__name__}: {exc})")
+            full = base = None
+        return rollout.finish(begun, full, base)
+
+    async def _plan_ids(
+        self, state: Any, prompt: Any, tools: Any, chat_template_kwargs: Mapping[str, Any] | None
+    ) -> tuple[TokenIds | None, str | None]:
+        plan = await self._plan(state, prompt, tools, chat_template_kwargs)
+        if plan.mode != "tito":
+            return None, plan.fallback_reason
+        return plan.prompt_ids, None
+
+    async def _load_tokenizer(self, model: str) -> _core.Tokenizer:
+        """The local tokenizer of ``renderer_model_name`` (or ``model``), loaded once, in a
+        worker thread (vf #1574: loading must not block the event loop)."""
+        name = self.renderer_model_name or model
+        tok = self._tokenizers.get(name)
+        if tok is not None:
+            return tok
+        if self._tokenizer_lock is None:
+            self._tokenizer_lock = asyncio.Lock()
+        async with self._tokenizer_lock:
+            tok = self._tokenizers.get(name)
+            if tok is None:
+                if not (Path(name) / "tokenizer.json").is_file():
+                    raise ConfigError(
+                        f"renderer_transport {self.renderer_transport!r} tokenizes locally, "
+                        f"but {name!r} is not a local model folder with a tokenizer.json; set "
+                        "renderer_model_name (ClientConfig or constructor) to the served model's "
+                        "folder (tokenizer.json + tokenizer_config.json / chat_template.jinja)"
+                    )
+                tok = await asyncio.to_thread(_core.Tokenizer.from_dir, name)
+                self._tokenizers[name] = tok
+        return tok
+
+    # -- sending ---------------------------------------------------------------------------
+    def _fast_http(self) -> _HttpClient | None:
+        """fasttito's HTTP policy (retries, typed errors) over the caller's ``AsyncOpenAI``
+        httpx client; None when the client is not an ``AsyncOpenAI`` (then requests go through
+        its ``post`` as in verifiers)."""
+        if self._http is not None:
+            return self._http
+        oc = self.client
+        inner = getattr(oc, "_client", None)
+        if not isinstance(oc, openai.AsyncOpenAI) or _httpx_root(type(inner)) is None:
+            return None
+        headers = {
+            k: v
+            for k, v in oc.default_headers.items()
+            if isinstance(v, str)
+            and k.lower() not in _SKIP_HEADERS
+            and not k.lower().startswith("x-stainless")
+        }
+        self._http = _HttpClient(
+            base_url=str(oc.base_url),
+            model="verifiers",
+            transport="chat",
+            api_key=oc.api_key or None,
+            headers=headers,
+            timeout=_seconds(oc.timeout),
+            max_retries=int(oc.max_retries),
+            http_client=HttpxPoster(inner),
+            check_prompt_length=False,
+        )
+        return self._http
+
+    async def _mito(
+        self,
+        prompt: Any,
+        model: str,
+        sampling_args: Mapping[str, Any],
+        tools: Any,
+        extra_headers: Mapping[str, str] | None,
+    ) -> Any:
+        """A messages turn, exactly as verifiers sends it (the parent class's request, with the
+        token client's ``logprobs`` and ``return_token_ids``)."""
+        return await super().get_native_response(
+            prompt, model, _normalized(sampling_args), tools, extra_headers=extra_headers
+        )
+
+    async def _post_tokens(
+        self,
+        prompt: Any,
+        model: str,
+        sampling_args: Mapping[str, Any],
+        tools: Any,
+        prompt_ids: Ids,
+        extra_headers: Mapping[str, str] | None,
+    ) -> Any:
+        http = self._fast_http()
+        if http is None:
+            # not an AsyncOpenAI: verifiers' own request through the client's post()
+            args = _normalized(sampling_args)
+            extra_body = args.pop("extra_body", {})
+            ids = prompt_ids.tolist() if isinstance(prompt_ids, TokenIds) else list(prompt_ids)
+            body = {
+                "model": model,
+                "messages": prompt,
+                "tools": tools,
+                "tokens": ids,
+                **args,
+                **extra_body,
+            }
+            return await post_chat_completion_with_routed_experts_sidecar(
+                self.client, "/chat/completions/tokens", body=body, extra_headers=extra_headers
+            )
+        body_bytes = _core.request_body(
+            "chat-tokens",
+            model,
+            token_ids=_ids(prompt_ids),
+            messages=prompt,
+            tools=tools,
+            sampling=sampling_args,
+        )
+        raw = await self._send(http, "/chat/completions/tokens", body_bytes, extra_headers)
+        parsed = _core.parse_response(raw, "vllm-chat", max_body_bytes=http.config.max_body_bytes)
+        sent = prompt_ids if isinstance(prompt_ids, TokenIds) else TokenIds(prompt_ids)
+        return TokenChatResponse(
+            parsed=parsed,
+            model=model,
+            transport=self.transport,
+            mode="tito",
+            sent_prompt_ids=sent,
+            content=parsed.content,
+            reasoning_content=parsed.reasoning_content,
+            tool_calls=list(parsed.tool_calls),
+            finish_reason=parsed.finish_reason,
+        )
+
+    async def _dynamo_turn(
+        self,
+        prompt: Any,
+        model: str,
+        sampling_args: Mapping[str, Any],
+        tools: Any,
+        state: Any,
+        chat_template_kwargs: Mapping[str, Any],
+        extra_headers: Mapping[str, str] | None,
+    ) -> TokenChatResponse:
+        """Every Dynamo turn is token-in (Dynamo has no token route to fall back from): the
+        stitched ids on TITO turns, the full local render on turn 1 and fallbacks; the message
+        is decoded locally from the ids (Dynamo 1.6.1 parses no tool calls on token-in)."""
+        http = self._fast_http()
+        if http is None:
+            raise ConfigError(
+                "renderer_transport dynamo needs an openai.AsyncOpenAI client (or a verifiers "
+                f"ClientConfig); got {type(self.client).__name__}"
+            )
+        tok = self._tokenizer or await self._load_tokenizer(model)
+        ctk = dict(chat_template_kwargs) if chat_template_kwargs else None
+        method = self.get_prompt_ids
+        prompt_ids: Ids | None
+        if getattr(method, "__func__", None) is _OWN_GET_PROMPT_IDS:
+            plan = await self._plan(state, prompt, tools, ctk, render_mito=True)
+            prompt_ids, mode = plan.prompt_ids, plan.mode
+            if plan.fallback_reason == "multimodal":
+                # images and audio need the server's processor: Dynamo gets the messages
+                prompt_ids = None
+            elif plan.mode != "tito" and plan.turn > 1:
+                self.logger.warning(
+                    f"TITO fell back to MITO on turn {plan.turn} ({plan.fallback_reason})"
+                )
+        else:
+            prompt_ids = await method(state, prompt, tools, chat_template_kwargs=ctk)
+            mode = "tito" if prompt_ids is not None else "mito"
+            if prompt_ids is None:
+                prompt_ids = tok.apply_chat_template(
+                    prompt, tools=tools or None, add_generation_prompt=True, **(ctk or {})
+                )
+        if prompt_ids is not None:
+            body = _core.request_body(
+                "dynamo",
+                model,
+                token_ids=_ids(prompt_ids),
+                sampling=sampling_args,
+                stop_token_ids=tok.stop_token_ids,
+            )
+        else:  # multimodal, or the local render failed: Dynamo renders the messages
+            body = _core.request_body(
+                "chat",
+                model,
+                messages=prompt,
+                tools=tools or None,
+                sampling=sampling_args,
+                stop_token_ids=tok.stop_token_ids,
+                target="dynamo",
+            )
+        raw = await self._send(http, "/chat/completions", body, extra_headers)
+        parsed = _core.parse_response(raw, "dynamo", max_body_bytes=http.config.max_body_bytes)
+        content, reasoning = parsed.content, parsed.reasoning_content
+        calls = list(parsed.tool_calls)
+        finish = parsed.finish_reason
+        if not calls:
+            dec = decode_completion(tok, _ids(parsed.completion_ids))
+            content, reasoning, calls = dec.content, dec.reasoning_content, dec.tool_calls
+            if dec.finish_reason_hint == "tool_calls" and finish == "stop":
+                finish = "tool_calls"
+        sent = None
+        if prompt_ids is not None:
+            sent = prompt_ids if isinstance(prompt_ids, TokenIds) else TokenIds(prompt_ids)
+        return TokenChatResponse(
+            parsed=parsed,
+            model=model,
+            transport=self.transport,
+            mode=mode,
+            sent_prompt_ids=sent,
+            content=content,
+            reasoning_content=reasoning,
+            tool_calls=calls,
+            finish_reason=finish,
+        )
+
+    async def _send(
+        self,
+        http: _HttpClient,
+        path: str,
+        body: bytes,
+        extra_headers: Mapping[str, str] | None,
+    ) -> bytes:
+        """POST through fasttito's HTTP policy; the server answers verifiers maps to its own
+        errors (auth -> openai's, prompt too long -> ``vf.OverlongPromptError``) are mapped."""
+        url = http.config.v1_url + path
+        try:
+            return await http._post(url, body, self.transport, extra_headers=extra_headers)
+        except ServerError as exc:
+            status = exc.status_code
+            if status in (401, 403):
+                cls = openai.AuthenticationError if status == 401 else openai.PermissionDeniedError
+                mod = _OPENAI_HTTPX  # openai 1.x-2.x: httpx; 3.x: httpx2
+                response = mod.Response(status, request=mod.Request("POST", exc.url))
+                raise cls(str(exc), response=response, body=None) from exc
+            if status in (400, 413) and any(p in exc.body.lower() for p in _CONTEXT_PHRASES):
+                raise VfOverlongPromptError(str(exc)) from exc
+            raise
+
+
+# The class's own methods, kept before anyone can replace them (a subclass's override or a
+# test's monkeypatch of the class attribute is then recognized and honoured).
+_OWN_GET_PROMPT_IDS = OpenAIChatCompletionsTokenClient.get_prompt_ids
+_OWN_TOKENIZE = OpenAIChatCompletionsTokenClient.tokenize
+
+
+def _normalized(sampling_args: Mapping[str, Any]) -> dict[str, Any]:
+    """verifiers' token-client ``normalize_sampling_args``: ``max_tokens`` ->
+    ``max_completion_tokens``, ``logprobs`` on, ``return_token_ids`` in ``extra_body``, ``None``
+    values dropped."""
+    args = dict(sampling_args)
+    if "max_tokens" in args:
+        args["max_completion_tokens"] = args.pop("max_tokens")
+    args["logprobs"] = True
+    args["extra_body"] = {**(args.get("extra_body") or {}), "return_token_ids": True}
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def _finish_reason(value: str | None) -> str | None:
+    return value if value in ("stop", "length", "tool_calls") else None
+
+
+def _to_vf_response(native: TokenChatResponse) -> Any:
+    """The ``vf.Response`` of a fasttito-sent turn, with the fields verifiers' parser fills."""
+    parsed = native.parsed
+    usage_raw = parsed.usage
+    usage = None
+    if usage_raw is not None:
+        prompt_tokens = usage_raw.get("prompt_tokens")
+        completion_tokens = usage_raw.get("completion_tokens")
+        if isinstance(prompt_tokens, int) and isinstance(completion_tokens, int):
+            total = usage_raw.get("total_tokens")
+            usage = Usage(
+                prompt_tokens=prompt_tokens,
+                reasoning_tokens=0,
+                completion_tokens=completion_tokens,
+                total_tokens=total if isinstance(total, int) else prompt_tokens + completion_tokens,
+            )
+    tool_calls = [
+        ToolCall(
+            id=str(call.get("id") or ""),
+            name=str(call["function"]["name"]),
+            arguments=_arguments(call["function"].get("arguments")),
+        )
+        for call in native.tool_calls
+    ]
+    content = native.content or None
+    reasoning = native.reasoning_content or None
+    tokens = None
+    prompt_ids = parsed.prompt_ids if parsed.prompt_ids is not None else native.sent_prompt_ids
+    logprobs = parsed.completion_logprobs
+    if prompt_ids is not None and logprobs is not None:
+        completion_ids = parsed.completion_ids
+        if len(logprobs) != len(completion_ids):  # the parser's invariant, kept visible
+            raise ResponseParseError(
+                f"{native.transport}: {len(logprobs)} logprobs for {len(completion_ids)} ids"
+            )
+        p, c = prompt_ids.tolist(), completion_ids.tolist()
+        tokens = ResponseTokens.model_construct(
+            prompt_ids=p,
+            prompt_mask=[0] * len(p),
+            completion_ids=c,
+            completion_mask=[1] * len(c),
+            completion_logprobs=logprobs,
+            routed_experts=_routed_experts(parsed.routed_experts),
+            multi_modal_data=None,
+            prompt_attribution=None,
+        )
+    finish = _finish_reason(native.finish_reason)
+    return Response(
+        id=parsed.response_id or "",
+        created=native.created,
+        model=native.model,
+        usage=usage,
+        message=ResponseMessage(
+            content=content,
+            reasoning_content=reasoning,
+            finish_reason=finish,
+            is_truncated=finish == "length",
+            tokens=tokens,
+            tool_calls=tool_calls or None,
+        ),
+    )
+
+
+def _routed_experts(raw: bytes | None) -> Any:
+    """The ``routed_experts`` sidecar as verifiers keeps it: the object, with ``data`` as a
+    memoryview of its (base64/base85) text."""
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    if isinstance(value, dict) and isinstance(value.get("data"), str):
+        value["data"] = memoryview(value["data"].encode("ascii"))
+    return value
