@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):  # keep stdout and the progress on stderr in order
         sys.stdout.reconfigure(line_buffering=True)
     try:
-        return commands[args.command].run(args)
+        code: int = commands[args.command].run(args)
+        return code
     except FasttitoError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
