@@ -13,28 +13,25 @@ result cut from real source code), it times:
 * ``fasttito +1 turn``: the same call when the conversation grew by one turn since the previous
   render (the previous turns' chunks are reused; the new turn's text is unique every round).
 
-Run on a release build: ``.venv/bin/python bench/bench_template.py`` (see the README's
-"Reproducing" section).
+Run on a release build: ``fasttito bench template`` (see the README's "Reproducing" section).
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
 import inspect
 import json
 import os
-import statistics
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fasttito.bench import SuiteSkipped
+from fasttito.bench._timing import fmt_ms, model_folder, peer, timeit_interleaved
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-REPO = Path(__file__).resolve().parents[1]
+TITLE = "Chat template render + tokenize"
 
 TOOLS = [
     {
@@ -114,35 +111,11 @@ def make_conversation(turns: int, seed: int = 1234) -> list[dict[str, Any]]:
     return messages
 
 
-def timeit(fns: dict[str, Callable[[int], Any]], min_rounds: int, min_seconds: float) -> dict[str, float]:
-    """Median seconds per call of each function, interleaved round by round."""
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for name, fn in fns.items():  # warm-up
-        for r in range(2):
-            fn(-1 - r)
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < min_rounds or time.perf_counter() - start < min_seconds:
-        order = list(fns.items())
-        order = order[rounds % len(order) :] + order[: rounds % len(order)]
-        for name, fn in order:
-            t0 = time.perf_counter()
-            fn(rounds)
-            samples[name].append(time.perf_counter() - t0)
-        rounds += 1
-        if rounds >= 2000:
-            break
-    return {name: statistics.median(v) for name, v in samples.items()}
-
-
-def fmt_ms(seconds: float) -> str:
-    ms = seconds * 1e3
-    return f"{ms:.3f} ms" if ms < 1 else f"{ms:.2f} ms"
-
-
-def bench_model(model_dir: Path, sizes: list[int], min_seconds: float) -> list[str]:
-    import tokenizers
-    from transformers import AutoTokenizer
+def bench_model(
+    model_dir: Path, sizes: list[int], min_seconds: float, min_rounds: int = 15
+) -> list[dict[str, Any]]:
+    tokenizers = peer("tokenizers", "test")
+    AutoTokenizer = peer("transformers", "test").AutoTokenizer
 
     import fasttito
 
@@ -154,7 +127,7 @@ def bench_model(model_dir: Path, sizes: list[int], min_seconds: float) -> list[s
     cold = fasttito.Tokenizer.from_dir(model_dir, cache_bytes=0)
     warm = fasttito.Tokenizer.from_dir(model_dir)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for turns in sizes:
         base = make_conversation(turns)
         prev = base[:-2]
@@ -171,7 +144,7 @@ def bench_model(model_dir: Path, sizes: list[int], min_seconds: float) -> list[s
         ids = hf.apply_chat_template(base, tools=TOOLS, add_generation_prompt=True, tokenize=True, return_dict=False, **kwargs)
         mine = cold.apply_chat_template(base, tools=TOOLS, add_generation_prompt=True, **kwargs)
         if mine != ids:
-            raise SystemExit(f"{model_dir.name}: fasttito ids differ from transformers at {turns} turns")
+            raise AssertionError(f"{model_dir.name}: fasttito ids differ from transformers at {turns} turns")
 
         def run_hf(i: int) -> None:
             hf.apply_chat_template(grown(i), tools=TOOLS, add_generation_prompt=True, tokenize=True, return_dict=False, **kwargs)
@@ -187,54 +160,76 @@ def bench_model(model_dir: Path, sizes: list[int], min_seconds: float) -> list[s
 
         # The previous turn was rendered before, as a client does every turn.
         warm.apply_chat_template(prev, tools=TOOLS, add_generation_prompt=True, **kwargs)
-        medians = timeit(
+        medians = timeit_interleaved(
             {
                 "transformers": run_hf,
                 "tokenizers encode": run_raw,
                 "fasttito cold": run_cold,
                 "fasttito +1 turn": run_plus_one,
             },
-            min_rounds=15,
+            min_rounds=min_rounds,
             min_seconds=min_seconds,
         )
         hf_t = medians["transformers"]
         rows.append(
-            f"| {model_dir.name} | {turns} | {len(ids):,} | {len(text.encode()) / 1e3:.1f} kB "
-            f"| {fmt_ms(hf_t)} | {fmt_ms(medians['tokenizers encode'])} "
-            f"| {fmt_ms(medians['fasttito cold'])} ({hf_t / medians['fasttito cold']:.1f}x) "
-            f"| {fmt_ms(medians['fasttito +1 turn'])} ({hf_t / medians['fasttito +1 turn']:.1f}x) |"
+            {
+                "model": model_dir.name,
+                "turns": turns,
+                "prompt tokens": len(ids),
+                "text": f"{len(text.encode()) / 1e3:.1f} kB",
+                "transformers apply_chat_template": fmt_ms(hf_t),
+                "tokenizers encode only": fmt_ms(medians["tokenizers encode"]),
+                "fasttito cold (vs transformers)": f"{fmt_ms(medians['fasttito cold'])} "
+                f"({hf_t / medians['fasttito cold']:.1f}x)",
+                "fasttito +1 turn (vs transformers)": f"{fmt_ms(medians['fasttito +1 turn'])} "
+                f"({hf_t / medians['fasttito +1 turn']:.1f}x)",
+                "_turns": turns,
+                "_series": {
+                    f"{model_dir.name} transformers": hf_t,
+                    f"{model_dir.name} fasttito +1 turn": medians["fasttito +1 turn"],
+                },
+            }
         )
-        print(rows[-1], flush=True)
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", help="model folder (repeatable); default: the vendored qwen2.5 and ../shared/models/{qwen3,llama-3.2} when present")
-    parser.add_argument("--turns", default="4,16,64", help="conversation sizes in turns")
-    parser.add_argument("--seconds", type=float, default=2.0, help="minimum seconds per table cell group")
-    args = parser.parse_args()
+def versions() -> str:
+    import sys
 
     import fasttito._core as core
 
-    if core.build_profile != "release":
-        print("error: fasttito is a debug build; benchmark a release build (scripts/bootstrap.sh release)", file=sys.stderr)
-        return 1
-    import tokenizers
-    import transformers
-
-    models = [Path(m) for m in args.model] if args.model else [REPO / "models" / "qwen2.5"] + [
-        p for p in (REPO.parent / "shared" / "models" / "qwen3", REPO.parent / "shared" / "models" / "llama-3.2") if p.is_dir()
-    ]
-    print(f"fasttito {core.__version__} ({core.build_profile}), transformers {transformers.__version__}, "
-          f"tokenizers {tokenizers.__version__}, Python {sys.version.split()[0]}, GC on\n")
-    print("| model | turns | prompt tokens | text | transformers apply_chat_template | tokenizers encode only | fasttito cold (vs transformers) | fasttito +1 turn (vs transformers) |")
-    print("|---|---|---|---|---|---|---|---|")
-    gc.collect()
-    for model in models:
-        bench_model(model, [int(t) for t in args.turns.split(",")], args.seconds)
-    return 0
+    tokenizers = peer("tokenizers", "test")
+    transformers = peer("transformers", "test")
+    return (
+        f"fasttito {core.__version__} ({core.build_profile}), transformers "
+        f"{transformers.__version__}, tokenizers {tokenizers.__version__}, Python "
+        f"{sys.version.split()[0]}, GC on"
+    )
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def measure(
+    quick: bool,
+    turns: list[int] | None = None,
+    models: list[str] | None = None,
+    seconds: float | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of the render + tokenize table. Default models: the vendored qwen2.5, then qwen3 and
+    llama-3.2 from ``$FASTTITO_MODELS`` (``../shared/models``) when present; ``quick``: qwen2.5
+    only, 2 and 4 turns, a few rounds."""
+    peer("transformers", "test")
+    if models:
+        folders = [Path(m) for m in models]
+    else:
+        folders = [model_folder("qwen2.5")]
+        if not quick:
+            for name in ("qwen3", "llama-3.2"):
+                try:
+                    folders.append(model_folder(name))
+                except SuiteSkipped:  # optional extra models
+                    pass
+    sizes = turns or ([2, 4] if quick else [4, 16, 64])
+    min_seconds = seconds if seconds is not None else (0.05 if quick else 2.0)
+    rows: list[dict[str, Any]] = []
+    for folder in folders:
+        rows += bench_model(folder, sizes, min_seconds, min_rounds=3 if quick else 15)
+    return rows

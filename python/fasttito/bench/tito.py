@@ -16,64 +16,60 @@ the trajectory, a new tool result to bridge) it times:
 * ``fasttito bridge``: ``Rollout.prepare`` on a rollout whose previous turn matches;
 * ``encode floor``: the `tokenizers` crate encoding only the new tool text (through fasttito).
 
-Run: ``.venv/bin/python bench/bench_tito.py`` (README, "Reproducing").
+Run: ``fasttito bench tito`` (README, "Reproducing").
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from fasttito.bench._timing import model_folder, peer, timeit_blocks, us
+from fasttito.bench.template import TOOLS, make_conversation
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from bench_template import TOOLS, make_conversation  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+TITLE = "The per-turn TITO step (Qwen3 tokenizer, coding-agent trajectory)"
 
 
-def timeit(fns: dict[str, Callable[[int], Any]], min_rounds: int, min_seconds: float) -> dict[str, float]:
-    """Median seconds per call of each function, one candidate after the other, each with the
-    cyclic GC on and a collection before its block: every candidate pays for its own garbage,
-    not for the garbage of the previous one (interleaving made fasttito's ~0.1 ms calls pay for
-    collections of verifiers' garbage, a 6x distortion)."""
-    out: dict[str, float] = {}
-    for name, fn in fns.items():
-        gc.collect()
-        fn(-1)
-        samples: list[float] = []
-        start = time.perf_counter()
-        rounds = 0
-        while (rounds < min_rounds or time.perf_counter() - start < min_seconds) and rounds < 3000:
-            t0 = time.perf_counter()
-            fn(rounds)
-            samples.append(time.perf_counter() - t0)
-            rounds += 1
-        out[name] = statistics.median(samples)
-    return out
-
-
-def us(seconds: float) -> str:
-    return f"{seconds * 1e6:,.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
-
-
-def main() -> int:
-    import fasttito
+def versions() -> str:
     import fasttito._core as core
 
-    if core.build_profile != "release":
-        print("error: benchmark a release build (scripts/bootstrap.sh release bench)", file=sys.stderr)
-        return 1
-    import renderers
-    import transformers
+    vf = peer("verifiers")
+    transformers = peer("transformers", "test")
+    return (
+        f"fasttito {core.__version__} ({core.build_profile}), verifiers {vf.__version__}, "
+        f"renderers 0.1.12, transformers {transformers.__version__}, Qwen3 tokenizer, "
+        f"Python {sys.version.split()[0]}"
+    )
+
+
+def summary(rows: list[dict[str, Any]]) -> list[str]:
+    if len(rows) < 2:
+        return []
+    lo, hi = rows[0], rows[-1]
+    return [
+        f"Per-turn cost growth, fasttito turn at T={hi['_turns']} / T={lo['_turns']}: "
+        f"{hi['_series']['fasttito turn'] / lo['_series']['fasttito turn']:.2f}x "
+        f"(verifiers: {hi['_series']['verifiers get_prompt_ids'] / lo['_series']['verifiers get_prompt_ids']:.2f}x)"
+    ]
+
+
+def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]:
+    """Rows of the TITO table for turn counts ``turns`` (default 4, 16, 64; ``quick``: 2, 4
+    with a few rounds)."""
+    import fasttito
+
+    peer("verifiers")
+    peer("renderers")
+    transformers = peer("transformers", "test")
+    import renderers  # noqa: F401
     import verifiers as vf
     from renderers import Qwen3RendererConfig, create_renderer
     from verifiers.legacy import types as vft
@@ -81,15 +77,13 @@ def main() -> int:
         OpenAIChatCompletionsTokenClient,
     )
 
-    model_dir = REPO.parent / "shared" / "models" / "qwen3"
-    if not model_dir.is_dir():
-        print(f"error: {model_dir} missing (the Qwen3 folder of ../shared/models)", file=sys.stderr)
-        return 1
+    model_dir = model_folder("qwen3")
+    min_rounds, min_seconds, turn_seconds = (3, 0.05, 0.1) if quick else (20, 3.0, 2.0)
     transformers.logging.set_verbosity_error()
     hf = transformers.AutoTokenizer.from_pretrained(str(model_dir))
     tok = fasttito.Tokenizer.from_dir(model_dir)
     renderer = create_renderer(hf, Qwen3RendererConfig())
-    turns_list = [int(t) for t in (sys.argv[1] if len(sys.argv) > 1 else "4,16,64").split(",")]
+    turns_list = turns or ([2, 4] if quick else [4, 16, 64])
     conversation = make_conversation(max(turns_list))
     # Engine ids: prompt rendered with the generation prompt; completion = the assistant turn as
     # the template renders it, up to <|im_end|> (fasttito's render is transformers', proven by
@@ -123,7 +117,7 @@ def main() -> int:
             "response": None,
         })
 
-    class InProcessTokenClient(OpenAIChatCompletionsTokenClient):
+    class InProcessTokenClient(OpenAIChatCompletionsTokenClient):  # type: ignore[misc]
         stub = False
 
         def __init__(self) -> None:  # no HTTP client: tokenize is served in process
@@ -138,11 +132,7 @@ def main() -> int:
 
     client = InProcessTokenClient()
     loop = asyncio.new_event_loop()
-    print(f"fasttito {core.__version__} ({core.build_profile}), verifiers {vf.__version__}, renderers 0.1.12 "
-          f"({renderers.__name__}), transformers {transformers.__version__}, Qwen3 tokenizer, Python {sys.version.split()[0]}\n")
-    print("| turn T | prompt tokens | verifiers get_prompt_ids | fasttito turn (vs verifiers) | verifiers prefix match | fasttito prefix match (vs verifiers) | renderers bridge | fasttito bridge (vs renderers) | encode floor (fasttito bridge / floor) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    results = {}
+    rows: list[dict[str, Any]] = []
     for T in turns_list:
         k = T - 1  # steps before turn T
         trajectory = steps[:k]
@@ -211,32 +201,37 @@ def main() -> int:
             tok.encode(fresh_tool(i, "floor")["content"])
 
         # fasttito turn needs a fresh (k-1)-step rollout each round: set it up outside the timer.
-        turn_samples = []
+        turn_samples: list[float] = []
         ft_setup()
         ft_turn(-1)
         expected = list(hf.apply_chat_template(prompt_dicts, tools=TOOLS, add_generation_prompt=True, tokenize=True, return_dict=False))
         assert ft_state["result"] == expected, "fasttito's stitched ids differ from transformers"
-        t_end = time.perf_counter() + 2.0
-        while time.perf_counter() < t_end or len(turn_samples) < 20:
+        t_end = time.perf_counter() + turn_seconds
+        while time.perf_counter() < t_end or len(turn_samples) < min_rounds:
             ft_setup()
             t0 = time.perf_counter()
             ft_turn(len(turn_samples))
             turn_samples.append(time.perf_counter() - t0)
-        m = timeit({"vf_turn": vf_turn, "vf_prefix": vf_prefix, "renderers": renderers_bridge,
-                    "ft_prefix": ft_prefix, "ft_bridge": ft_bridge, "floor": floor}, 20, 3.0)
+        m = timeit_blocks({"vf_turn": vf_turn, "vf_prefix": vf_prefix, "renderers": renderers_bridge,
+                           "ft_prefix": ft_prefix, "ft_bridge": ft_bridge, "floor": floor}, min_rounds, min_seconds)
         m["ft_turn"] = statistics.median(turn_samples)
-        results[T] = m
-        print(f"| {T} | {len(expected):,} | {us(m['vf_turn'])} | {us(m['ft_turn'])} ({m['vf_turn'] / m['ft_turn']:.0f}x) "
-              f"| {us(m['vf_prefix'])} | {us(m['ft_prefix'])} ({m['vf_prefix'] / m['ft_prefix']:.0f}x) "
-              f"| {us(m['renderers'])} | {us(m['ft_bridge'])} ({m['renderers'] / m['ft_bridge']:.1f}x) "
-              f"| {us(m['floor'])} ({m['ft_bridge'] / m['floor']:.2f}x) |", flush=True)
-    if len(results) > 1:
-        lo, hi = min(results), max(results)
-        print(f"\nper-turn cost growth, fasttito turn at T={hi} / T={lo}: "
-              f"{results[hi]['ft_turn'] / results[lo]['ft_turn']:.2f}x "
-              f"(verifiers: {results[hi]['vf_turn'] / results[lo]['vf_turn']:.2f}x)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        rows.append({
+            "turn T": T,
+            "prompt tokens": len(expected),
+            "verifiers get_prompt_ids": us(m["vf_turn"]),
+            "fasttito turn (vs verifiers)": f"{us(m['ft_turn'])} ({m['vf_turn'] / m['ft_turn']:.0f}x)",
+            "verifiers prefix match": us(m["vf_prefix"]),
+            "fasttito prefix match (vs verifiers)": f"{us(m['ft_prefix'])} ({m['vf_prefix'] / m['ft_prefix']:.0f}x)",
+            "renderers bridge": us(m["renderers"]),
+            "fasttito bridge (vs renderers)": f"{us(m['ft_bridge'])} ({m['renderers'] / m['ft_bridge']:.1f}x)",
+            "encode floor (fasttito bridge / floor)": f"{us(m['floor'])} ({m['ft_bridge'] / m['floor']:.2f}x)",
+            "_turns": T,
+            "_series": {
+                "verifiers get_prompt_ids": m["vf_turn"],
+                "fasttito turn": m["ft_turn"],
+                "renderers bridge": m["renderers"],
+                "fasttito bridge": m["ft_bridge"],
+            },
+        })
+    loop.close()
+    return rows
