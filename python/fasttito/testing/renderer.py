@@ -17,7 +17,6 @@ returns one:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -38,11 +37,11 @@ def resolve_renderer(name: str | None = None) -> str:
     if name not in RENDERERS:
         raise ValueError(f"renderer must be one of {', '.join(RENDERERS)}, got {name!r}")
     if name == "auto":
-        try:
-            found = importlib.util.find_spec("transformers") is not None
-        except (ImportError, ValueError):
-            found = False
-        return "transformers" if found else "fasttito"
+        try:  # imported, not just found: a broken install falls back too
+            import transformers  # noqa: F401
+        except ImportError:
+            return "fasttito"
+        return "transformers"
     return name
 
 
