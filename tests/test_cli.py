@@ -293,3 +293,35 @@ def test_version_and_help() -> None:
     assert result.returncode == 0
     for command in ("demo", "doctor", "bench"):
         assert command in result.stdout
+
+
+def test_the_commands_run_from_the_wheel_alone(tmp_path: Path) -> None:
+    """The built wheel ships the commands, the test servers and the benchmarks, and `doctor`
+    runs in a fresh virtualenv holding nothing but the wheel (no transformers, no aiohttp)."""
+    import venv
+    import zipfile
+
+    wheels = sorted((REPO / "target" / "wheels").glob("fasttito-*.whl"))
+    assert len(wheels) == 1, f"build the wheel first (scripts/bootstrap.sh); found {wheels}"
+    names = set(zipfile.ZipFile(wheels[0]).namelist())
+    for module in (
+        "cli/__init__.py", "cli/demo.py", "cli/doctor.py", "cli/bench.py", "__main__.py",
+        "testing/__init__.py", "testing/vllm_engine.py", "testing/launch.py",
+        "testing/dynamo_launch.py", "testing/dynamo_engine.py", "testing/renderer.py",
+        "bench/__init__.py", "bench/template.py", "bench/tito.py", "bench/parse.py",
+    ):
+        assert f"fasttito/{module}" in names, module
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", wheels[0]],
+        check=True,
+    )
+    result = subprocess.run(
+        [python, "-m", "fasttito", "doctor", "--json", str(VENDORED)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {s["status"] for s in report["shapes"]} == {"exact"}
