@@ -62,6 +62,7 @@ LEGEND = """
 reused         prompt ids copied verbatim from earlier turns (what the engine saw and sampled)
 bridge         ids rendered locally for the new tool/user messages and the generation prompt
 client CPU     this process's CPU time for the turn: planning, request body, HTTP, parsing
+               (the first turn also pays one-time set-up: imports, HTTP session, first render)
 = full render  the prompt ids equal the chat template's render of the whole conversation"""
 
 
