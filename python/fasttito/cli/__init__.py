@@ -12,6 +12,7 @@ differs from the full render), 2 bad input (a missing model folder, a debug buil
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from fasttito import __version__
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fasttito doctor DIR | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -404,9 +404,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"stop tokens: {stops or 'none'}")
     for problem in report.problems:
         print(f"problem: {problem}")
+    if not report.problems:
+        print("the template renders: ok")
     if report.shapes:
         print()
-        headers = ("shape", "result", "mode", "reused", "bridge", "gap", "dedupe", "first diff")
+        headers = ("shape", "result", "mode / reason", "reused", "bridge", "gap", "dedupe", "first diff")
         rows = [
             [r.shape, r.status, r.fallback_reason or r.mode, r.reused, r.bridge, r.gap,
              r.deduped, r.first_diff]
