@@ -152,6 +152,8 @@ def _plot(results: dict[str, list[dict[str, Any]]], path: Path) -> str:
             style = "-" if "fasttito" in label else "--"
             ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label)
         ax.set_xscale("log", base=2)
+        ticks = sorted({p[0] for points in series.values() for p in points})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_yscale("log")
         ax.set_xlabel("turns in the conversation")
         ax.set_ylabel("cost per turn (ms, median)")
