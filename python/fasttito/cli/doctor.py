@@ -42,7 +42,7 @@ from typing import Any
 
 import fasttito
 from fasttito import _core
-from fasttito.cli._output import text_table
+from fasttito.cli._output import progress, text_table
 from fasttito.errors import FasttitoError, TemplateError
 
 __all__ = ["Shape", "ShapeResult", "add_parser", "diagnose", "run"]
@@ -388,7 +388,10 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = diagnose(args.model_dir, strict=args.strict, stop_token_ids=args.stop_token_id)
+        with progress(f"loading {args.model_dir} and playing two turns per conversation shape"):
+            report = diagnose(
+                args.model_dir, strict=args.strict, stop_token_ids=args.stop_token_id
+            )
     except FasttitoError as exc:
         if args.json:
             print(json.dumps({"model": args.model_dir, "error": f"{type(exc).__name__}: {exc}",
