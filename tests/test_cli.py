@@ -84,7 +84,10 @@ def test_demo_runs_from_a_wheel_without_transformers(tmp_path: Path) -> None:
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('transformers is not installed here')\n")
     result = run(
-        "demo", "--transport", "vllm-generate", env={"PYTHONPATH": str(tmp_path)}
+        "demo",
+        "--transport",
+        "vllm-generate",
+        env={"PYTHONPATH": str(tmp_path), "FASTTITO_ENGINE_RENDERER": "auto"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "renders with fasttito" in result.stdout
