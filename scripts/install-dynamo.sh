@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real NVIDIA Dynamo OpenAI frontend (PyPI ai-dynamo==1.6.1) into ./.venv, for the
-# tests that run it on CPU (tests/engines/dynamo_launch.py, tests/test_dynamo_frontend.py).
+# tests that run it on CPU (fasttito.testing.dynamo_launch, tests/test_dynamo_frontend.py) and for fasttito demo.
 #   scripts/install-dynamo.sh          (creates .venv with $PYTHON or python3 if it is missing)
 #
 # Why not `pip install ai-dynamo`: its dependency aisimulate==0.13.0 is a stub that downloads the

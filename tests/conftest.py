@@ -29,6 +29,9 @@ from typing import Any
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The local engines the tests start (fasttito.testing) render with transformers, the oracle
+# independent of fasttito; never silently with fasttito's own tokenizer.
+os.environ["FASTTITO_ENGINE_RENDERER"] = "transformers"
 
 import pytest
 

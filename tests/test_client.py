@@ -1,4 +1,4 @@
-"""fasttito.Client against real servers: the local vLLM-compatible engine (tests/engines) and the
+"""fasttito.Client against real servers: the local vLLM-compatible engine (fasttito.testing) and the
 real NVIDIA Dynamo 1.6.1 frontend, with the vendored Qwen2.5 tokenizer.
 
 For every transport: an 8-turn tool-using rollout where every turn >= 2 is TITO, turn k's prompt
@@ -23,7 +23,7 @@ from typing import Any
 import fasttito
 import pytest
 from conftest import VENDORED_MODEL_DIR
-from engines.launch import EngineProcess, start_engine
+from fasttito.testing.launch import EngineProcess, start_engine
 from fasttito.http import AiohttpPoster, HttpResponse
 
 MODEL = "test-model"
@@ -541,7 +541,7 @@ def test_truncated_turn_then_mito(eng: EngineProcess, tok: fasttito.Tokenizer) -
 
 
 def _dynamo_available() -> bool:
-    from engines.dynamo_launch import dynamo_importable
+    from fasttito.testing.dynamo_launch import dynamo_importable
 
     return dynamo_importable()
 
@@ -554,7 +554,7 @@ def dyn() -> Iterator[Any]:
                 f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is missing in {sys.executable}"
             )
         pytest.skip("ai-dynamo is not installed (scripts/install-dynamo.sh)")
-    from engines.dynamo_launch import start_dynamo
+    from fasttito.testing.dynamo_launch import start_dynamo
 
     with start_dynamo(VENDORED_MODEL_DIR, DYN_SERVED, timeout=90) as h:
         yield h

@@ -1,5 +1,5 @@
 """The real NVIDIA Dynamo frontend (PyPI ai-dynamo==1.6.1) with the scripted engine
-(``engines/dynamo_engine.py``), driven with plain ``urllib``: no fasttito code is used here.
+(``fasttito.testing.dynamo_engine``), driven with plain ``urllib``: no fasttito client code is used here.
 
 This pins down the wire contract that fasttito's Dynamo transport is written against
 (``../shared/wire.md`` section C): the canonical token-in request, ``nvext.engine_data`` in the
@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from engines.dynamo_launch import DynamoHandle, dynamo_importable, start_dynamo
+from fasttito.testing.dynamo_launch import DynamoHandle, dynamo_importable, start_dynamo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO_ROOT / "models" / "qwen2.5"  # vendored, so CI without ../shared works
@@ -460,7 +460,7 @@ def test_children_exit_when_the_parent_dies(tmp_path: Path) -> None:
         f"""
         import json, sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-        from engines.dynamo_launch import start_dynamo
+        from fasttito.testing.dynamo_launch import start_dynamo
         h = start_dynamo({str(MODEL_DIR)!r}, "orphan", timeout=60)
         print(json.dumps({{"pids": list(h.pids), "run_dir": str(h.run_dir)}}), flush=True)
         time.sleep(120)

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from engines.dynamo_launch import DynamoHandle, dynamo_importable, start_dynamo
-from engines.launch import EngineProcess, start_engine
+from fasttito.testing.dynamo_launch import DynamoHandle, dynamo_importable, start_dynamo
+from fasttito.testing.launch import EngineProcess, start_engine
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "models" / "qwen2.5"

@@ -1,6 +1,6 @@
-"""The local vLLM-compatible test engine (tests/engines/vllm_engine.py), tested on its own.
+"""The local vLLM-compatible test engine (fasttito.testing.vllm_engine), tested on its own.
 
-Plain urllib / http.client clients only: nothing here imports fasttito. The oracle is
+Plain urllib / http.client clients only (the engine renders with transformers). The oracle is
 transformers: the 5-turn tool-agent loops prove that the engine's completions are template-exact
 (previous prompt ids + previous completion ids + bridge == a full re-render).
 """
@@ -28,7 +28,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from engines.launch import EngineProcess, start_engine, stop_engine  # noqa: E402
+from fasttito.testing.launch import EngineProcess, start_engine, stop_engine  # noqa: E402
 
 REPO = TESTS_DIR.parent
 VENDORED = REPO / "models" / "qwen2.5"
@@ -785,7 +785,7 @@ def test_lifetime_idle_timeout_parent_death_and_flags() -> None:
     parent_code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(TESTS_DIR)!r})
-        from engines.launch import start_engine
+        from fasttito.testing.launch import start_engine
         e = start_engine({str(VENDORED)!r})
         print(e.pid, e.log_path, flush=True)
     """)

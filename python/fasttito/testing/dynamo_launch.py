@@ -1,6 +1,6 @@
 """Start the real NVIDIA Dynamo frontend + the scripted engine (``dynamo_engine.py``) for tests.
 
-    from engines.dynamo_launch import start_dynamo
+    from fasttito.testing import start_dynamo
 
     with start_dynamo(Path("models/qwen2.5"), "qwen2.5") as h:
         h.base_url          # "http://127.0.0.1:PORT"  (the OpenAI routes are under /v1)
@@ -47,9 +47,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ENGINE_PY = HERE / "dynamo_engine.py"
-LAUNCH_PY = Path(__file__).resolve()
+ENGINE_MODULE = "fasttito.testing.dynamo_engine"
+LAUNCH_MODULE = "fasttito.testing.dynamo_launch"
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -309,7 +308,8 @@ def start_dynamo(
                 subprocess.Popen(
                     [
                         python,
-                        str(ENGINE_PY),
+                        "-m",
+                        ENGINE_MODULE,
                         "--model-path",
                         str(served_dir),
                         "--served-model-name",
@@ -331,7 +331,8 @@ def start_dynamo(
                 subprocess.Popen(
                     [
                         python,
-                        str(LAUNCH_PY),
+                        "-m",
+                        LAUNCH_MODULE,
                         "frontend",
                         "--",
                         "--http-host",
@@ -406,7 +407,7 @@ def dynamo_server(model_dir: Path | str, served_name: str, **kwargs: Any) -> Ite
 
 
 def _frontend_main(argv: list[str]) -> None:
-    """``python dynamo_launch.py frontend -- <dynamo.frontend args>``: the frontend, in this
+    """``python -m fasttito.testing.dynamo_launch frontend -- <dynamo.frontend args>``: the frontend, in this
     process, with a watchdog that SIGKILLs the process group when the parent pid changes."""
     import runpy
 

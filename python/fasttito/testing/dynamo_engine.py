@@ -1,4 +1,4 @@
-"""A scripted token-in/token-out engine for the real NVIDIA Dynamo frontend (tests only).
+"""A scripted token-in/token-out engine for the real NVIDIA Dynamo frontend (tests, demo).
 
 Written against Dynamo's public Python backend API (``dynamo.common.backend``, PyPI
 ``ai-dynamo==1.6.1``): ``LLMEngine`` subclass + ``dynamo.common.backend.run.run``. The Dynamo
@@ -69,7 +69,7 @@ With ``error_after`` > 0: a non-streamed request still gets the 500; a streamed 
 Other environment: ``FASTTITO_DYN_PARENT_PID``: the engine exits when its parent process is
 no longer that pid (watchdog; a test runner killed with SIGKILL leaves no engine behind).
 
-Run: ``python dynamo_engine.py --model-path DIR --served-model-name NAME`` with
+Run: ``python -m fasttito.testing.dynamo_engine --model-path DIR --served-model-name NAME`` with
 ``DYN_FILE_KV`` etc. set (see ``dynamo_launch.py``, which does all of this).
 """
 
@@ -173,9 +173,11 @@ class Script:
     """Renders the scripted assistant turns with the model folder's tokenizer + chat template."""
 
     def __init__(self, model_dir: str | Path) -> None:
-        from transformers import AutoTokenizer
+        from fasttito.testing.renderer import load_renderer
 
-        self.tok = AutoTokenizer.from_pretrained(str(model_dir))
+        # transformers when importable (the tests' oracle), else fasttito.Tokenizer
+        # ($FASTTITO_ENGINE_RENDERER picks one; see fasttito.testing.renderer)
+        self.tok, self.renderer = load_renderer(model_dir)
         eos = self.tok.eos_token_id
         if eos is None:
             raise ValueError(f"{model_dir}: tokenizer has no eos token")

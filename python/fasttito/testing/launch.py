@@ -2,7 +2,7 @@
 
 From a pytest fixture::
 
-    from engines.launch import start_engine
+    from fasttito.testing import start_engine
 
     @pytest.fixture(scope="module")
     def engine():
@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ENGINE_SCRIPT = Path(__file__).resolve().parent / "vllm_engine.py"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+ENGINE_MODULE = "fasttito.testing.vllm_engine"
 
 
 class EngineStartError(RuntimeError):
@@ -53,6 +52,7 @@ class EngineProcess:
     model: str
     log_path: Path
     api_key: str | None = None
+    renderer: str = ""
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -149,23 +149,26 @@ def start_engine(
     startup_timeout: float = 60.0,
     python: str | None = None,
     env: dict[str, str] | None = None,
+    renderer: str | None = None,
 ) -> EngineProcess:
-    """Start ``vllm_engine.py`` on 127.0.0.1 with a free port and wait until it answers.
+    """Start ``fasttito.testing.vllm_engine`` on 127.0.0.1 with a free port and wait until it
+    answers.
 
-    ``model_dir`` may be relative to the repository root (``models/qwen2.5``,
-    ``../shared/models/qwen3``). ``extra_args`` go to the engine's command line
-    (``--disable-route``, ``--scheduling-policy``, ``--stop-token-id``...). The engine's stderr
-    goes to a temporary log file (``log_path``), quoted in any start error and deleted by
-    ``stop()`` unless ``FASTTITO_KEEP_ENGINE_LOGS`` is set.
+    ``model_dir`` is a model folder (a relative path is taken from the current directory).
+    ``extra_args`` go to the engine's command line (``--disable-route``,
+    ``--scheduling-policy``, ``--stop-token-id``...). ``renderer``: ``"transformers"``,
+    ``"fasttito"`` or ``"auto"`` (default: ``$FASTTITO_ENGINE_RENDERER``, else auto; see
+    :mod:`fasttito.testing.renderer`). The engine's stderr goes to a temporary log file
+    (``log_path``), quoted in any start error and deleted by ``stop()`` unless
+    ``FASTTITO_KEEP_ENGINE_LOGS`` is set.
     """
-    path = Path(model_dir)
-    if not path.is_absolute() and not path.exists():
-        path = REPO_ROOT / path
+    path = Path(model_dir).resolve()
     if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
-        raise EngineStartError(f"no tokenizer files in {path}")
+        raise EngineStartError(f"no tokenizer files in {path}: pass a model folder")
     cmd = [
         python or sys.executable,
-        str(ENGINE_SCRIPT),
+        "-m",
+        ENGINE_MODULE,
         "--model",
         str(path),
         "--port",
@@ -181,6 +184,8 @@ def start_engine(
         cmd += ["--served-model-name", served_model_name]
     if api_key:
         cmd += ["--api-key", api_key]
+    if renderer:
+        cmd += ["--renderer", renderer]
     cmd += list(extra_args)
     full_env = dict(os.environ if env is None else env)
     full_env["HF_HUB_OFFLINE"] = "1"
@@ -194,7 +199,6 @@ def start_engine(
             stdout=subprocess.PIPE,
             stderr=log_fd,
             env=full_env,
-            cwd=str(REPO_ROOT),
         )
     finally:
         os.close(log_fd)
@@ -221,6 +225,7 @@ def start_engine(
             model=info["model"],
             log_path=log_path,
             api_key=api_key,
+            renderer=str(info.get("renderer", "")),
         )
         while True:  # answers on HTTP (bounded by the same deadline)
             try:

@@ -3,19 +3,24 @@
 
 Run::
 
-    python tests/engines/vllm_engine.py --model models/qwen2.5 --port 0 \
+    python -m fasttito.testing.vllm_engine --model models/qwen2.5 --port 0 \
         [--served-model-name NAME]... [--max-model-len 32768] [--idle-timeout 300] \
         [--api-key KEY] [--scheduling-policy priority|fcfs] [--disable-route PATH]... \
         [--stop-token-id ID]... [--port-file FILE] [--parent-pid PID] [--version-string V] \
-        [--max-recorded-requests 10000] [--prefix-store-size 8192]
+        [--max-recorded-requests 10000] [--prefix-store-size 8192] \
+        [--renderer auto|transformers|fasttito]
 
 When it listens it prints ONE line on stdout, then nothing else (logs go to stderr)::
 
-    {"event": "ready", "host": "127.0.0.1", "port": 41234, "pid": 123, "model": "qwen2.5"}
+    {"event": "ready", "host": "127.0.0.1", "port": 41234, "pid": 123, "model": "qwen2.5",
+     "renderer": "transformers"}
 
 It stops itself on SIGTERM/SIGINT, after ``--idle-timeout`` seconds without any request, and
 when its parent process dies (``os.getppid()`` changes, or ``--parent-pid`` disappears).
-It never imports fasttito: it is the independent side of every wire test.
+It renders and tokenizes with ``transformers`` when that is importable (``--renderer``, see
+``fasttito.testing.renderer``): then no fasttito code produces what it answers, so it is the
+independent side of every wire test. Without transformers (an installed wheel, ``fasttito
+demo``) it renders with ``fasttito.Tokenizer``.
 
 Routes (field names and shapes follow ``../shared/wire.md`` sections A and B)
 ----------------------------------------------------------------------------
@@ -256,12 +261,13 @@ class TemplateFailure(Exception):
 
 
 class Model:
-    def __init__(self, model_dir: str, stop_token_ids: list[int] | None = None) -> None:
-        import transformers
+    def __init__(
+        self, model_dir: str, stop_token_ids: list[int] | None = None, renderer: str | None = None
+    ) -> None:
+        from fasttito.testing.renderer import load_renderer
 
-        transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         self.dir = model_dir
-        self.tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+        self.tok, self.renderer = load_renderer(model_dir, renderer)
         self.vocab_size = len(self.tok)
         added = self.tok.get_added_vocab()
         if stop_token_ids:
@@ -1653,6 +1659,7 @@ async def run(engine: Engine, args: argparse.Namespace) -> None:
         "port": port,
         "pid": os.getpid(),
         "model": engine.s.served_names[0],
+        "renderer": engine.model.renderer,
     }
     if args.port_file:
         tmp = Path(args.port_file + ".tmp")
@@ -1722,12 +1729,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="completions remembered for /inference/v1/generate (LRU; 0: none)",
     )
     p.add_argument("--port-file", default=None, help="also write the ready JSON to this file")
+    p.add_argument(
+        "--renderer",
+        choices=("auto", "transformers", "fasttito"),
+        default=None,
+        help="who renders and tokenizes (default: $FASTTITO_ENGINE_RENDERER, else auto: "
+        "transformers when importable, else fasttito.Tokenizer)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    model = Model(args.model, args.stop_token_id)
+    model = Model(args.model, args.stop_token_id, args.renderer)
     names = args.served_model_name or [Path(args.model).resolve().name]
     settings = Settings(
         served_names=names,

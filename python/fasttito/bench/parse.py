@@ -1,0 +1,150 @@
+"""Benchmark: response parsing and request bodies, fasttito against the Python paths.
+
+One process, release build, medians, GC on (each candidate in its own block). Response: a vLLM
+chat completion as vLLM writes it (compact JSON) with N completion tokens, logprob entries
+`{token, logprob, bytes, top_logprobs}` (top_logprobs 0 or 5) and 16,384 prompt ids (the shape of
+``../shared/baselines.md`` section 4). Candidates, each ending with the completion ids, the
+prompt ids and one logprob per id:
+
+* ``openai-python``: ``ChatCompletion.model_validate_json`` + verifiers' ``parse_tokens``
+  extraction (verifiers 0.3.1's path);
+* ``json``: ``json.loads`` + dict extraction;
+* ``orjson``: ``orjson.loads`` + dict extraction (the best a Python client can do);
+* ``fasttito``: ``fasttito.parse_response(body, "vllm-chat")`` (ids as ``TokenIds``, logprobs as
+  a list of floats).
+
+Request bodies: ``orjson.dumps`` of a generate body with a list of 16k/64k ids against
+``_core.request_body`` from ``TokenIds`` (no Python list at all) and from a list.
+
+Run: ``fasttito bench parse``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from fasttito.bench._timing import peer
+
+TITLE = "Response parsing and request bodies (vLLM chat completion, 16,384 prompt ids)"
+
+
+def response(n: int, top: int, prompt: int = 16384, seed: int = 7) -> bytes:
+    rng = random.Random(seed)
+    ids = [rng.randrange(151000) for _ in range(n)]
+    def entry(i: int) -> dict[str, Any]:
+        text = f"t{i % 977}"
+        e: dict[str, Any] = {"token": text, "logprob": round(-rng.random() * 5, 6), "bytes": list(text.encode())}
+        e["top_logprobs"] = [{"token": f"a{j}", "logprob": round(-rng.random() * 8, 6), "bytes": [97, 48 + j]} for j in range(top)]
+        return e
+    body = {
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1760000000, "model": "Qwen/Qwen3-8B",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * (n * 4), "refusal": None,
+                                             "tool_calls": [], "reasoning_content": None},
+                     "logprobs": {"content": [entry(i) for i in range(n)]}, "finish_reason": "length",
+                     "stop_reason": None, "token_ids": ids}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n},
+        "prompt_token_ids": [rng.randrange(151000) for _ in range(prompt)],
+        "prompt_logprobs": None, "kv_transfer_params": None,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def timeit(
+    fns: dict[str, Callable[[], Any]], min_seconds: float = 1.5, min_rounds: int = 10
+) -> dict[str, float]:
+    out = {}
+    for name, fn in fns.items():
+        gc.collect()
+        fn()
+        samples: list[float] = []
+        start = time.perf_counter()
+        while len(samples) < min_rounds or time.perf_counter() - start < min_seconds:
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+            if len(samples) >= 2000:
+                break
+        out[name] = statistics.median(samples)
+    return out
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:.2f} ms" if s >= 1e-4 else f"{s * 1e6:.0f} µs"
+
+
+def versions() -> str:
+    from fasttito import _core
+
+    orjson = peer("orjson")
+    return (
+        f"fasttito {_core.__version__} ({_core.build_profile}), orjson {orjson.__version__}, "
+        f"Python {sys.version.split()[0]}"
+    )
+
+
+def measure(quick: bool) -> list[dict[str, Any]]:
+    """Rows of the response-parsing table, then of the request-body table (their columns
+    differ: the command prints one table per column set). ``quick``: the smallest sizes."""
+    orjson = peer("orjson")
+    ChatCompletion = peer("openai.types.chat").ChatCompletion
+
+    import fasttito
+    from fasttito import _core
+
+    sizes = (1024,) if quick else (1024, 8192, 32768)
+    request_sizes = (16384,) if quick else (16384, 65536)
+    min_seconds, min_rounds = (0.05, 3) if quick else (1.5, 10)
+    rows: list[dict[str, Any]] = []
+
+    def extract(d: dict[str, Any]) -> tuple[list[int], list[int], list[float]]:
+        c = d["choices"][0]
+        return c["token_ids"], d["prompt_token_ids"], [e["logprob"] for e in c["logprobs"]["content"]]
+
+    def via_openai(body: bytes) -> Any:
+        r = ChatCompletion.model_validate_json(body)
+        choice = r.choices[0]
+        ids = choice.model_extra["token_ids"]
+        prompt = r.model_extra["prompt_token_ids"]
+        return ids, prompt, [c.logprob for c in choice.logprobs.content]
+
+    def via_fasttito(body: bytes) -> Any:
+        p = fasttito.parse_response(body, "vllm-chat")
+        return p.completion_ids, p.prompt_ids, p.completion_logprobs
+
+    for n in sizes:
+        for top in (0, 5):
+            body = response(n, top)
+            a, b = via_fasttito(body), extract(orjson.loads(body))
+            assert list(a[0]) == b[0] and list(a[1]) == b[1] and a[2] == b[2]
+            m = timeit({"openai": lambda: via_openai(body), "json": lambda: extract(json.loads(body)),
+                        "orjson": lambda: extract(orjson.loads(body)), "fasttito": lambda: via_fasttito(body)},
+                       min_seconds, min_rounds)
+            rows.append({
+                "completion tokens": n, "top_logprobs": top, "JSON": f"{len(body) / 1e6:.2f} MB",
+                "openai-python + parse_tokens": ms(m["openai"]), "json + extract": ms(m["json"]),
+                "orjson + extract": ms(m["orjson"]), "fasttito": ms(m["fasttito"]),
+                "vs openai-python": f"{m['openai'] / m['fasttito']:.1f}x",
+                "vs orjson": f"{m['orjson'] / m['fasttito']:.1f}x",
+            })
+    for n in request_sizes:
+        ids = [random.randrange(151000) for _ in range(n)]
+        tid = fasttito.TokenIds(ids)
+        sampling = {"temperature": 1.0, "top_p": 1.0}
+        m = timeit({
+            "orjson": lambda: orjson.dumps({"model": "m", "token_ids": ids, "sampling_params": {**sampling, "max_tokens": 256, "logprobs": 1}}),
+            "tid": lambda: _core.request_body("vllm-generate", "m", token_ids=cast(Sequence[int], tid), sampling=sampling, max_tokens=256),
+            "list": lambda: _core.request_body("vllm-generate", "m", token_ids=ids, sampling=sampling, max_tokens=256),
+        }, min_seconds, min_rounds)
+        rows.append({
+            "request ids": n, "orjson.dumps (list)": ms(m["orjson"]),
+            "fasttito from TokenIds": f"{ms(m['tid'])} ({m['orjson'] / m['tid']:.1f}x)",
+            "fasttito from list": f"{ms(m['list'])} ({m['orjson'] / m['list']:.1f}x)",
+        })
+    return rows
