@@ -267,9 +267,11 @@ def test_bench_quick_template_table_and_plot(tmp_path: Path) -> None:
 
 
 def test_bench_peer_suites_run_or_say_what_is_missing() -> None:
-    result = run("bench", "tito", "parse", "--quick", "--turns", "2", "--allow-debug")
+    result = run(
+        "bench", "tito", "parse", "http", "verifiers", "--quick", "--turns", "2", "--allow-debug"
+    )
     out = result.stdout
-    for suite, peer in (("tito", "verifiers"), ("parse", "orjson")):
+    for suite, peer in (("tito", "verifiers"), ("parse", "orjson"), ("http", "aiohttp"), ("verifiers", "verifiers")):
         assert f"## {suite}:" in out
         try:
             __import__(peer)
@@ -311,7 +313,8 @@ def test_the_commands_run_from_the_wheel_alone(tmp_path: Path) -> None:
         "cli/__init__.py", "cli/demo.py", "cli/doctor.py", "cli/bench.py", "__main__.py",
         "testing/__init__.py", "testing/vllm_engine.py", "testing/launch.py",
         "testing/dynamo_launch.py", "testing/dynamo_engine.py", "testing/renderer.py",
-        "bench/__init__.py", "bench/template.py", "bench/tito.py", "bench/parse.py",
+        "bench/__init__.py", "bench/template.py", "bench/tito.py", "bench/parse.py", "bench/http.py",
+        "bench/verifiers_client.py",
     ):
         assert f"fasttito/{module}" in names, module
     env_dir = tmp_path / "venv"

@@ -22,6 +22,8 @@ SUITES: dict[str, str] = {
     "template": "fasttito.bench.template",
     "tito": "fasttito.bench.tito",
     "parse": "fasttito.bench.parse",
+    "http": "fasttito.bench.http",
+    "verifiers": "fasttito.bench.verifiers_client",
 }
 
 
