@@ -105,8 +105,13 @@ def serve(completion_ids: list[int], lifetime: float) -> None:
         await site.start()
         print(runner.addresses[0][1], flush=True)
         loop = asyncio.get_running_loop()
-        closed = loop.create_future()
-        loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or closed.set_result(None))
+        closed: asyncio.Future[None] = loop.create_future()
+
+        def on_stdin() -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
         try:
             await asyncio.wait_for(closed, lifetime)
         except asyncio.TimeoutError:

@@ -46,7 +46,7 @@ TITLE = "verifiers' OpenAIChatCompletionsTokenClient against fasttito.verifiers 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 TURNS = (4, 16, 64)
 IM_END = 151645
-TOOL = {
+TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "read_file",
