@@ -158,7 +158,12 @@ fn render_error(err: &minijinja::Error) -> Error {
         ),
         _ if describe(err).contains("recursion") => Error::new(
             ErrorKind::TemplateLimit,
-            format!("chat template recursed too deeply: {}", describe(err)),
+            format!(
+                "chat template recursed too deeply ({}); the template recurses without bound or \
+                 the data nests deeply: raise `template_recursion` only if the template \
+                 legitimately nests this deep",
+                describe(err)
+            ),
         ),
         _ => Error::template(format!("chat template failed to render: {}", describe(err))),
     }
