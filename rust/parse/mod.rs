@@ -453,7 +453,13 @@ fn path_at(body: &[u8], offset: usize) -> String {
             }
         }
         if path.len() > 300 {
-            path.truncate(300);
+            // keys are arbitrary text: cut on a char boundary (a cut inside a multi-byte
+            // character panicked; found by fuzz/ parse_response)
+            let mut cut = 300;
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            path.truncate(cut);
             path.push_str("...");
             break;
         }
