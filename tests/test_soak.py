@@ -114,3 +114,100 @@ def test_small_soak_passes() -> None:
     assert result["tito_turns"] > 0.5 * result["turns_completed"], result
     failed = [k for k, ok in result["checks"].items() if not ok]
     assert not failed, (failed, result)
+
+
+# --------------------------------------------------------------------------- Dynamo engine faults
+
+DYN_SERVED = "soak-dynamo"
+
+
+@pytest.fixture(scope="module")
+def dyn() -> Iterator[Any]:
+    import os
+    import sys
+
+    from engines.dynamo_launch import dynamo_importable, start_dynamo
+
+    if not dynamo_importable():
+        if os.environ.get("FASTTITO_REQUIRE_DYNAMO", "") not in ("", "0", "false"):
+            raise RuntimeError(
+                f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is missing in {sys.executable}"
+            )
+        pytest.skip("ai-dynamo is not installed (scripts/install-dynamo.sh)")
+    with start_dynamo(VENDORED_MODEL_DIR, DYN_SERVED, timeout=90) as h:
+        yield h
+
+
+def dyn_turns(dyn: Any, tok: fasttito.Tokenizer, n: int) -> list[fasttito.Turn]:
+    """An n-turn tool rollout through the real Dynamo frontend."""
+
+    async def go() -> list[fasttito.Turn]:
+        async with fasttito.Client(
+            dyn.openai_base_url, DYN_SERVED, transport="dynamo-nvext", tokenizer=tok,
+            backoff=0.05, max_retries=2,
+        ) as c:
+            rollout = c.rollout()
+            messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
+            turns = []
+            for _ in range(n):
+                turn = await rollout.generate(messages, tools=soak.TOOLS, max_tokens=200)
+                turns.append(turn)
+                messages.append(turn.message())
+                for tc in turn.tool_calls:
+                    messages.append({"role": "tool", "tool_call_id": tc["id"], "content": "21 C"})
+                if not turn.tool_calls:
+                    messages.append({"role": "user", "content": "And Rome?"})
+            return turns
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("knobs", "match"),
+    [
+        ({"oov_token_id": True}, "outside the vocabulary"),
+        ({"logprobs_delta": 1}, "logprob"),
+        ({"logprobs_delta": -1}, "logprob"),
+    ],
+)
+def test_dynamo_engine_corrupt_engine_data_is_a_parse_error(
+    dyn: Any, tok: fasttito.Tokenizer, knobs: dict[str, Any], match: str
+) -> None:
+    dyn.set_control(**knobs)
+    try:
+        with pytest.raises(fasttito.ResponseParseError, match=match):
+            dyn_turns(dyn, tok, 1)
+    finally:
+        dyn.clear_control()
+
+
+def test_dynamo_engine_missing_engine_data_and_stop_token(
+    dyn: Any, tok: fasttito.Tokenizer
+) -> None:
+    # without engine_data the ids come from no channel fasttito asked for: a typed error
+    dyn.set_control(drop_engine_data=True)
+    try:
+        with pytest.raises(fasttito.ResponseParseError):
+            dyn_turns(dyn, tok, 1)
+        # the stop token missing on every turn (Dynamo's SGLang backend, dyn #14302): each
+        # next turn falls back, counted, and nothing misaligned comes back
+        dyn.set_control(strip_stop=True, max_tool_calls=3)
+        turns = dyn_turns(dyn, tok, 3)
+        assert [t.fallback_reason for t in turns[1:]] == ["stop_token_missing"] * 2
+        assert all(len(t.completion_logprobs or []) == len(t.completion_ids) for t in turns)
+        # at a rate: some requests get the fault, the rest do not
+        dyn.set_control(strip_stop=True, fault_rate=0.5, fault_seed=1, max_tool_calls=7)
+        turns = dyn_turns(dyn, tok, 8)
+        missing = [t.completion_ids.tolist()[-1] not in tok.stop_token_ids for t in turns]
+        assert 0 < sum(missing) < 8
+        assert [t.fallback_reason == "stop_token_missing" for t in turns[1:]] == missing[:-1]
+    finally:
+        dyn.clear_control()
+
+
+def test_dynamo_engine_503_is_retried(dyn: Any, tok: fasttito.Tokenizer) -> None:
+    dyn.set_control(error="http:503", fail_next=1)
+    try:
+        assert len(dyn_turns(dyn, tok, 1)) == 1
+    finally:
+        dyn.clear_control()
