@@ -2,9 +2,9 @@
 threads give exactly the results of a single-threaded run, and every entry point that does real
 work releases the GIL while it works (``py.detach`` in ``rust/py/``).
 
-How the GIL is checked, without timing anything: with ``sys.setswitchinterval(5.0)`` a thread
-that holds the GIL keeps it for seconds, so a second Python thread runs *during* a call only if
-the call released the GIL. A worker thread flags that it is inside the call; the main thread
+How the GIL is checked, without timing anything: with ``sys.setswitchinterval(1.0)`` a thread
+that holds the GIL keeps it for a second, so a second Python thread runs *during* a shorter call
+only if the call released the GIL. A worker thread flags that it is inside the call; the main thread
 spins a counter; iterations counted while the flag is set prove the release. The calls used are
 large enough to last far longer than it takes the main thread to be scheduled once.
 """
@@ -172,7 +172,7 @@ def test_client_rollouts_from_threads_each_with_its_own_loop(tok: fasttito.Token
 @pytest.fixture
 def long_switch_interval() -> Iterator[None]:
     old = sys.getswitchinterval()
-    sys.setswitchinterval(5.0)
+    sys.setswitchinterval(1.0)
     try:
         yield
     finally:
@@ -240,9 +240,7 @@ def test_gil_released_around_real_work(tok: fasttito.Tokenizer, long_switch_inte
         "Tokenizer.apply_chat_template": lambda: tok.apply_chat_template(conv),
         "Tokenizer.decode_completion": lambda: tok.decode_completion(ids[:300_000]),
         "parse_response": lambda: fasttito.parse_response(body, "vllm-chat"),
-        "request_body": lambda: [
-            _core.request_body("vllm-generate", "m", token_ids=ids) for _ in range(20)
-        ],
+        "request_body": lambda: _core.request_body("vllm-generate", "m", token_ids=ids * 8),
         "Rollout.prepare": lambda: fasttito.Rollout(tok).prepare(conv),
     }
     held = {name: n for name, call in calls.items() if (n := runs_python_meanwhile(call)) == 0}
@@ -250,12 +248,15 @@ def test_gil_released_around_real_work(tok: fasttito.Tokenizer, long_switch_inte
 
 
 def test_the_gil_check_detects_a_held_gil(long_switch_interval: None) -> None:
-    """The check above can fail: pure-Python work (which holds the GIL) lets the main thread
-    run not once while it lasts."""
+    """The check above can fail: pure-Python work, and a Rust call that must hold the GIL
+    (reading a Python list of ints into a TokenIds buffer), let the main thread run not once
+    while they last."""
 
     def busy() -> None:
         x = 0
         for i in range(3_000_000):
             x += i
 
+    big = list(range(3_000_000))
     assert runs_python_meanwhile(busy) == 0
+    assert runs_python_meanwhile(lambda: fasttito.TokenIds(big)) == 0
