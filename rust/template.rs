@@ -158,7 +158,12 @@ fn render_error(err: &minijinja::Error) -> Error {
         ),
         _ if describe(err).contains("recursion") => Error::new(
             ErrorKind::TemplateLimit,
-            format!("chat template recursed too deeply: {}", describe(err)),
+            format!(
+                "chat template recursed too deeply ({}); the template recurses without bound or \
+                 the data nests deeply: raise `template_recursion` only if the template \
+                 legitimately nests this deep",
+                describe(err)
+            ),
         ),
         _ => Error::template(format!("chat template failed to render: {}", describe(err))),
     }
@@ -276,6 +281,13 @@ fn python_methods(
                 };
                 return Ok(Value::from(py_split_whitespace(s, maxsplit)));
             }
+            // Python raises here; minijinja-contrib would split between every character.
+            "split" if args[0].as_str() == Some("") => {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    "str.split: empty separator (Python raises ValueError)",
+                ));
+            }
             _ => {}
         }
     }
@@ -304,6 +316,18 @@ mod tests {
 
     fn render(source: &str, ctx: serde_json::Value) -> Result<String> {
         ChatTemplate::new(source, RenderLimits::default())?.render(Value::from(minijinja::value::Serde(&ctx)))
+    }
+
+    /// Found by tests/test_fuzz_py.py (hostile templates): `split('')` gave
+    /// `['', 'h', 'i', '']` where transformers raises `ValueError: empty separator`.
+    #[test]
+    fn split_on_an_empty_separator_raises_like_python() {
+        for source in ["{{ 'hi'.split('') }}", "{{ 'hi'.split('', 1) }}"] {
+            let e = render(source, serde_json::json!({})).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Template, "{e}");
+            assert!(e.to_string().contains("empty separator"), "{e}");
+        }
+        assert_eq!(render("{{ 'a,b'.split(',') }}", serde_json::json!({})).unwrap(), "['a', 'b']");
     }
 
     #[test]

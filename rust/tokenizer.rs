@@ -207,9 +207,27 @@ impl Tokenizer {
             )));
         }
         let text = read_bounded(&tokenizer_path, MAX_TOKENIZER_BYTES)?;
-        let inner = HfTokenizer::from_bytes(text.as_bytes()).map_err(|e| {
-            Error::load(format!("{} is not a valid tokenizer.json: {e}", tokenizer_path.display()))
-        })?;
+        // The tokenizers crate panics (an `expect`) on some malformed files, e.g. a syntax
+        // error inside `decoder` (found by fuzz/ tokenizer_load): a bad file must be a load
+        // error, never a panic (a PyO3 PanicException is not an Exception).
+        let parsed = std::panic::catch_unwind(|| HfTokenizer::from_bytes(text.as_bytes()));
+        let inner = match parsed {
+            Ok(result) => result.map_err(|e| {
+                Error::load(format!("{} is not a valid tokenizer.json: {e}", tokenizer_path.display()))
+            })?,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                return Err(Error::load(format!(
+                    "{} is not a valid tokenizer.json: the tokenizers library failed on it \
+                     ({why}); re-save the tokenizer with transformers' save_pretrained",
+                    tokenizer_path.display()
+                )));
+            }
+        };
         drop(text);
 
         let config = read_json(&dir.join("tokenizer_config.json"))?;

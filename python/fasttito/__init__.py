@@ -18,6 +18,7 @@ from fasttito.errors import OverlongPromptError as OverlongPromptError
 from fasttito.errors import RequestTimeoutError as RequestTimeoutError
 from fasttito.errors import ResponseParseError as ResponseParseError
 from fasttito.errors import ResponseTooLargeError as ResponseTooLargeError
+from fasttito.errors import RolloutLimitError as RolloutLimitError
 from fasttito.errors import ServerError as ServerError
 from fasttito.errors import TemplateError as TemplateError
 from fasttito.errors import TemplateLimitError as TemplateLimitError
@@ -43,6 +44,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseParseError",
     "ResponseTooLargeError",
+    "RolloutLimitError",
     "Rollout",
     "ServerError",
     "TemplateError",

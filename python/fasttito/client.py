@@ -29,11 +29,12 @@ from fasttito.config import ClientConfig, redact_url
 from fasttito.errors import (
     ConfigError,
     OverlongPromptError,
+    RolloutLimitError,
     ServerError,
     TransportError,
 )
 from fasttito.http import HttpResponse, Poster, make_poster
-from fasttito.rollout import Rollout
+from fasttito.rollout import DEFAULT_MAX_ROLLOUT_MESSAGES, DEFAULT_MAX_ROLLOUT_TOKENS, Rollout
 from fasttito.transports import TRANSPORT_CLASSES, Transport, Turn
 from fasttito.transports._base import GenerateArgs, RolloutState
 
@@ -77,6 +78,15 @@ class Client:
             ``nvext.token_data``) or ``"messages"`` (Dynamo renders them).
         check_prompt_length: raise :class:`OverlongPromptError` before sending a prompt of
             ``max_model_len`` ids or more (read once from ``GET /v1/models``).
+        max_json_depth: the deepest nesting of arrays/objects accepted in a response (at most
+            127); deeper: :class:`ResponseParseError` naming ``max_depth``.
+        template_fuel, template_recursion: the render budget of the chat template, used when
+            ``tokenizer`` is a folder (see ``Tokenizer.from_dir``); exceeded:
+            :class:`TemplateLimitError` naming the setting.
+        max_rollout_messages: the most messages one conversation may have; more:
+            :class:`RolloutLimitError` before anything is sent.
+        max_rollout_tokens: the most prompt ids one turn may have; more:
+            :class:`RolloutLimitError` before anything is sent.
     """
 
     def __init__(
@@ -100,6 +110,11 @@ class Client:
         chat_target: Literal["openai", "vllm", "dynamo"] | None = None,
         dynamo_first_turn: Literal["tokens", "messages"] = "tokens",
         check_prompt_length: bool = True,
+        max_json_depth: int = 64,
+        template_fuel: int = 5_000_000,
+        template_recursion: int = 200,
+        max_rollout_messages: int = DEFAULT_MAX_ROLLOUT_MESSAGES,
+        max_rollout_tokens: int = DEFAULT_MAX_ROLLOUT_TOKENS,
     ) -> None:
         self.config = ClientConfig(
             base_url=base_url,
@@ -116,9 +131,16 @@ class Client:
             chat_target=chat_target,
             dynamo_first_turn=dynamo_first_turn,
             check_prompt_length=check_prompt_length,
+            max_json_depth=max_json_depth,
+            template_fuel=template_fuel,
+            template_recursion=template_recursion,
+            max_rollout_messages=max_rollout_messages,
+            max_rollout_tokens=max_rollout_tokens,
         )
         if tokenizer is not None and not isinstance(tokenizer, _core.Tokenizer):
-            tokenizer = _core.Tokenizer.from_dir(tokenizer)
+            tokenizer = _core.Tokenizer.from_dir(
+                tokenizer, template_fuel=template_fuel, template_recursion=template_recursion
+            )
         self.tokenizer: _core.Tokenizer | None = tokenizer
         if stop_token_ids is None and tokenizer is not None:
             stop_token_ids = tokenizer.stop_token_ids
@@ -439,6 +461,15 @@ class ClientRollout:
             self._transport = await self._client._transport_for_turn()
             self._state = self._transport.new_state()
         assert self._state is not None
+        limit = self._client.config.max_rollout_messages
+        if self._state.rollout is None and len(messages) > limit:  # chat: no Rollout checks it
+            raise RolloutLimitError(
+                f"the conversation has {len(messages)} messages, over max_rollout_messages="
+                f"{limit}; end the rollout, or raise max_rollout_messages on the Client",
+                limit="max_rollout_messages",
+                value=len(messages),
+                maximum=limit,
+            )
         if temperature is not None:
             sampling.setdefault("temperature", temperature)
         args = GenerateArgs(

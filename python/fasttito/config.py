@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from fasttito.errors import ConfigError
+from fasttito.rollout import DEFAULT_MAX_ROLLOUT_MESSAGES, DEFAULT_MAX_ROLLOUT_TOKENS
 
 __all__ = [
     "CHAT_TARGETS",
@@ -111,6 +112,11 @@ class ClientConfig:
     chat_target: str | None = None
     dynamo_first_turn: Literal["tokens", "messages"] = "tokens"
     check_prompt_length: bool = True
+    max_json_depth: int = 64
+    template_fuel: int = 5_000_000
+    template_recursion: int = 200
+    max_rollout_messages: int = DEFAULT_MAX_ROLLOUT_MESSAGES
+    max_rollout_tokens: int = DEFAULT_MAX_ROLLOUT_TOKENS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "transport", resolve_transport(self.transport))
@@ -124,6 +130,14 @@ class ClientConfig:
             if not isinstance(k, str) or not isinstance(v, str):
                 raise ConfigError("headers must map str to str")
         object.__setattr__(self, "headers", MappingProxyType(headers))
+        has_auth = self.api_key or any(k.lower() == "authorization" for k in headers)
+        if has_auth and "@" in urlsplit(self.base_url).netloc:
+            # aiohttp refuses both with a bare ValueError at the first request
+            raise ConfigError(
+                f"base_url {redact_url(self.base_url)!r} carries credentials (user:password@) and "
+                "an api_key or Authorization header is set too; only one can be sent: drop the "
+                "credentials from the URL or the api_key"
+            )
         if not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         if not (isinstance(self.max_retries, int) and self.max_retries >= 0):
@@ -132,8 +146,18 @@ class ClientConfig:
             raise ConfigError("backoff and backoff_max must be >= 0")
         if not (isinstance(self.max_connections, int) and self.max_connections >= 0):
             raise ConfigError("max_connections must be an integer >= 0 (0: no limit)")
-        if not (isinstance(self.max_body_bytes, int) and self.max_body_bytes > 0):
-            raise ConfigError("max_body_bytes must be a positive integer")
+        for name in (
+            "max_body_bytes",
+            "max_error_body_bytes",
+            "max_json_depth",
+            "template_fuel",
+            "template_recursion",
+            "max_rollout_messages",
+            "max_rollout_tokens",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.chat_target is not None and self.chat_target not in CHAT_TARGETS:
             raise ConfigError(
                 f"chat_target must be one of {', '.join(CHAT_TARGETS)}, got {self.chat_target!r}"

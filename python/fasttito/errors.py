@@ -15,6 +15,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseParseError",
     "ResponseTooLargeError",
+    "RolloutLimitError",
     "ServerError",
     "TemplateError",
     "TemplateLimitError",
@@ -68,6 +69,31 @@ class ResponseParseError(FasttitoError, ValueError):
 
 class ResponseTooLargeError(ResponseParseError):
     """A response body is longer than ``max_body_bytes``; it was not read to the end."""
+
+
+class RolloutLimitError(FasttitoError, ValueError):
+    """A rollout grew past a configured bound: more messages than ``max_rollout_messages`` or a
+    prompt longer than ``max_rollout_tokens`` ids. Raised before anything is sent.
+
+    Attributes:
+        limit: the name of the setting that was exceeded (``"max_rollout_messages"`` or
+            ``"max_rollout_tokens"``), as accepted by ``Client`` and ``Rollout``.
+        value: what the rollout had.
+        maximum: the configured bound.
+    """
+
+    def __init__(self, message: str, *, limit: str, value: int, maximum: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+        self.maximum = maximum
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_make_rollout_limit, (str(self), self.limit, self.value, self.maximum))
+
+
+def _make_rollout_limit(message: str, limit: str, value: int, maximum: int) -> RolloutLimitError:
+    return RolloutLimitError(message, limit=limit, value=value, maximum=maximum)
 
 
 class ConfigError(FasttitoError, ValueError):

@@ -19,8 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fasttito import _core
+from fasttito.errors import ConfigError, RolloutLimitError
 
-__all__ = ["Rollout"]
+__all__ = ["DEFAULT_MAX_ROLLOUT_MESSAGES", "DEFAULT_MAX_ROLLOUT_TOKENS", "Rollout"]
+
+#: Default bound on the messages of one conversation (an agent loop that never ends stops here).
+DEFAULT_MAX_ROLLOUT_MESSAGES = 10_000
+#: Default bound on the prompt ids of one turn (8x the longest context windows served today).
+DEFAULT_MAX_ROLLOUT_TOKENS = 8 << 20
 
 logger = logging.getLogger("fasttito")
 
@@ -34,9 +40,13 @@ class Rollout:
         stop_token_ids: the ids a turn may end on; default: the tokenizer's.
         verify: re-render every TITO prompt in full and attach the comparison to the plan
             (``plan.verify``); costs a full render per turn, so it is off by default.
+        max_messages: the most messages a conversation may have; a longer one raises
+            :class:`RolloutLimitError` (``limit="max_rollout_messages"``) before it is planned.
+        max_tokens: the most prompt ids a turn may have; a plan with more raises
+            :class:`RolloutLimitError` (``limit="max_rollout_tokens"``), so nothing is sent.
     """
 
-    __slots__ = ("_core", "_warned")
+    __slots__ = ("_core", "_max_messages", "_max_tokens", "_warned")
 
     def __init__(
         self,
@@ -44,7 +54,14 @@ class Rollout:
         *,
         stop_token_ids: Sequence[int] | None = None,
         verify: bool = False,
+        max_messages: int = DEFAULT_MAX_ROLLOUT_MESSAGES,
+        max_tokens: int = DEFAULT_MAX_ROLLOUT_TOKENS,
     ) -> None:
+        for name, value in (("max_messages", max_messages), ("max_tokens", max_tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        self._max_messages = max_messages
+        self._max_tokens = max_tokens
         self._core = _core.Rollout(
             tokenizer, stop_token_ids=list(stop_token_ids) if stop_token_ids is not None else None, verify=verify
         )
@@ -53,7 +70,34 @@ class Rollout:
     def __len__(self) -> int:
         return len(self._core)
 
+    def _messages(self, messages: Iterable[Any]) -> Sequence[Any]:
+        seq = messages if isinstance(messages, Sequence) else list(messages)
+        if len(seq) > self._max_messages:
+            raise RolloutLimitError(
+                f"the conversation has {len(seq)} messages, over max_rollout_messages="
+                f"{self._max_messages}; end the rollout, or raise max_rollout_messages (Client) / "
+                "max_messages (Rollout) if conversations this long are intended",
+                limit="max_rollout_messages",
+                value=len(seq),
+                maximum=self._max_messages,
+            )
+        return seq
+
+    def _check_tokens(self, n: int) -> None:
+        if n > self._max_tokens:
+            raise RolloutLimitError(
+                f"the turn's prompt has {n} token ids, over max_rollout_tokens={self._max_tokens}; "
+                "it was not sent. End the rollout, or raise max_rollout_tokens (Client) / "
+                "max_tokens (Rollout) if prompts this long are intended",
+                limit="max_rollout_tokens",
+                value=n,
+                maximum=self._max_tokens,
+            )
+
     def _note(self, plan: _core.Plan) -> _core.Plan:
+        ids = plan.prompt_ids
+        if ids is not None:
+            self._check_tokens(len(ids))
         if plan.fallback_reason is not None and plan.turn > 1 and not self._warned:
             self._warned = True
             logger.warning(
@@ -81,6 +125,7 @@ class Rollout:
         render_mito: bool = True,
     ) -> _core.Plan:
         """Plan the next turn for the whole conversation ``messages`` (dicts or Pydantic models)."""
+        messages = self._messages(messages)
         return self._note(self._core.prepare(messages, tools, chat_template_kwargs, render_mito=render_mito))
 
     def begin(
@@ -92,6 +137,7 @@ class Rollout:
         """Like :meth:`prepare`, for a remote tokenizer: returns a MITO plan, or a pending bridge
         whose ``full_messages`` (with the generation prompt) and ``base_messages`` (without) the
         caller tokenizes, then passes to :meth:`finish`."""
+        messages = self._messages(messages)
         result = self._core.begin(messages, tools, chat_template_kwargs)
         if isinstance(result, _core.Plan):
             return self._note(result)

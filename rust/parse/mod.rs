@@ -219,8 +219,8 @@ pub struct Parsed {
 pub fn parse_response(body: &[u8], wire: Wire, opts: &ParseOptions) -> Result<Parsed> {
     if body.len() > opts.max_body_bytes {
         return Err(Error::parse(format!(
-            "{} response is {} bytes, over the limit of {} bytes (ParseOptions.max_body_bytes); \
-             raise the limit if the server legitimately sends bodies this large (routed_experts \
+            "{} response is {} bytes, over the limit of {} bytes (ParseOptions.max_body_bytes, \
+             Client max_body_bytes); raise the limit if the server legitimately sends bodies this large (routed_experts \
              blobs grow with sequence length)",
             wire.describe(),
             body.len(),
@@ -231,8 +231,8 @@ pub fn parse_response(body: &[u8], wire: Wire, opts: &ParseOptions) -> Result<Pa
     if let Some(at) = deeper_than(body, limit) {
         return Err(Error::parse(format!(
             "{} response nests arrays/objects deeper than {} levels at `{}` (byte {}); expected \
-             a shallow JSON object. {}; raise ParseOptions.max_depth (at most {}) if the depth \
-             is legitimate",
+             a shallow JSON object. {}; raise ParseOptions.max_depth (Python: max_depth, Client \
+             max_json_depth; at most {}) if the depth is legitimate",
             wire.describe(),
             limit,
             path_at(body, at),
@@ -453,7 +453,13 @@ fn path_at(body: &[u8], offset: usize) -> String {
             }
         }
         if path.len() > 300 {
-            path.truncate(300);
+            // keys are arbitrary text: cut on a char boundary (a cut inside a multi-byte
+            // character panicked; found by fuzz/ parse_response)
+            let mut cut = 300;
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            path.truncate(cut);
             path.push_str("...");
             break;
         }

@@ -47,10 +47,11 @@ fn continue_field(value: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
 impl PyTokenizer {
     /// Loads `tokenizer.json`, the chat template(s), special tokens and stop ids of a folder.
     #[staticmethod]
-    #[pyo3(signature = (path, *, template_fuel = RenderLimits::default().fuel, cache_bytes = LoadOptions::default().cache_bytes))]
-    fn from_dir(py: Python<'_>, path: PathBuf, template_fuel: u64, cache_bytes: usize) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, template_fuel = RenderLimits::default().fuel, cache_bytes = LoadOptions::default().cache_bytes,
+                        template_recursion = RenderLimits::default().recursion))]
+    fn from_dir(py: Python<'_>, path: PathBuf, template_fuel: u64, cache_bytes: usize, template_recursion: usize) -> PyResult<Self> {
         let options = LoadOptions {
-            limits: RenderLimits { fuel: template_fuel, ..RenderLimits::default() },
+            limits: RenderLimits { fuel: template_fuel, recursion: template_recursion },
             cache_bytes,
         };
         let inner = py.detach(|| Tokenizer::from_dir(&path, &options))?;

@@ -199,44 +199,57 @@ pub fn request_body<'py>(
         },
         None => None,
     };
-    let need_ids = || ids.as_deref().ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need token_ids")));
-    let need_messages = || {
-        messages
-            .clone()
-            .map(|m| raw_json(Json::Array(m)))
-            .transpose()?
-            .ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need messages")))
-    };
-    let tools_raw = tools.map(|t| raw_json(Json::Array(t))).transpose()?;
-    let opts = RequestOptions {
-        max_tokens,
-        stop_token_ids: stop_token_ids.as_deref(),
-        cache_salt: cache_salt.as_deref(),
-        priority,
-        chat_template_kwargs: ctk.as_ref(),
-    };
-    let body = match kind {
-        "vllm-generate" => request::vllm_generate_body(model, need_ids()?, &sampling, &opts)?,
-        "chat-tokens" => request::chat_tokens_body(model, &need_messages()?, tools_raw.as_deref(), need_ids()?, &sampling, &opts)?,
-        "dynamo" => request::dynamo_body(model, need_ids()?, &sampling, &opts)?,
-        "chat" => {
-            let target = match target {
-                "vllm" => ChatTarget::Vllm,
-                "dynamo" => ChatTarget::Dynamo,
-                "openai" => ChatTarget::OpenAi,
-                other => {
-                    return Err(PyValueError::new_err(format!(
-                        "unknown chat target {other:?}; expected \"vllm\", \"dynamo\" or \"openai\""
-                    )))
-                }
-            };
-            request::chat_body(model, &need_messages()?, tools_raw.as_deref(), &sampling, target, &opts)?
+    // Check the kind and target and build the RawValues with the GIL; write the body (O(ids),
+    // the real work) without it.
+    let chat_target = match (kind, target) {
+        ("chat", "vllm") => Some(ChatTarget::Vllm),
+        ("chat", "dynamo") => Some(ChatTarget::Dynamo),
+        ("chat", "openai") => Some(ChatTarget::OpenAi),
+        ("chat", other) => {
+            return Err(PyValueError::new_err(format!(
+                "unknown chat target {other:?}; expected \"vllm\", \"dynamo\" or \"openai\""
+            )))
         }
-        other => {
+        ("vllm-generate" | "chat-tokens" | "dynamo", _) => None,
+        (other, _) => {
             return Err(PyValueError::new_err(format!(
                 "unknown request kind {other:?}; expected \"vllm-generate\", \"chat-tokens\", \"dynamo\" or \"chat\""
             )))
         }
     };
+    let ids = match kind {
+        "vllm-generate" | "chat-tokens" | "dynamo" => {
+            Some(ids.ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need token_ids")))?)
+        }
+        _ => None,
+    };
+    let messages_raw = match kind {
+        "chat-tokens" | "chat" => Some(
+            messages
+                .map(|m| raw_json(Json::Array(m)))
+                .transpose()?
+                .ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need messages")))?,
+        ),
+        _ => None,
+    };
+    let tools_raw = tools.map(|t| raw_json(Json::Array(t))).transpose()?;
+    let body = py.detach(|| {
+        let opts = RequestOptions {
+            max_tokens,
+            stop_token_ids: stop_token_ids.as_deref(),
+            cache_salt: cache_salt.as_deref(),
+            priority,
+            chat_template_kwargs: ctk.as_ref(),
+        };
+        let ids = ids.as_deref().unwrap_or_default();
+        let tools = tools_raw.as_deref();
+        match (kind, messages_raw.as_deref(), chat_target) {
+            ("vllm-generate", _, _) => request::vllm_generate_body(model, ids, &sampling, &opts),
+            ("chat-tokens", Some(m), _) => request::chat_tokens_body(model, m, tools, ids, &sampling, &opts),
+            ("dynamo", _, _) => request::dynamo_body(model, ids, &sampling, &opts),
+            (_, Some(m), Some(target)) => request::chat_body(model, m, tools, &sampling, target, &opts),
+            _ => Err(crate::Error::message(format!("request kind {kind:?} is missing its messages"))),
+        }
+    })?;
     Ok(PyBytes::new(py, &body))
 }

@@ -120,6 +120,23 @@ fn special_tokens_map_is_read_on_the_legacy_path() {
     assert_eq!(chat::render(&tok, m, &ChatOptions::default()).unwrap(), "<|endoftext|>|<|im_end|>");
 }
 
+/// Found by the `tokenizer_load` fuzz target: the tokenizers crate panics on a syntax error
+/// inside `decoder` (and other parts it re-parses with `expect`).
+#[test]
+fn a_tokenizer_json_that_panics_the_tokenizers_crate_is_a_load_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = r#""model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hi": 1}, "unk_token": "[UNK]"}"#;
+    for decoder in ["e", "{\"type\": }", "[1,", "{\"type\": \"ByteLevel\", \"x\": nul}"] {
+        let text = format!(
+            r#"{{"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": {decoder}, {model}}}"#
+        );
+        fs::write(dir.path().join("tokenizer.json"), text).unwrap();
+        let err = Tokenizer::from_dir(dir.path(), &LoadOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Load, "{decoder}: {err}");
+        assert!(err.text().contains("not a valid tokenizer.json"), "{err}");
+    }
+}
+
 #[test]
 fn broken_folders_are_load_errors() {
     let missing = Tokenizer::from_dir(Path::new("/nonexistent/model"), &LoadOptions::default()).unwrap_err();

@@ -905,6 +905,25 @@ fn nested(depth: usize) -> String {
     )
 }
 
+/// Found by the `parse_response` fuzz target: the JSON path of an error, cut at 300 bytes, was cut
+/// inside a multi-byte character of a key and panicked.
+#[test]
+fn error_paths_through_long_non_ascii_keys_are_cut_on_char_boundaries() {
+    for key in ["é".repeat(101), "日本".repeat(60), r"\u00e9".repeat(101), r"\ud83d".repeat(40)] {
+        let body = format!("{{\"{key}\": {{\"{key}\": {{\"{key}\": [1, ]}}}}}}");
+        for wire in Wire::ALL {
+            let text = err(&body, wire);
+            assert!(text.contains("...") || key.starts_with(r"\ud83d"), "{text}");
+        }
+    }
+    let body = fixture("engine_vllm_chat_text.json");
+    let mut mangled = body[..body.len() / 2].to_vec();
+    mangled.splice(2..2, format!("\"{}\": {{\"{}\": 1}}, ", "é".repeat(200), "ü".repeat(200)).into_bytes());
+    for wire in Wire::ALL {
+        err(&mangled, wire);
+    }
+}
+
 #[test]
 fn over_deep_bodies_are_typed_errors() {
     let opts = ParseOptions::default();

@@ -51,6 +51,16 @@ missing/empty file means no overrides), then the environment variable ``FASTTITO
     echo_request    false  also put the request as the engine saw it into engine_data.request
                            and the policy decision into engine_data.policy
     logprob_scale   1.0    multiply every logprob (0 gives 0.0 logprobs)
+    oov_token_id    false  engine_data.completion_token_ids[0] = vocab size + 12345 (the
+                           streamed chunks keep the real id, so the frontend still detokenizes)
+    logprobs_delta  0      engine_data.completion_logprobs one entry longer (+N) or shorter (-N)
+                           than the completion ids: misaligned logprobs
+    drop_engine_data false no engine_data at all (the ids are missing from the response unless
+                           the client asked for other token-id channels)
+    fault_rate      1.0    probability that a request gets the body faults above (strip_stop,
+                           oov_token_id, logprobs_delta, drop_engine_data); drawn per request
+                           with random.Random(fault_seed)
+    fault_seed      0
 
 What the Dynamo 1.6.1 frontend makes of each ``error`` (observed; non-streamed requests):
     exception         500 {"message":"Internal server error","type":"Internal Server Error",
@@ -81,6 +91,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import threading
 import time
@@ -106,6 +117,11 @@ KNOB_DEFAULTS: dict[str, Any] = {
     "error_message": "injected fault",
     "echo_request": False,
     "logprob_scale": 1.0,
+    "oov_token_id": False,
+    "logprobs_delta": 0,
+    "drop_engine_data": False,
+    "fault_rate": 1.0,
+    "fault_seed": 0,
 }
 # where the first tool's name shows up in a rendered prompt: JSON tool specs (Qwen, Llama,
 # Mistral, ...), XML specs (Qwen3-Coder), TypeScript-style specs (gpt-oss harmony)
@@ -397,6 +413,8 @@ def _engine_class() -> type:
             self.served_name = served_name
             self.context_length = context_length
             self.script: Script | None = None
+            self._fault_rng: random.Random | None = None
+            self._fault_seed: int | None = None
             self.controls = Controls()
 
         @classmethod
@@ -451,6 +469,17 @@ def _engine_class() -> type:
             step = decision.get("step", decision["calls_so_far"])
             ids = script.completion(decision["action"], decision["tool"], step, stops)
             finish = "stop"
+            rate = float(knobs["fault_rate"])
+            if rate < 1.0:
+                seed = int(knobs["fault_seed"])
+                if self._fault_rng is None or self._fault_seed != seed:
+                    self._fault_rng, self._fault_seed = random.Random(seed), seed
+                faulty = self._fault_rng.random() < rate
+            else:
+                faulty = True
+            if not faulty:
+                knobs = {**knobs, "strip_stop": False, "oov_token_id": False,
+                         "logprobs_delta": 0, "drop_engine_data": False}
             if knobs["strip_stop"] and ids and ids[-1] in (stops | {script.eos_id}):
                 ids = ids[:-1]
             max_tokens = stop_conditions.get("max_tokens")
@@ -487,15 +516,24 @@ def _engine_class() -> type:
                 if i == max(n, 1) - 1:
                     chunk["finish_reason"] = finish
                     chunk["completion_usage"] = _usage(len(prompt), n)
+                    sent_ids, sent_lps = list(ids), list(lps)
+                    if knobs["oov_token_id"] and sent_ids:
+                        sent_ids[0] = script.vocab_size + 12345
+                    delta = int(knobs["logprobs_delta"])
+                    if delta < 0:
+                        sent_lps = sent_lps[: max(0, len(sent_lps) + delta)]
+                    elif delta > 0:
+                        sent_lps += [-0.5] * delta
                     data: dict[str, Any] = {
                         "prompt_token_ids": prompt,
-                        "completion_token_ids": ids,
-                        "completion_logprobs": lps,
+                        "completion_token_ids": sent_ids,
+                        "completion_logprobs": sent_lps,
                     }
                     if knobs["echo_request"]:
                         data["policy"] = decision
                         data["request"] = _jsonable(request)
-                    chunk["engine_data"] = data
+                    if not knobs["drop_engine_data"]:
+                        chunk["engine_data"] = data
                 else:
                     await asyncio.sleep(0)
                 yield chunk

@@ -116,9 +116,12 @@ Admin API (JSON in, JSON out)
   count left. ``path`` restricts a fault to one route; without it, body-shape faults apply to the
   three completion routes and the others to any non-admin route. Modes:
 
-  ``http_500`` ``http_502`` ``http_503``, ``status`` (+ ``"status": N``): that status, vLLM error
-      JSON (``"body": "text"`` sends that text as text/plain instead); the request is not processed
+  ``http_500`` ``http_502`` ``http_503`` ``http_504``, ``status`` (+ ``"status": N``): that
+      status, vLLM error JSON (``"body": "text"`` sends that text as text/plain instead); the
+      request is not processed
   ``delay`` (+ ``"seconds": S``, default 1.0): wait, then answer normally
+  ``stall`` (+ ``"seconds": S``, default 1.0): headers + half of the body, then nothing for S
+      seconds (a client timeout shorter than S fires mid-body), then a TCP reset
   ``reset``: headers + half of the body, then a TCP reset
   ``drop``: close the connection without answering
   ``truncated_json``: 200 with the first half of the JSON body (Content-Length matches)
@@ -126,9 +129,17 @@ Admin API (JSON in, JSON out)
   ``missing_token_ids``: ``choices[0].token_ids`` key removed
   ``missing_prompt_token_ids``: top-level ``prompt_token_ids`` removed
   ``short_logprobs``: ``logprobs.content`` one entry shorter than ``token_ids``
+  ``long_logprobs``: ``logprobs.content`` one entry longer than ``token_ids``
   ``null_logprob``: one ``logprob`` is ``null``
   ``oov_token_id``: ``token_ids[0]`` = vocab size + 12345
   ``no_stop_token``: the final stop token (and its logprob) removed, finish_reason unchanged
+
+  Random faults, for soak runs: ``POST /_admin/faults`` with ``{"random": {"rate": R, "modes":
+  [M, ...], "seed": 0, "seconds": 1.0, "delay_seconds": 1.0}}`` (``seconds``: of a stall) gives each matching request (same route rules as
+  above) probability R of one fault drawn uniformly from the modes (``{"random": null}`` turns it
+  off). Queued faults are taken first. ``GET /_admin/faults`` also returns ``"random"`` and
+  ``"injected"``: how many faults of each mode were applied since the last reset, queued and
+  random alike (a fault is counted when its request takes it, before the answer is sent).
 
 ``/inference/v1/generate`` (ids only)
 -------------------------------------
@@ -164,6 +175,7 @@ import asyncio
 import copy
 import hashlib
 import json
+import random
 import re
 import signal
 import socket
@@ -867,16 +879,17 @@ def resolve_ids(
 # Faults
 # --------------------------------------------------------------------------------------------
 
-STATUS_FAULTS = {"http_500": 500, "http_502": 502, "http_503": 503}
+STATUS_FAULTS = {"http_500": 500, "http_502": 502, "http_503": 503, "http_504": 504}
 BODY_FAULTS = (
     "missing_token_ids",
     "missing_prompt_token_ids",
     "short_logprobs",
+    "long_logprobs",
     "null_logprob",
     "oov_token_id",
     "no_stop_token",
 )
-WIRE_FAULTS = ("delay", "reset", "drop", "truncated_json", "malformed_json", "status")
+WIRE_FAULTS = ("delay", "stall", "reset", "drop", "truncated_json", "malformed_json", "status")
 FAULT_MODES = tuple(STATUS_FAULTS) + WIRE_FAULTS + BODY_FAULTS
 COMPLETION_PATHS = ("/v1/chat/completions", "/v1/chat/completions/tokens", "/inference/v1/generate")
 
@@ -904,12 +917,37 @@ def parse_fault(obj: Any) -> dict[str, Any]:
         if obj.get("body") is not None and not isinstance(obj["body"], str):
             raise bad_request("fault body must be a string")
         fault["body"] = obj.get("body")
-    if mode == "delay":
+    if mode in ("delay", "stall"):
         seconds = obj.get("seconds", 1.0)
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
             raise bad_request("fault seconds must be a number >= 0")
         fault["seconds"] = float(seconds)
     return fault
+
+
+def parse_random(obj: Any) -> dict[str, Any] | None:
+    """The ``random`` fault setting: ``{"rate", "modes", "seed", "seconds"}`` or None (off)."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise bad_request('random faults must be an object like {"rate": 0.05, "modes": [...]}')
+    rate = obj.get("rate")
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
+        raise bad_request("random fault rate must be a number in [0, 1]")
+    modes = obj.get("modes")
+    if not isinstance(modes, list) or not modes or "status" in modes:
+        raise bad_request("random fault modes must be a non-empty list of modes (not 'status')")
+    templates = [
+        parse_fault(
+            {"mode": m, "seconds": obj.get("delay_seconds" if m == "delay" else "seconds", 1.0)}
+        )
+        for m in modes
+    ]
+    seed = obj.get("seed", 0)
+    if not isinstance(seed, int):
+        raise bad_request("random fault seed must be an integer")
+    return {"rate": float(rate), "modes": modes, "seed": seed, "templates": templates,
+            "rng": random.Random(seed)}
 
 
 def mutate_body(payload: dict[str, Any], mode: str, model: Model, generate: bool) -> None:
@@ -923,12 +961,14 @@ def mutate_body(payload: dict[str, Any], mode: str, model: Model, generate: bool
         choice.pop("token_ids", None)
     elif mode == "missing_prompt_token_ids":
         payload.pop("prompt_token_ids", None)
-    elif mode in ("short_logprobs", "null_logprob"):
+    elif mode in ("short_logprobs", "long_logprobs", "null_logprob"):
         if content is None:
             content = [{"token": f"token_id:{t}", "logprob": -0.5} for t in ids]
             choice["logprobs"] = {"content": content}
         if mode == "short_logprobs":
             del content[-1:]
+        elif mode == "long_logprobs":
+            content.append(dict(content[-1]) if content else {"token": "x", "logprob": -0.5})
         elif content:
             content[len(content) // 2]["logprob"] = None
     elif mode == "oov_token_id":
@@ -975,6 +1015,8 @@ class Engine:
         self.script = Script()
         self.store = PrefixStore(model.stop_set, settings.prefix_store_size)
         self.faults: list[dict[str, Any]] = []
+        self.random_faults: dict[str, Any] | None = None
+        self.injected: dict[str, int] = {}
         self.requests: list[dict[str, Any]] = []
         self.seq = 0
         self.last_activity = time.monotonic()
@@ -1339,7 +1381,17 @@ class Engine:
             f["count"] -= 1
             taken = dict(f)
             self.faults = [g for g in self.faults if g["count"] > 0]
+            self.injected[taken["mode"]] = self.injected.get(taken["mode"], 0) + 1
             return taken
+        rnd = self.random_faults
+        if rnd is not None and rnd["rate"] > 0 and rnd["rng"].random() < rnd["rate"]:
+            candidates = [
+                t for t in rnd["templates"] if t["mode"] not in BODY_FAULTS or path in COMPLETION_PATHS
+            ]
+            if candidates:
+                taken = dict(rnd["rng"].choice(candidates))
+                self.injected[taken["mode"]] = self.injected.get(taken["mode"], 0) + 1
+                return taken
         return None
 
     def record(self, request: web.Request, body: Any) -> dict[str, Any]:
@@ -1379,6 +1431,8 @@ class Engine:
         self.script = Script()
         self.store.clear()
         self.faults = []
+        self.random_faults = None
+        self.injected = {}
         self.requests = []
 
 
@@ -1493,14 +1547,15 @@ def build_app(engine: Engine) -> web.Application:
                     body=b'{"id": "broken", "choices": [{"index": 0,, "token_ids": [1 2 3]}',
                     content_type="application/json",
                 )
-            if fault and fault["mode"] == "reset":
-                rec["status"] = "reset"
+            if fault and fault["mode"] in ("reset", "stall"):
+                rec["status"] = fault["mode"]
                 resp = web.StreamResponse(status=200)
                 resp.content_type = "application/json"
                 resp.content_length = len(data)
                 await resp.prepare(request)
                 await resp.write(data[: max(1, len(data) // 2)])
-                await asyncio.sleep(0.2)  # let the client read the headers and the half body
+                # let the client read the headers and the half body (stall: and time out)
+                await asyncio.sleep(fault.get("seconds", 0.2) if fault["mode"] == "stall" else 0.2)
                 _abort(request, reset=True)
                 raise Dropped
             return web.Response(body=data, content_type="application/json")
@@ -1572,6 +1627,10 @@ def build_app(engine: Engine) -> web.Application:
         return {"ok": True}
 
     def set_faults(body: Any) -> dict[str, Any]:
+        if isinstance(body, dict) and "random" in body and "mode" not in body:
+            engine.random_faults = parse_random(body["random"])
+            if "faults" not in body:
+                return get_faults(None)
         if isinstance(body, list):
             items, replace = body, False
         elif isinstance(body, dict) and "faults" in body:
@@ -1582,10 +1641,16 @@ def build_app(engine: Engine) -> web.Application:
             items, replace = [body], False
         parsed = [parse_fault(f) for f in items]
         engine.faults = parsed if replace else engine.faults + parsed
-        return {"ok": True, "faults": engine.faults}
+        return get_faults(None)
 
     def get_faults(_: Any) -> dict[str, Any]:
-        return {"ok": True, "faults": engine.faults}
+        rnd = engine.random_faults
+        return {
+            "ok": True,
+            "faults": engine.faults,
+            "random": None if rnd is None else {k: rnd[k] for k in ("rate", "modes", "seed")},
+            "injected": dict(engine.injected),
+        }
 
     async def admin_reset_empty_body(request: web.Request) -> web.StreamResponse:
         engine.last_activity = time.monotonic()

@@ -121,7 +121,16 @@ class Transport(abc.ABC):
         c = self.client
         if not self.uses_rollout:
             return RolloutState(None)
-        return RolloutState(Rollout(c.tokenizer, stop_token_ids=c.stop_token_ids, verify=c.verify))
+        cfg = c.config
+        return RolloutState(
+            Rollout(
+                c.tokenizer,
+                stop_token_ids=c.stop_token_ids,
+                verify=c.verify,
+                max_messages=cfg.max_rollout_messages,
+                max_tokens=cfg.max_rollout_tokens,
+            )
+        )
 
     @abc.abstractmethod
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
@@ -133,8 +142,9 @@ class Transport(abc.ABC):
             await self.client._check_prompt_length(len(prompt_ids), self.name)
 
     def parse(self, body: bytes) -> Any:
+        cfg = self.client.config
         return _core.parse_response(
-            body, self.wire, max_body_bytes=self.client.config.max_body_bytes
+            body, self.wire, max_body_bytes=cfg.max_body_bytes, max_depth=cfg.max_json_depth
         )
 
     def finish_turn(

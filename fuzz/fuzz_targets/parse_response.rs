@@ -1,0 +1,33 @@
+//! Response parsers (rust/parse/): any bytes, any wire. A body is parsed or refused with a typed
+//! error; what parses keeps the parsers' invariants (logprobs 1:1 with ids, NaN exactly where
+//! the server sent null, the routed_experts span pointing at its own raw JSON).
+#![no_main]
+
+use fasttito::parse::{parse_response, ParseOptions, Wire};
+use fasttito::ErrorKind;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else { return };
+    let wire = Wire::ALL[usize::from(selector) % Wire::ALL.len()];
+    // Mostly the default depth; sometimes a shallow limit so the depth check itself is fuzzed.
+    let max_depth = if selector >= 0xF0 { usize::from(selector & 0x0F) } else { 64 };
+    let opts = ParseOptions { max_body_bytes: 1 << 20, max_depth };
+    match parse_response(body, wire, &opts) {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Parse, "{wire}: {e}"),
+        Ok(p) => {
+            if let Some(lp) = &p.completion_logprobs {
+                assert_eq!(lp.len(), p.completion_ids.len(), "{wire}: logprobs out of step with ids");
+                let nan = lp.iter().filter(|x| x.is_nan()).count();
+                assert_eq!(nan, p.null_logprobs, "{wire}: null logprobs miscounted");
+            } else {
+                assert_eq!(p.null_logprobs, 0);
+            }
+            match (&p.routed_experts, &p.routed_experts_span) {
+                (Some(raw), Some(span)) => assert_eq!(&body[span.clone()], raw.get().as_bytes()),
+                (None, None) => {}
+                (raw, span) => panic!("{wire}: routed_experts {raw:?} with span {span:?}"),
+            }
+        }
+    }
+});
