@@ -6,7 +6,7 @@ Run it (the README's figures come from the full run)::
     .venv/bin/python tests/soak.py                         # 1,000 concurrent x 8 turns, 2,000 rollouts
     .venv/bin/python tests/soak.py --rollouts 100 --concurrency 50 --fault-rate 0.1
 
-It starts the engine (``tests/engines/vllm_engine.py``, ``models/qwen2.5``) on 127.0.0.1, turns
+It starts the engine (``fasttito.testing.vllm_engine``, ``models/qwen2.5``) on 127.0.0.1, turns
 on its random faults (``/_admin/faults`` ``random``), drives ``--rollouts`` tool-agent rollouts of
 ``--turns`` turns with at most ``--concurrency`` in flight over one Client (transport
 ``vllm-generate``: TITO from turn 2, local bridge and local decoding), stops the engine, prints
@@ -53,8 +53,8 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
 import fasttito  # noqa: E402
-from engines.launch import start_engine  # noqa: E402
-from engines.vllm_engine import fake_logprob  # noqa: E402
+from fasttito.testing.launch import start_engine  # noqa: E402
+from fasttito.testing.vllm_engine import fake_logprob  # noqa: E402
 
 #: Faults the client must see and handle, and how: retried below the protocol or on 502-504,
 #: raised as a parse error, or counted in the turn.

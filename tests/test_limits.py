@@ -26,7 +26,7 @@ import fasttito
 import pytest
 from aiohttp import web
 from conftest import VENDORED_MODEL_DIR
-from engines.launch import EngineProcess, start_engine
+from fasttito.testing.launch import EngineProcess, start_engine
 from fasttito.config import ClientConfig
 
 MODEL = "limits-model"

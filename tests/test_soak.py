@@ -14,7 +14,7 @@ import fasttito
 import pytest
 import soak
 from conftest import VENDORED_MODEL_DIR
-from engines.launch import EngineProcess, start_engine
+from fasttito.testing.launch import EngineProcess, start_engine
 
 MODEL = "soak-test-model"
 USER = [{"role": "user", "content": "hi"}]
@@ -126,7 +126,7 @@ def dyn() -> Iterator[Any]:
     import os
     import sys
 
-    from engines.dynamo_launch import dynamo_importable, start_dynamo
+    from fasttito.testing.dynamo_launch import dynamo_importable, start_dynamo
 
     if not dynamo_importable():
         if os.environ.get("FASTTITO_REQUIRE_DYNAMO", "") not in ("", "0", "false"):
