@@ -117,6 +117,9 @@ def check_tito_chain(turns: list[fasttito.Turn]) -> None:
         head = list(prev.prompt_ids) + list(prev.completion_ids)
         assert list(turn.prompt_ids)[: len(head)] == head, f"turn {k} does not extend turn {k - 1}"
         assert len(turn.prompt_ids) > len(head)
+        assert turn.tokens_reused == len(head), f"turn {k}: {turn.tokens_reused} != {len(head)}"
+        assert turn.tokens_reused + turn.bridge_tokens == len(turn.prompt_ids)
+    assert (turns[0].tokens_reused, turns[0].bridge_tokens) == (0, 0)
     for turn in turns:
         lps = turn.completion_logprobs
         assert lps is not None and len(lps) == len(turn.completion_ids) > 0

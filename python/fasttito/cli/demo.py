@@ -190,12 +190,9 @@ async def _rollout(base_url: str, transport: str, tok: fasttito.Tokenizer) -> li
     async with fasttito.Client(base_url, SERVED, transport=transport, tokenizer=tok) as client:
         rollout = client.rollout()
         for _ in range(16):  # bounded: the scripted agent answers after two calls
-            before = fasttito.metrics()
             cpu = time.process_time()
             turn = await rollout.generate(messages, tools=TOOLS, max_tokens=512)
             cpu_ms = (time.process_time() - cpu) * 1e3
-            after = fasttito.metrics()
-            uses_rollout = rollout.engine is not None
             expected = tok.apply_chat_template(
                 _as_served(messages), tools=TOOLS, add_generation_prompt=True
             )
@@ -207,12 +204,8 @@ async def _rollout(base_url: str, transport: str, tok: fasttito.Tokenizer) -> li
                     mode=turn.mode,
                     fallback_reason=turn.fallback_reason,
                     prompt_tokens=len(prompt),
-                    reused=after["tokens_reused"] - before["tokens_reused"]
-                    if uses_rollout
-                    else None,
-                    bridge=after["tokens_bridged"] - before["tokens_bridged"]
-                    if uses_rollout
-                    else None,
+                    reused=turn.tokens_reused,
+                    bridge=turn.bridge_tokens,
                     cpu_ms=cpu_ms,
                     exact=prompt == expected if prompt else None,
                 )

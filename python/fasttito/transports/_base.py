@@ -32,7 +32,10 @@ class Turn:
     unless truncated); ``completion_logprobs`` are 1:1 with them (NaN where the server sent
     ``null``) or None when the server sent none. ``mode`` is ``"tito"`` or ``"mito"`` and
     ``fallback_reason`` says why a turn went MITO. :meth:`message` is the assistant message to
-    append to the conversation (the very dict recorded in the rollout).
+    append to the conversation (the very dict recorded in the rollout). On a TITO turn
+    ``tokens_reused`` prompt ids were copied verbatim from the matched turn and ``bridge_tokens``
+    rendered for the new messages (``tokens_reused + bridge_tokens == len(prompt_ids)``); both
+    are 0 on a MITO turn and None on the ``chat`` transport, which keeps no rollout.
     """
 
     prompt_ids: TokenIds | None
@@ -52,6 +55,8 @@ class Turn:
     routed_experts: bytes | None = field(default=None, repr=False)
     null_logprobs: int = 0
     unparsed_tool_calls: int = 0
+    tokens_reused: int | None = None
+    bridge_tokens: int | None = None
     _message: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -240,6 +245,8 @@ class Transport(abc.ABC):
             routed_experts=parsed.routed_experts,
             null_logprobs=parsed.null_logprobs,
             unparsed_tool_calls=unparsed,
+            tokens_reused=plan.tokens_reused,
+            bridge_tokens=plan.bridge_tokens,
             _message=message,
         )
 
