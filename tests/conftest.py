@@ -224,3 +224,16 @@ def ft_tokenizer_for(fasttito_module: Any) -> Callable[[ModelRef], Any]:
         return cache[folder]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def require_dynamo() -> None:
+    """For fixtures that start the real Dynamo frontend: skips when ai-dynamo is not installed,
+    fails instead when ``FASTTITO_REQUIRE_DYNAMO`` is set (``scripts/test`` sets it)."""
+    from fasttito.testing.dynamo_launch import dynamo_importable
+
+    if dynamo_importable():
+        return
+    if os.environ.get("FASTTITO_REQUIRE_DYNAMO", "") not in ("", "0", "false"):
+        pytest.fail(f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is not importable in {sys.executable}")
+    pytest.skip("ai-dynamo is not installed (scripts/install-dynamo.sh)")

@@ -310,7 +310,7 @@ def test_the_commands_run_from_the_wheel_alone(tmp_path: Path) -> None:
     assert len(wheels) == 1, f"build the wheel first (scripts/bootstrap.sh); found {wheels}"
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for module in (
-        "cli/__init__.py", "cli/demo.py", "cli/doctor.py", "cli/bench.py", "__main__.py",
+        "cli/__init__.py", "cli/demo.py", "cli/doctor.py", "cli/bench.py", "cli/_sample.py", "__main__.py",
         "testing/__init__.py", "testing/vllm_engine.py", "testing/launch.py",
         "testing/dynamo_launch.py", "testing/dynamo_engine.py", "testing/renderer.py",
         "bench/__init__.py", "bench/template.py", "bench/tito.py", "bench/parse.py", "bench/http.py",

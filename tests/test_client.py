@@ -14,9 +14,7 @@ import asyncio
 import json
 import logging
 import math
-import os
 import socket
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -544,20 +542,8 @@ def test_truncated_turn_then_mito(eng: EngineProcess, tok: fasttito.Tokenizer) -
 # --------------------------------------------------------------------------- Dynamo
 
 
-def _dynamo_available() -> bool:
-    from fasttito.testing.dynamo_launch import dynamo_importable
-
-    return dynamo_importable()
-
-
 @pytest.fixture(scope="module")
-def dyn() -> Iterator[Any]:
-    if not _dynamo_available():
-        if os.environ.get("FASTTITO_REQUIRE_DYNAMO", "") not in ("", "0", "false"):
-            raise RuntimeError(
-                f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is missing in {sys.executable}"
-            )
-        pytest.skip("ai-dynamo is not installed (scripts/install-dynamo.sh)")
+def dyn(require_dynamo: None) -> Iterator[Any]:
     from fasttito.testing.dynamo_launch import start_dynamo
 
     with start_dynamo(VENDORED_MODEL_DIR, DYN_SERVED, timeout=90) as h:

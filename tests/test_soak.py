@@ -122,18 +122,9 @@ DYN_SERVED = "soak-dynamo"
 
 
 @pytest.fixture(scope="module")
-def dyn() -> Iterator[Any]:
-    import os
-    import sys
+def dyn(require_dynamo: None) -> Iterator[Any]:
+    from fasttito.testing.dynamo_launch import start_dynamo
 
-    from fasttito.testing.dynamo_launch import dynamo_importable, start_dynamo
-
-    if not dynamo_importable():
-        if os.environ.get("FASTTITO_REQUIRE_DYNAMO", "") not in ("", "0", "false"):
-            raise RuntimeError(
-                f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is missing in {sys.executable}"
-            )
-        pytest.skip("ai-dynamo is not installed (scripts/install-dynamo.sh)")
     with start_dynamo(VENDORED_MODEL_DIR, DYN_SERVED, timeout=90) as h:
         yield h
 

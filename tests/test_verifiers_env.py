@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fasttito.testing.dynamo_launch import DynamoHandle, dynamo_importable, start_dynamo
+from fasttito.testing.dynamo_launch import DynamoHandle, start_dynamo
 from fasttito.testing.launch import EngineProcess, start_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -239,11 +237,7 @@ def test_server_errors_reach_verifiers_typed(
 
 
 @pytest.fixture(scope="module")
-def dynamo() -> Iterator[DynamoHandle]:
-    if not dynamo_importable():
-        if os.environ.get("FASTTITO_REQUIRE_DYNAMO", "") not in ("", "0", "false"):
-            pytest.fail(f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is not in {sys.executable}")
-        pytest.skip("ai-dynamo is not installed (run scripts/install-dynamo.sh)")
+def dynamo(require_dynamo: None) -> Iterator[DynamoHandle]:
     with start_dynamo(MODEL_DIR, SERVED, control={"max_tool_calls": TOOL_TURNS}) as handle:
         yield handle
 

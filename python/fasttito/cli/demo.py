@@ -23,6 +23,7 @@ from typing import Any
 import fasttito
 from fasttito import _core
 from fasttito.cli._output import progress, text_table
+from fasttito.cli._sample import TOOLS
 
 __all__ = ["DEFAULT_MODEL", "add_parser", "run"]
 
@@ -30,20 +31,6 @@ DEFAULT_MODEL = Path("models") / "qwen2.5"
 VLLM_TRANSPORTS = ("vllm-generate", "vllm-chat-tokens", "chat")
 SERVED = "fasttito-demo"
 
-TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather of a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
 SYSTEM = "You are a weather assistant. Call get_weather for every city you are asked about."
 QUESTIONS = ("What is the weather in Paris and in Tokyo?", "And in Lima?")
 HEADERS = (

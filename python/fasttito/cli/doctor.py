@@ -43,24 +43,11 @@ from typing import Any
 import fasttito
 from fasttito import _core
 from fasttito.cli._output import progress, text_table
+from fasttito.cli._sample import TOOLS
 from fasttito.errors import FasttitoError, TemplateError
 
 __all__ = ["Shape", "ShapeResult", "add_parser", "diagnose", "run"]
 
-TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather of a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
 SYSTEM = {"role": "system", "content": "You are a weather assistant."}
 USER = {"role": "user", "content": "What is the weather in Paris and in Tokyo?"}
 FOLLOW_UP = {"role": "user", "content": "Thanks. And in Lima?"}
