@@ -169,13 +169,13 @@ pub struct Stitched {
     pub deduped: bool,
 }
 
-/// Joins `prev` (the matched turn's prompt + completion ids) with the bridge from the two
-/// renders. `prev` must end in the turn's stop token.
-pub fn stitch(prev_prompt: &[u32], prev_completion: &[u32], full: &[u32], base: &[u32]) -> Result<Stitched, Fallback> {
+/// Joins `prev` (the matched turn's prompt + completion ids, in pieces) with the bridge from
+/// the two renders. `prev` must end in the turn's stop token. The bridge is `ids[reused..]`.
+pub fn stitch(prev: &[&[u32]], full: &[u32], base: &[u32]) -> Result<Stitched, Fallback> {
     if full.len() < base.len() || full[..base.len()] != *base {
         return Err(Fallback::BridgePrefixMismatch);
     }
-    let stop = *prev_completion.last().or(prev_prompt.last()).ok_or(Fallback::StopTokenMissing)?;
+    let stop = *prev.iter().rev().find_map(|piece| piece.last()).ok_or(Fallback::StopTokenMissing)?;
     let gap = base.iter().rev().position(|id| *id == stop).unwrap_or(0);
     let mut bridge = &full[base.len() - gap..];
     let mut deduped = false;
@@ -183,10 +183,11 @@ pub fn stitch(prev_prompt: &[u32], prev_completion: &[u32], full: &[u32], base: 
         bridge = &bridge[1..];
         deduped = true;
     }
-    let reused = prev_prompt.len() + prev_completion.len();
+    let reused = prev.iter().map(|piece| piece.len()).sum();
     let mut ids = Vec::with_capacity(reused + bridge.len());
-    ids.extend_from_slice(prev_prompt);
-    ids.extend_from_slice(prev_completion);
+    for piece in prev {
+        ids.extend_from_slice(piece);
+    }
     ids.extend_from_slice(bridge);
     Ok(Stitched { ids, reused, gap, deduped })
 }
@@ -201,17 +202,18 @@ mod tests {
         let base = [151644, 77091, 198, 151645, 198];
         let mut full = base.to_vec();
         full.extend([151644, 872, 198, 9, 151645, 198, 151644, 77091, 198]);
-        let s = stitch(&[1, 2], &[7, 151645], &full, &base).unwrap();
+        let s = stitch(&[&[1, 2], &[7, 151645]], &full, &base).unwrap();
         assert_eq!(s.ids, [1, 2, 7, 151645, 198, 151644, 872, 198, 9, 151645, 198, 151644, 77091, 198]);
         assert_eq!((s.reused, s.gap, s.deduped), (4, 1, false));
         // GLM (wire.md E.2): the stop token <|observation|> (9) is not in base; the bridge
         // starts with it and it is dropped.
         let base = [5, 6];
         let full = [5, 6, 9, 3, 4];
-        let s = stitch(&[1], &[2, 9], &full, &base).unwrap();
+        let s = stitch(&[&[1], &[2, 9]], &full, &base).unwrap();
         assert_eq!(s.ids, [1, 2, 9, 3, 4]);
         assert!(s.deduped);
-        assert_eq!(stitch(&[1], &[2], &[5, 7], &[5, 6]).unwrap_err(), Fallback::BridgePrefixMismatch);
+        assert_eq!(stitch(&[&[1], &[2]], &[5, 7], &[5, 6]).unwrap_err(), Fallback::BridgePrefixMismatch);
+        assert_eq!(stitch(&[&[], &[]], &[5, 6, 7], &[5, 6]).unwrap_err(), Fallback::StopTokenMissing);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod pyfmt;
 pub mod render_cache;
 pub mod request;
 pub mod rollout;
+pub mod rope;
 pub mod segments;
 pub mod template;
 pub mod tokenizer;

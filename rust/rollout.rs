@@ -1,6 +1,8 @@
 //! A rollout: the turns of one multi-turn conversation, and the plan for its next turn.
 //!
-//! Each recorded turn keeps its prompt and completion ids verbatim, how it ended, and
+//! Each recorded turn keeps its prompt and completion ids verbatim (as a [`Rope`] sharing the
+//! ids it reused from an earlier turn, so memory grows with the rollout's tokens, not their
+//! square), how it ended, and
 //! fingerprints of its tools and `chat_template_kwargs`. Its messages (prompt + the assistant
 //! reply) are known by one prefix hash (the chain of the per-message hashes of
 //! [`crate::messages`]), indexed in a hash map. To plan a turn, the prompt's prefix hashes are
@@ -24,6 +26,7 @@ use crate::chat::{self, ChatOptions};
 use crate::error::ErrorKind;
 use crate::messages::{chain, is_multimodal};
 use crate::metrics;
+use crate::rope::Rope;
 use crate::tokenizer::Tokenizer;
 
 /// How a turn ended.
@@ -39,8 +42,10 @@ pub enum TurnEnd {
 
 #[derive(Debug, Clone)]
 struct Turn {
-    prompt_ids: Arc<[u32]>,
-    completion_ids: Vec<u32>,
+    /// The prompt ids.
+    prompt: Rope,
+    /// The prompt then the completion ids.
+    full: Rope,
     end: TurnEnd,
     tools_fp: u128,
     kwargs_fp: u128,
@@ -96,6 +101,8 @@ pub struct Plan {
     pub verify: Option<VerifyReport>,
     /// This turn's number in the rollout (1-based).
     pub turn: usize,
+    /// `prompt_ids` as the matched turn's rope plus the bridge (TITO).
+    rope: Option<Rope>,
     prefix: Vec<u128>,
     tools_fp: u128,
     kwargs_fp: u128,
@@ -115,6 +122,7 @@ impl Plan {
             deduped: false,
             verify: None,
             turn,
+            rope: None,
             prefix: input.prefix.to_vec(),
             tools_fp: input.tools_fp,
             kwargs_fp: input.kwargs_fp,
@@ -199,9 +207,7 @@ impl Rollout {
         if self.turns.is_empty() {
             return fallback(Fallback::FirstTurn);
         }
-        let n = input.messages.len();
-        let found = (1..n).rev().find_map(|k| self.by_prefix.get(&input.prefix[k - 1]).map(|t| (k, *t)));
-        let Some((prefix_len, matched)) = found else {
+        let Some((prefix_len, matched)) = self.longest_match(input.prefix) else {
             return fallback(Fallback::NoPrefixMatch);
         };
         let tail = &input.messages[prefix_len..];
@@ -231,8 +237,9 @@ impl Rollout {
     pub fn finish(&self, pending: PendingBridge, full: &[u32], base: &[u32]) -> Plan {
         let previous = &self.turns[pending.matched];
         let mut plan = pending.plan;
-        match bridge::stitch(&previous.prompt_ids, &previous.completion_ids, full, base) {
+        match bridge::stitch(&previous.full.pieces(), full, base) {
             Ok(Stitched { ids, reused, gap, deduped }) => {
+                plan.rope = Some(previous.full.push(ids[reused..].into()));
                 plan.mode = Mode::Tito;
                 plan.fallback = None;
                 plan.bridged = ids.len() - reused;
@@ -332,23 +339,23 @@ impl Rollout {
     ) {
         let prompt_hash = plan.prefix.last().copied().unwrap_or(0);
         self.multimodal |= plan.multimodal;
-        let turn = Turn {
-            end: self.end_of(&completion_ids, finish_reason == Some("length")),
-            prompt_ids,
-            completion_ids,
-            tools_fp: plan.tools_fp,
-            kwargs_fp: plan.kwargs_fp,
+        let prompt = match (&plan.rope, &plan.prompt_ids) {
+            (Some(rope), Some(ids)) if Arc::ptr_eq(ids, &prompt_ids) => rope.clone(),
+            _ => self.share(self.longest_match(&plan.prefix).map(|(_, t)| t), prompt_ids),
         };
+        let turn = self.turn(prompt, completion_ids, finish_reason == Some("length"), plan.tools_fp, plan.kwargs_fp);
         self.push(chain(prompt_hash, completion_hash), turn);
     }
 
     /// Records a turn that was not planned here (a verifiers trajectory step): `messages` is its
-    /// prompt followed by its completion messages, `prefix` their prefix hashes.
+    /// `prompt_len` prompt messages followed by its completion messages, `prefix` their prefix
+    /// hashes.
     #[allow(clippy::too_many_arguments)]
     pub fn ingest(
         &mut self,
         messages: &[&Json],
         prefix: &[u128],
+        prompt_len: usize,
         prompt_ids: Arc<[u32]>,
         completion_ids: Vec<u32>,
         truncated: bool,
@@ -357,8 +364,41 @@ impl Rollout {
     ) {
         let Some(key) = prefix.last().copied() else { return };
         self.multimodal |= messages.iter().any(|m| is_multimodal(m));
-        let turn = Turn { end: self.end_of(&completion_ids, truncated), prompt_ids, completion_ids, tools_fp, kwargs_fp };
+        let matched = self.longest_match(&prefix[..prompt_len.min(prefix.len())]).map(|(_, t)| t);
+        let prompt = self.share(matched, prompt_ids);
+        let turn = self.turn(prompt, completion_ids, truncated, tools_fp, kwargs_fp);
         self.push(key, turn);
+    }
+
+    /// Token ids this rollout holds, each piece shared between turns counted once.
+    pub fn held_ids(&self) -> usize {
+        Rope::held(self.turns.iter().map(|t| &t.full))
+    }
+
+    /// The longest previous turn whose messages are a strict prefix of the `prefix.len()`
+    /// messages hashed in `prefix`, as (its message count, its index); equal prefixes: the
+    /// latest turn (O(messages) hash probes).
+    fn longest_match(&self, prefix: &[u128]) -> Option<(usize, usize)> {
+        (1..prefix.len()).rev().find_map(|k| self.by_prefix.get(&prefix[k - 1]).map(|t| (k, *t)))
+    }
+
+    /// `ids` as a rope sharing what it repeats of turn `matched` (its prompt and completion,
+    /// or its prompt alone); a single new piece otherwise.
+    fn share(&self, matched: Option<usize>, ids: Arc<[u32]>) -> Rope {
+        if let Some(turn) = matched.map(|m| &self.turns[m]) {
+            for reused in [&turn.full, &turn.prompt] {
+                if reused.is_prefix_of(&ids) {
+                    return reused.push(ids[reused.len()..].into());
+                }
+            }
+        }
+        Rope::leaf(ids)
+    }
+
+    fn turn(&self, prompt: Rope, completion_ids: Vec<u32>, truncated: bool, tools_fp: u128, kwargs_fp: u128) -> Turn {
+        let end = self.end_of(&completion_ids, truncated);
+        let full = prompt.push(completion_ids.into());
+        Turn { prompt, full, end, tools_fp, kwargs_fp }
     }
 
     fn end_of(&self, completion_ids: &[u32], truncated: bool) -> TurnEnd {

@@ -156,6 +156,8 @@ def run_rollout(family: Family, script: list[dict[str, Any]], hf: Any, tok: fast
             assistant["reasoning_content"] = f"Turn {plan.turn}: call the tool."
         completion = engine_completion(hf, messages, assistant, TOOLS, family)
         rollout.record(plan, completion, assistant, "tool_calls")
+        # Each turn shares the ids it reused: the rollout holds the last prompt + completion once.
+        assert rollout.held_ids == len(plan.prompt_ids) + len(completion)
         messages.append(assistant)
         for call, result in zip(tool_calls, step["results"]):
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
@@ -455,3 +457,39 @@ def test_verifiers_trajectory_shape(qwen: Any) -> None:
     trajectory.append({"prompt": new_prompt, "completion": [], "tokens": None, "response": None})
     again = rollouts.prompt_ids(trajectory, new_prompt, TOOLS)  # the token-less step is skipped
     assert again.prompt_ids == plan.prompt_ids
+
+
+def test_trajectory_steps_share_the_ids_they_repeat(qwen: Any) -> None:
+    """Ingested verifiers steps keep only their new ids: each step's prompt ids are checked to
+    start with the matched step's prompt + completion and share them, so a long trajectory
+    costs its tokens once, not once per step."""
+    hf, tok = qwen
+    family = Family("qwen2.5", QWEN_STOP)
+    rollouts = fasttito.TrajectoryRollouts(tok)
+    trajectory: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in six cities?"}]
+    for i in range(6):
+        expected = hf_ids(hf, messages, TOOLS, {})
+        plan = rollouts.prompt_ids(trajectory, messages, TOOLS)
+        if i:
+            assert plan.mode == "tito" and plan.prompt_ids == expected, plan.fallback_reason
+        assistant = weather_call("", {"city": f"c{i}"})
+        assistant["tool_calls"][0]["id"] = call_id(i)
+        completion = engine_completion(hf, messages, assistant, TOOLS, family)
+        tokens = {"prompt_ids": expected, "completion_ids": completion, "is_truncated": False}
+        trajectory.append({"prompt": list(messages), "completion": [assistant], "tokens": tokens, "response": None})
+        messages = [*messages, assistant, {"role": "tool", "tool_call_id": call_id(i), "content": f"{i}C"}]
+    rollout = rollouts.rollout_for(trajectory, TOOLS)
+    assert len(rollout) == 6
+    assert rollout.held_ids == len(expected) + len(completion)
+    # A step's ids are kept as they are: a different bridge still shares the repeated prefix;
+    # ids that differ inside the repeated part (another tokenization) are kept whole.
+    prev = trajectory[-2]["tokens"]
+    shared = len(prev["prompt_ids"]) + len(prev["completion_ids"])
+    held_before = fasttito.TrajectoryRollouts(tok).rollout_for(trajectory[:-1], TOOLS).held_ids
+    for ids, held in [
+        ([*expected[:-3], 11, 12, 13], held_before + len(expected) - shared + len(completion)),
+        ([11, *expected[1:]], held_before + len(expected) + len(completion)),
+    ]:
+        step = dict(trajectory[-1], tokens={**tokens, "prompt_ids": ids})
+        assert fasttito.TrajectoryRollouts(tok).rollout_for([*trajectory[:-1], step], TOOLS).held_ids == held

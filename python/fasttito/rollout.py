@@ -70,6 +70,14 @@ class Rollout:
     def __len__(self) -> int:
         return len(self._core)
 
+    @property
+    def held_ids(self) -> int:
+        """Token ids this rollout holds for its recorded turns. A turn keeps the ids it reused
+        from an earlier turn shared with that turn, not copied, so this grows with the
+        rollout's tokens (about the last turn's prompt + completion for a TITO rollout), not
+        with turns times prompt length."""
+        return self._core.held_ids
+
     def _messages(self, messages: Iterable[Any]) -> Sequence[Any]:
         seq = messages if isinstance(messages, Sequence) else list(messages)
         if len(seq) > self._max_messages:

@@ -348,6 +348,14 @@ impl PyRollout {
         self.state.lock().rollout.len()
     }
 
+    /// Token ids this rollout holds for its turns: each turn keeps the ids it reused from an
+    /// earlier turn shared, not copied, so this grows with the rollout's tokens, not with
+    /// turns times prompt length.
+    #[getter]
+    fn held_ids(&self) -> usize {
+        self.state.lock().rollout.held_ids()
+    }
+
     /// Plans the next turn with the local tokenizer: TITO ids, or MITO with a reason (and the
     /// full local render as `prompt_ids` when `render_mito`).
     #[pyo3(signature = (messages, tools = None, chat_template_kwargs = None, *, render_mito = true))]
@@ -441,12 +449,13 @@ impl PyRollout {
         for m in prompt.try_iter()? {
             all.append(m?)?;
         }
+        let prompt_len = all.len();
         for m in completion.try_iter()? {
             all.append(m?)?;
         }
         let p = self.prepare_inputs(all.as_any(), tools, chat_template_kwargs)?;
         let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
-        self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_ids, completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
+        self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_len, prompt_ids, completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
         Ok(())
     }
 

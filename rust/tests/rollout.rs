@@ -156,3 +156,56 @@ fn templates_reading_the_clock_get_no_base_render_cache() {
     let tok = Tokenizer::from_dir(dir.path(), &LoadOptions::default()).unwrap();
     assert!(tok.base_renders().is_none());
 }
+
+#[test]
+fn turns_share_reused_ids_so_memory_grows_with_tokens() {
+    let tok = qwen();
+    let stops = tok.stop_token_ids().to_vec();
+    let mut d = Driver { tok, rollout: Rollout::new(stops), messages: vec![json!({"role": "user", "content": "Weather in 40 cities?"})] };
+    let kwargs = Map::new();
+    let (mut prompts_total, mut last_full) = (0, 0);
+    for i in 0..40 {
+        if i > 0 {
+            d.messages.push(json!({"role": "tool", "tool_call_id": format!("call{:05}", i - 1), "content": format!("{{\"temp\": {i}}}")}));
+        }
+        let plan = d.turn(&tools(), &kwargs);
+        assert!(i == 0 || plan.mode == Mode::Tito, "turn {i}: {:?}", plan.fallback);
+        assert!(plan.verify.as_ref().map_or(true, |r| r.identical), "turn {i}");
+        let ids = plan.prompt_ids.clone().unwrap();
+        prompts_total += ids.len();
+        d.reply(&plan, call(i), "tool_calls");
+        last_full = ids.len() + completion_ids(&d.tok, &d.messages[..d.messages.len() - 1], &d.messages[d.messages.len() - 1]).len();
+    }
+    // Every id of the last turn's prompt + completion is held once: nothing more, however many
+    // turns repeated them (a copy per turn would hold about 20 times as many here).
+    assert_eq!(d.rollout.held_ids(), last_full);
+    assert!(prompts_total > 15 * last_full, "{prompts_total} vs {last_full}");
+}
+
+#[test]
+fn engine_prompt_ids_that_differ_from_the_plan_are_kept_as_sent() {
+    // A turn recorded with ids other than the plan's (the engine's own prompt ids): the next
+    // turn stitches onto exactly those, sharing only the prefix they have in common.
+    let tok = qwen();
+    let stops = tok.stop_token_ids().to_vec();
+    let mut d = Driver { tok, rollout: Rollout::new(stops), messages: vec![json!({"role": "user", "content": "hi"})] };
+    let kwargs = Map::new();
+    let plan = d.turn(&tools(), &kwargs);
+    d.reply(&plan, call(0), "tool_calls");
+    d.messages.push(json!({"role": "tool", "tool_call_id": "call00000", "content": "r"}));
+    let plan = d.turn(&tools(), &kwargs);
+    assert_eq!(plan.mode, Mode::Tito);
+    let mut engine: Vec<u32> = plan.prompt_ids.clone().unwrap().to_vec();
+    let n = engine.len();
+    engine[n - 2] = 11; // the engine saw something else at the end
+    let assistant = call(1);
+    let completion = completion_ids(&d.tok, &d.messages, &assistant);
+    d.rollout.record(&plan, engine.clone().into(), completion.clone(), message_hash(&assistant), Some("tool_calls"));
+    d.messages.push(assistant);
+    d.messages.push(json!({"role": "tool", "tool_call_id": "call00001", "content": "s"}));
+    let plan = d.turn(&tools(), &kwargs);
+    assert_eq!(plan.mode, Mode::Tito);
+    let ids = plan.prompt_ids.clone().unwrap();
+    assert_eq!(ids[..n], engine[..]);
+    assert_eq!(ids[n..n + completion.len()], completion[..]);
+}
