@@ -403,6 +403,40 @@ def test_in_place_mutation_of_history_is_seen(qwen: Any) -> None:
     assert rollout.prepare([*messages, TOOL_RESULT], TOOLS).fallback_reason == "no_prefix_match"
 
 
+def drive_tool_turns(qwen: Any, turns: int, rebuild: bool) -> list[tuple[str, int, int]]:
+    """A ``turns``-turn tool loop on one rollout; with ``rebuild`` every turn's conversation is
+    new objects (decoded from JSON, as a caller that receives it over the wire holds it).
+    Returns (mode, messages, cached_messages) per turn."""
+    hf, tok = qwen
+    rollout = fasttito.Rollout(tok)
+    messages: list[Any] = [{"role": "user", "content": "weather in 30 cities?"}]
+    seen = []
+    for t in range(turns):
+        sent = json.loads(json.dumps(messages)) if rebuild else messages
+        plan = rollout.prepare(sent, TOOLS)
+        seen.append((plan.mode, len(sent), rollout.cached_messages))
+        call = weather_call(arguments={"city": f"City {t}"})
+        call["tool_calls"][0]["id"] = call_id(t)
+        completion = engine_completion(hf, sent, call, TOOLS, Family("qwen2.5", QWEN_STOP))
+        rollout.record(plan, completion, call, "tool_calls")
+        messages += [call, {"role": "tool", "tool_call_id": call_id(t), "content": f"{t} C"}]
+    return seen
+
+
+def test_message_cache_is_bounded_when_every_turn_brings_new_objects(qwen: Any) -> None:
+    """The converted-message cache keeps what the last two turns used: with new objects every
+    turn it stays about twice the conversation (not turns x messages), and TITO still holds."""
+    rebuilt = drive_tool_turns(qwen, 30, rebuild=True)
+    assert [mode for mode, _, _ in rebuilt] == ["mito"] + ["tito"] * 29
+    for _, n, cached in rebuilt:
+        assert cached <= 2 * n + 1, (n, cached)
+    # The same objects every turn: each message is converted once and kept once.
+    kept = drive_tool_turns(qwen, 30, rebuild=False)
+    assert [mode for mode, _, _ in kept] == ["mito"] + ["tito"] * 29
+    for _, n, cached in kept:
+        assert cached == n, (n, cached)
+
+
 def test_glm_style_stop_token_is_not_duplicated(tmp_path: Path, qwen: Any) -> None:
     """GLM's stop token <|observation|> also opens the tool result (wire.md E.2). A synthetic
     template on the Qwen vocabulary plays it with <|endoftext|>: the sampled stop token must not

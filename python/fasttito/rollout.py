@@ -78,6 +78,14 @@ class Rollout:
         with turns times prompt length."""
         return self._core.held_ids
 
+    @property
+    def cached_messages(self) -> int:
+        """Messages this rollout keeps converted and hashed for reuse: those the last two turns
+        used. A message object (or one rebuilt around the same strings) seen on the previous
+        turn is not converted again; the cache stays about twice the conversation's length
+        even when every turn brings new message objects."""
+        return self._core.cached_messages
+
     def _messages(self, messages: Iterable[Any]) -> Sequence[Any]:
         seq = messages if isinstance(messages, Sequence) else list(messages)
         if len(seq) > self._max_messages:

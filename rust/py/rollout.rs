@@ -5,6 +5,9 @@
 //! objects in the same shape is recognised without reading its text ([`walk`]), so an object
 //! mutated in place (a new leaf) is converted and hashed again. The rollout holds a reference to
 //! every leaf it has cached, so an object id can never be reused by another object while cached.
+//! The cache keeps what the last two turns used ([`SeenCache`]): a caller that builds new message
+//! objects every turn (messages decoded from JSON each turn) costs a conversion per message per
+//! turn, never a cache that grows with turns times messages.
 
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -100,15 +103,53 @@ fn walk<'py>(obj: &Bound<'py, PyAny>, shape: &mut Vec<usize>, mut leaves: Option
     Ok(())
 }
 
+/// The messages seen, by the hash of their shape, in two generations: those used since the
+/// current turn began, and those of the turn before. A turn moves what it uses from the older
+/// generation into the current one; what neither of the last two turns used is dropped (with
+/// the leaf references it held) when the next turn begins.
+#[derive(Default)]
+struct SeenCache {
+    current: FxHashMap<u64, Vec<Seen>>,
+    previous: FxHashMap<u64, Vec<Seen>>,
+}
+
+impl SeenCache {
+    /// A new turn begins (prepare/begin): the current generation becomes the previous one.
+    fn new_turn(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+
+    /// The hash and JSON of a message of this `shape`, if one was seen in the last two turns.
+    fn get(&mut self, key: u64, shape: &[usize]) -> Option<(u128, Arc<Json>)> {
+        if let Some(s) = self.current.get(&key).and_then(|v| v.iter().find(|s| s.shape == shape)) {
+            return Some((s.hash, s.json.clone()));
+        }
+        let older = self.previous.get_mut(&key)?;
+        let s = older.swap_remove(older.iter().position(|s| s.shape == shape)?);
+        let found = (s.hash, s.json.clone());
+        self.current.entry(key).or_default().push(s);
+        Some(found)
+    }
+
+    fn insert(&mut self, key: u64, seen: Seen) {
+        self.current.entry(key).or_default().push(seen);
+    }
+
+    /// Messages held, in both generations.
+    fn len(&self) -> usize {
+        self.current.values().chain(self.previous.values()).map(Vec::len).sum()
+    }
+}
+
 #[derive(Default)]
 struct State {
     rollout: Rollout,
-    seen: FxHashMap<u64, Vec<Seen>>,
+    seen: SeenCache,
 }
 
 /// The engine's view of one Python message: converted and hashed, from the cache if a message
-/// of the same shape was seen before.
-fn intern_message(seen: &mut FxHashMap<u64, Vec<Seen>>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(u128, Arc<Json>)> {
+/// of the same shape was seen in the last two turns.
+fn intern_message(seen: &mut SeenCache, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(u128, Arc<Json>)> {
     let mut shape = Vec::with_capacity(32);
     walk(obj, &mut shape, None, 0)?;
     let mut h = FxHasher::default();
@@ -116,10 +157,8 @@ fn intern_message(seen: &mut FxHashMap<u64, Vec<Seen>>, obj: &Bound<'_, PyAny>, 
         h.write_usize(*word);
     }
     let key = h.finish();
-    if let Some(entries) = seen.get(&key) {
-        if let Some(s) = entries.iter().find(|s| s.shape == shape) {
-            return Ok((s.hash, s.json.clone()));
-        }
+    if let Some(found) = seen.get(key, &shape) {
+        return Ok(found);
     }
     let json = Arc::new(to_json(obj, what)?);
     let hash = message_hash(&json);
@@ -128,7 +167,7 @@ fn intern_message(seen: &mut FxHashMap<u64, Vec<Seen>>, obj: &Bound<'_, PyAny>, 
     let mut leaves = Vec::with_capacity(16);
     walk(obj, &mut again, Some(&mut leaves), 0)?;
     let leaves = leaves.into_iter().map(Bound::unbind).collect();
-    seen.entry(key).or_default().push(Seen { shape, _leaves: leaves, hash, json: json.clone() });
+    seen.insert(key, Seen { shape, _leaves: leaves, hash, json: json.clone() });
     Ok((hash, json))
 }
 
@@ -296,13 +335,18 @@ struct Prepared {
 }
 
 impl PyRollout {
+    /// Converts a turn's inputs; `new_turn` (prepare/begin, not ingest) ages the message cache.
     fn prepare_inputs(
         &self,
         messages: &Bound<'_, PyAny>,
         tools: Option<&Bound<'_, PyAny>>,
         chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+        new_turn: bool,
     ) -> PyResult<Prepared> {
         let mut state = self.state.lock();
+        if new_turn {
+            state.seen.new_turn();
+        }
         let mut jsons = Vec::new();
         let mut hashes = Vec::new();
         let iter = messages.try_iter().map_err(|_| MessageError::new_err("messages must be a list of chat messages"))?;
@@ -356,6 +400,13 @@ impl PyRollout {
         self.state.lock().rollout.held_ids()
     }
 
+    /// Messages kept converted and hashed for reuse: those the last two turns used, so this
+    /// stays about twice the conversation's length however the caller builds its messages.
+    #[getter]
+    fn cached_messages(&self) -> usize {
+        self.state.lock().seen.len()
+    }
+
     /// Plans the next turn with the local tokenizer: TITO ids, or MITO with a reason (and the
     /// full local render as `prompt_ids` when `render_mito`).
     #[pyo3(signature = (messages, tools = None, chat_template_kwargs = None, *, render_mito = true))]
@@ -373,7 +424,7 @@ impl PyRollout {
                  or create it with Rollout(tokenizer)",
             ));
         };
-        let p = self.prepare_inputs(messages, tools, chat_template_kwargs)?;
+        let p = self.prepare_inputs(messages, tools, chat_template_kwargs, true)?;
         let verify = self.verify;
         let state = &self.state;
         let plan = py.detach(move || {
@@ -395,7 +446,7 @@ impl PyRollout {
         tools: Option<&Bound<'_, PyAny>>,
         chat_template_kwargs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let p = self.prepare_inputs(messages, tools, chat_template_kwargs)?;
+        let p = self.prepare_inputs(messages, tools, chat_template_kwargs, true)?;
         let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
         let input = TurnInput { messages: &refs, prefix: &p.prefix, tools_fp: p.tools_fp, kwargs_fp: p.kwargs_fp };
         let begun = self.state.lock().rollout.begin(&input);
@@ -453,7 +504,7 @@ impl PyRollout {
         for m in completion.try_iter()? {
             all.append(m?)?;
         }
-        let p = self.prepare_inputs(all.as_any(), tools, chat_template_kwargs)?;
+        let p = self.prepare_inputs(all.as_any(), tools, chat_template_kwargs, false)?;
         let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
         self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_len, prompt_ids, completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
         Ok(())
