@@ -87,7 +87,8 @@ class Rollout:
         return self._core.cached_messages
 
     def _messages(self, messages: Iterable[Any]) -> Sequence[Any]:
-        seq = messages if isinstance(messages, Sequence) else list(messages)
+        # a list is the common case; isinstance against the Sequence ABC costs more than the check
+        seq = messages if type(messages) is list or isinstance(messages, Sequence) else list(messages)
         if len(seq) > self._max_messages:
             raise RolloutLimitError(
                 f"the conversation has {len(seq)} messages, over max_rollout_messages="
