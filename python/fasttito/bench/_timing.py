@@ -49,26 +49,34 @@ def model_folder(name: str) -> Path:
 
 
 def timeit_blocks(
-    fns: dict[str, Callable[[int], Any]], min_rounds: int, min_seconds: float
+    fns: dict[str, Callable[[int], Any]], min_rounds: int, min_seconds: float, passes: int = 5
 ) -> dict[str, float]:
     """Median seconds per call of each function, one candidate after the other, each with the
     cyclic GC on and a collection before its block: every candidate pays for its own garbage,
     not for the garbage of the previous one (interleaving made fasttito's ~0.1 ms calls pay for
-    collections of verifiers' garbage, a 6x distortion)."""
-    out: dict[str, float] = {}
-    for name, fn in fns.items():
-        gc.collect()
+    collections of verifiers' garbage, a 6x distortion).
+
+    The candidates take turns in ``passes`` passes of ``min_seconds / passes`` each, and the
+    median is over all of a candidate's samples: on a shared machine whose speed drifts by up to
+    2x within minutes, one long block per candidate compared candidates measured at different
+    speeds."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
         fn(-1)
-        samples: list[float] = []
-        start = time.perf_counter()
-        rounds = 0
-        while (rounds < min_rounds or time.perf_counter() - start < min_seconds) and rounds < 3000:
-            t0 = time.perf_counter()
-            fn(rounds)
-            samples.append(time.perf_counter() - t0)
-            rounds += 1
-        out[name] = statistics.median(samples)
-    return out
+    for _ in range(passes):
+        for name, fn in fns.items():
+            gc.collect()
+            mine = samples[name]
+            start = time.perf_counter()
+            rounds, want_rounds, want_seconds = 0, -(-min_rounds // passes), min_seconds / passes
+            while (
+                rounds < want_rounds or time.perf_counter() - start < want_seconds
+            ) and rounds < 3000 // passes:
+                t0 = time.perf_counter()
+                fn(len(mine))
+                mine.append(time.perf_counter() - t0)
+                rounds += 1
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def timeit_interleaved(

@@ -21,16 +21,13 @@ Run: ``fasttito bench parse``.
 
 from __future__ import annotations
 
-import gc
 import json
 import random
-import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
-from fasttito.bench._timing import peer
+from fasttito.bench._timing import peer, timeit_blocks
 
 TITLE = "Response parsing and request bodies (vLLM chat completion, 16,384 prompt ids)"
 
@@ -54,25 +51,6 @@ def response(n: int, top: int, prompt: int = 16384, seed: int = 7) -> bytes:
         "prompt_logprobs": None, "kv_transfer_params": None,
     }
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-def timeit(
-    fns: dict[str, Callable[[], Any]], min_seconds: float = 1.5, min_rounds: int = 10
-) -> dict[str, float]:
-    out = {}
-    for name, fn in fns.items():
-        gc.collect()
-        fn()
-        samples: list[float] = []
-        start = time.perf_counter()
-        while len(samples) < min_rounds or time.perf_counter() - start < min_seconds:
-            t0 = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t0)
-            if len(samples) >= 2000:
-                break
-        out[name] = statistics.median(samples)
-    return out
 
 
 def ms(s: float) -> str:
@@ -123,9 +101,9 @@ def measure(quick: bool) -> list[dict[str, Any]]:
             body = response(n, top)
             a, b = via_fasttito(body), extract(orjson.loads(body))
             assert list(a[0]) == b[0] and list(a[1]) == b[1] and a[2] == b[2]
-            m = timeit({"openai": lambda: via_openai(body), "json": lambda: extract(json.loads(body)),
-                        "orjson": lambda: extract(orjson.loads(body)), "fasttito": lambda: via_fasttito(body)},
-                       min_seconds, min_rounds)
+            m = timeit_blocks({"openai": lambda _: via_openai(body), "json": lambda _: extract(json.loads(body)),
+                               "orjson": lambda _: extract(orjson.loads(body)), "fasttito": lambda _: via_fasttito(body)},
+                              min_rounds, min_seconds)
             rows.append({
                 "completion tokens": n, "top_logprobs": top, "JSON": f"{len(body) / 1e6:.2f} MB",
                 "openai-python + parse_tokens": ms(m["openai"]), "json + extract": ms(m["json"]),
@@ -137,11 +115,11 @@ def measure(quick: bool) -> list[dict[str, Any]]:
         ids = [random.randrange(151000) for _ in range(n)]
         tid = fasttito.TokenIds(ids)
         sampling = {"temperature": 1.0, "top_p": 1.0}
-        m = timeit({
-            "orjson": lambda: orjson.dumps({"model": "m", "token_ids": ids, "sampling_params": {**sampling, "max_tokens": 256, "logprobs": 1}}),
-            "tid": lambda: _core.request_body("vllm-generate", "m", token_ids=cast(Sequence[int], tid), sampling=sampling, max_tokens=256),
-            "list": lambda: _core.request_body("vllm-generate", "m", token_ids=ids, sampling=sampling, max_tokens=256),
-        }, min_seconds, min_rounds)
+        m = timeit_blocks({
+            "orjson": lambda _: orjson.dumps({"model": "m", "token_ids": ids, "sampling_params": {**sampling, "max_tokens": 256, "logprobs": 1}}),
+            "tid": lambda _: _core.request_body("vllm-generate", "m", token_ids=cast(Sequence[int], tid), sampling=sampling, max_tokens=256),
+            "list": lambda _: _core.request_body("vllm-generate", "m", token_ids=ids, sampling=sampling, max_tokens=256),
+        }, min_rounds, min_seconds)
         rows.append({
             "request ids": n, "orjson.dumps (list)": ms(m["orjson"]),
             "fasttito from TokenIds": f"{ms(m['tid'])} ({m['orjson'] / m['tid']:.1f}x)",
