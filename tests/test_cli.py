@@ -244,6 +244,53 @@ def test_doctor_reports_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no tokenizer.json" in result.stderr
 
 
+def run_in_terminal(*args: str, timeout: float = 300) -> tuple[int, str]:
+    """Runs ``fasttito ARGS`` with stdout and stderr on a pseudo-terminal, as in an interactive
+    shell; returns the exit code and everything it wrote there."""
+    import pty
+    import select
+
+    main, secondary = pty.openpty()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fasttito", *args],
+        stdout=secondary, stderr=secondary, stdin=subprocess.DEVNULL, cwd=REPO, env=env,
+    )
+    os.close(secondary)
+    out = bytearray()
+    try:
+        while True:
+            ready, _, _ = select.select([main], [], [], timeout)
+            if not ready:
+                raise AssertionError(f"fasttito {' '.join(args)} wrote nothing for {timeout} s")
+            try:
+                chunk = os.read(main, 1 << 16)
+            except OSError:  # the child closed the terminal (EIO on Linux)
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(main)
+        code = proc.wait(timeout)
+    return code, out.decode("utf-8", errors="replace")
+
+
+def test_progress_is_a_spinner_in_a_terminal_and_a_line_in_a_pipe() -> None:
+    import rich  # noqa: F401  (the cli extra, part of the test extra: the spinner needs it)
+
+    step = f"loading {VENDORED.relative_to(REPO)} and playing two turns per conversation shape"
+    piped = run("doctor", str(VENDORED.relative_to(REPO)))
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    assert f"... {step}\n    done in " in piped.stderr
+    assert "\x1b[" not in piped.stderr + piped.stdout  # no terminal codes in a pipe
+    code, shown = run_in_terminal("doctor", str(VENDORED.relative_to(REPO)))
+    assert code == 0, shown
+    assert "\x1b[" in shown and any(frame in shown for frame in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")  # rich's spinner
+    assert re.search(re.escape(step) + r": done in \d+\.\d s", shown), shown
+    assert "OK: TITO is safe for this template" in shown  # the report itself, as in a pipe
+
+
 # -- bench --------------------------------------------------------------------------------------
 
 
