@@ -88,7 +88,7 @@ class Rollout:
 
     def _messages(self, messages: Iterable[Any]) -> Sequence[Any]:
         # a list is the common case; isinstance against the Sequence ABC costs more than the check
-        seq = messages if type(messages) is list or isinstance(messages, Sequence) else list(messages)
+        seq = messages if type(messages) is list or isinstance(messages, Sequence) else [*messages]
         if len(seq) > self._max_messages:
             raise RolloutLimitError(
                 f"the conversation has {len(seq)} messages, over max_rollout_messages="
