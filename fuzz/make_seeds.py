@@ -36,7 +36,7 @@ CONVERSATION = {
                 }
             ],
         },
-        {"role": "tool", "tool_call_id": "call00001", "content": "{\"temp_c\": 21}"},
+        {"role": "tool", "tool_call_id": "call00001", "content": '{"temp_c": 21}'},
     ],
     "tools": [
         {
@@ -76,8 +76,10 @@ def main() -> None:
     shutil.rmtree(SEEDS, ignore_errors=True)
     for path in sorted(FIXTURES.glob("*.json")):
         body = path.read_bytes()
-        wire = "dynamo" if path.name.startswith(("dynamo", "wire_c2")) else (
-            "vllm_generate" if "generate" in path.name or "b2" in path.name else "vllm_chat"
+        wire = (
+            "dynamo"
+            if path.name.startswith(("dynamo", "wire_c2"))
+            else ("vllm_generate" if "generate" in path.name or "b2" in path.name else "vllm_chat")
         )
         write("parse_response", path.stem, bytes([WIRES[wire]]) + body)
 
@@ -93,29 +95,55 @@ def main() -> None:
     tiny = {
         "version": "1.0",
         "added_tokens": [
-            {"id": 5, "content": "<|im_end|>", "single_word": False, "lstrip": False,
-             "rstrip": False, "normalized": False, "special": True},
+            {
+                "id": 5,
+                "content": "<|im_end|>",
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            },
         ],
         "normalizer": None,
         "pre_tokenizer": {"type": "Whitespace"},
         "post_processor": None,
         "decoder": None,
-        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1, "world": 2, "hi": 3,
-                                                   "user": 4, "<|im_end|>": 5},
-                  "unk_token": "[UNK]"},
+        "model": {
+            "type": "WordLevel",
+            "vocab": {"[UNK]": 0, "hello": 1, "world": 2, "hi": 3, "user": 4, "<|im_end|>": 5},
+            "unk_token": "[UNK]",
+        },
     }
     qwen_template = template_of(ROOT / "models" / "qwen2.5")
     config = {"eos_token": "<|im_end|>", "chat_template": qwen_template}
     sep = b"\n--8<--\n"
-    write("tokenizer_load", "wordlevel_qwen_template", sep.join([
-        json.dumps(tiny).encode(), json.dumps(config).encode(),
-        json.dumps({"eos_token": "<|im_end|>"}).encode(), json.dumps({"eos_token_id": [5]}).encode(),
-        b"",
-    ]))
-    write("tokenizer_load", "wordlevel_jinja_file", sep.join([
-        json.dumps(tiny).encode(), b"{}", b"", b"{\"eos_token_id\": 5}",
-        b"{% for m in messages %}{{ m.role }} {{ m.content }}<|im_end|>{% endfor %}",
-    ]))
+    write(
+        "tokenizer_load",
+        "wordlevel_qwen_template",
+        sep.join(
+            [
+                json.dumps(tiny).encode(),
+                json.dumps(config).encode(),
+                json.dumps({"eos_token": "<|im_end|>"}).encode(),
+                json.dumps({"eos_token_id": [5]}).encode(),
+                b"",
+            ]
+        ),
+    )
+    write(
+        "tokenizer_load",
+        "wordlevel_jinja_file",
+        sep.join(
+            [
+                json.dumps(tiny).encode(),
+                b"{}",
+                b"",
+                b'{"eos_token_id": 5}',
+                b"{% for m in messages %}{{ m.role }} {{ m.content }}<|im_end|>{% endfor %}",
+            ]
+        ),
+    )
 
     tok = fasttito.Tokenizer.from_dir(ROOT / "models" / "qwen2.5")
     vocab = tok.vocab_size
@@ -137,15 +165,22 @@ def main() -> None:
             elif t < 49152:
                 words.append(t + 16384)
         for family in range(7):
-            write("decode_completion", f"c{i}_f{family}", bytes([family]) + struct.pack(f"<{len(words)}H", *words))
+            write(
+                "decode_completion",
+                f"c{i}_f{family}",
+                bytes([family]) + struct.pack(f"<{len(words)}H", *words),
+            )
 
     tool = CONVERSATION["tools"]
     first = [{"role": "user", "content": "Weather in Paris?"}]
     tails = [
         [{"role": "tool", "tool_call_id": "call_0", "content": "21C"}],
         [{"role": "user", "content": "And Rome?"}],
-        [{"role": "tool", "content": "a"}, {"role": "tool", "content": "b"},
-         {"role": "user", "content": [{"type": "text", "text": "multi"}]}],
+        [
+            {"role": "tool", "content": "a"},
+            {"role": "tool", "content": "b"},
+            {"role": "user", "content": [{"type": "text", "text": "multi"}]},
+        ],
         [{"role": "assistant", "content": "again"}],
     ]
     for i, tail in enumerate(tails):
@@ -155,8 +190,12 @@ def main() -> None:
     samplings = [
         {"temperature": 0.7, "max_tokens": 64, "__salt": "step-7", "__priority": 3},
         {"extra_body": {"top_k": 20, "cache_salt": "s"}, "logprobs": 5, "stop": None},
-        {"nvext": {"extra_fields": ["worker_id"], "cache_salt": ""}, "priority": 2, "return_token_ids": True,
-         "__ctk": {"enable_thinking": False}},
+        {
+            "nvext": {"extra_fields": ["worker_id"], "cache_salt": ""},
+            "priority": 2,
+            "return_token_ids": True,
+            "__ctk": {"enable_thinking": False},
+        },
         {"max_completion_tokens": 8, "top_logprobs": 2, "__messages": first, "__tools": tool},
     ]
     for i, sampling in enumerate(samplings):
@@ -166,9 +205,16 @@ def main() -> None:
 
     for i, message in enumerate([*CONVERSATION["messages"], *tails[2]]):
         write("message_hash", f"m{i}", json.dumps(message).encode())
-    write("message_hash", "flat_tool_call", json.dumps(
-        {"role": "assistant", "tool_calls": [{"id": "c", "name": "f", "arguments": "{\"a\": 1.0}"}]}
-    ).encode())
+    write(
+        "message_hash",
+        "flat_tool_call",
+        json.dumps(
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "c", "name": "f", "arguments": '{"a": 1.0}'}],
+            }
+        ).encode(),
+    )
 
 
 if __name__ == "__main__":

@@ -108,7 +108,11 @@ pub struct BridgeInputs {
 /// Builds the dummy assistant and the two conversations. `names` maps tool-call ids of the
 /// matched turn to their function names; `string_arguments` writes the dummy's arguments as
 /// `"{}"` (DeepSeek templates need a string) instead of `{}` (Qwen3-Coder needs a mapping).
-pub fn bridge_inputs(tail: &[&Json], names: &Map<String, Json>, string_arguments: bool) -> BridgeInputs {
+pub fn bridge_inputs(
+    tail: &[&Json],
+    names: &Map<String, Json>,
+    string_arguments: bool,
+) -> BridgeInputs {
     let ids: Vec<&str> = tail
         .iter()
         .take_while(|m| role(m) == "tool")
@@ -131,7 +135,10 @@ pub fn bridge_inputs(tail: &[&Json], names: &Map<String, Json>, string_arguments
     let mut full = Vec::with_capacity(tail.len() + 1);
     full.push(dummy.clone());
     full.extend(tail.iter().map(|m| (*m).clone()));
-    BridgeInputs { full, base: vec![dummy] }
+    BridgeInputs {
+        full,
+        base: vec![dummy],
+    }
 }
 
 /// The function names of the tool calls of the last assistant message in `prefix`, by call id.
@@ -175,7 +182,11 @@ pub fn stitch(prev: &[&[u32]], full: &[u32], base: &[u32]) -> Result<Stitched, F
     if full.len() < base.len() || full[..base.len()] != *base {
         return Err(Fallback::BridgePrefixMismatch);
     }
-    let stop = *prev.iter().rev().find_map(|piece| piece.last()).ok_or(Fallback::StopTokenMissing)?;
+    let stop = *prev
+        .iter()
+        .rev()
+        .find_map(|piece| piece.last())
+        .ok_or(Fallback::StopTokenMissing)?;
     let gap = base.iter().rev().position(|id| *id == stop).unwrap_or(0);
     let mut bridge = &full[base.len() - gap..];
     let mut deduped = false;
@@ -189,7 +200,12 @@ pub fn stitch(prev: &[&[u32]], full: &[u32], base: &[u32]) -> Result<Stitched, F
         ids.extend_from_slice(piece);
     }
     ids.extend_from_slice(bridge);
-    Ok(Stitched { ids, reused, gap, deduped })
+    Ok(Stitched {
+        ids,
+        reused,
+        gap,
+        deduped,
+    })
 }
 
 #[cfg(test)]
@@ -203,7 +219,10 @@ mod tests {
         let mut full = base.to_vec();
         full.extend([151644, 872, 198, 9, 151645, 198, 151644, 77091, 198]);
         let s = stitch(&[&[1, 2], &[7, 151645]], &full, &base).unwrap();
-        assert_eq!(s.ids, [1, 2, 7, 151645, 198, 151644, 872, 198, 9, 151645, 198, 151644, 77091, 198]);
+        assert_eq!(
+            s.ids,
+            [1, 2, 7, 151645, 198, 151644, 872, 198, 9, 151645, 198, 151644, 77091, 198]
+        );
         assert_eq!((s.reused, s.gap, s.deduped), (4, 1, false));
         // GLM (wire.md E.2): the stop token <|observation|> (9) is not in base; the bridge
         // starts with it and it is dropped.
@@ -212,8 +231,14 @@ mod tests {
         let s = stitch(&[&[1], &[2, 9]], &full, &base).unwrap();
         assert_eq!(s.ids, [1, 2, 9, 3, 4]);
         assert!(s.deduped);
-        assert_eq!(stitch(&[&[1], &[2]], &[5, 7], &[5, 6]).unwrap_err(), Fallback::BridgePrefixMismatch);
-        assert_eq!(stitch(&[&[], &[]], &[5, 6, 7], &[5, 6]).unwrap_err(), Fallback::StopTokenMissing);
+        assert_eq!(
+            stitch(&[&[1], &[2]], &[5, 7], &[5, 6]).unwrap_err(),
+            Fallback::BridgePrefixMismatch
+        );
+        assert_eq!(
+            stitch(&[&[], &[]], &[5, 6, 7], &[5, 6]).unwrap_err(),
+            Fallback::StopTokenMissing
+        );
     }
 
     #[test]
@@ -233,10 +258,15 @@ mod tests {
     #[test]
     fn dummy_carries_ids_and_real_names() {
         let tool = json!({"role": "tool", "tool_call_id": "c1", "content": "r"});
-        let prefix = [json!({"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "get_weather"}}]})];
+        let prefix = [
+            json!({"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "get_weather"}}]}),
+        ];
         let names = tool_names(&prefix.iter().collect::<Vec<_>>());
         let inputs = bridge_inputs(&[&tool], &names, false);
-        assert_eq!(inputs.base[0]["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            inputs.base[0]["tool_calls"][0]["function"]["name"],
+            "get_weather"
+        );
         assert_eq!(inputs.base[0]["tool_calls"][0]["id"], "c1");
         assert_eq!(inputs.full.len(), 2);
         let user = json!({"role": "user", "content": "u"});

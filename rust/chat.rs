@@ -99,7 +99,9 @@ fn tag_final_message(
     template_source: &str,
 ) -> Result<Continuation> {
     let Some(last) = chat.last_mut() else {
-        return Err(Error::template("continue_final_message is set but the conversation is empty"));
+        return Err(Error::template(
+            "continue_final_message is set but the conversation is empty",
+        ));
     };
     let Some(final_value) = last.get(field).cloned() else {
         return Err(Error::template(format!(
@@ -123,7 +125,9 @@ fn tag_final_message(
     match final_value {
         Json::Array(_) => {
             let Some(Json::Array(blocks)) = last.get_mut(field) else {
-                return Err(Error::template("continue_final_message: final message changed"));
+                return Err(Error::template(
+                    "continue_final_message: final message changed",
+                ));
             };
             for block in blocks.iter_mut().rev() {
                 if let Json::Object(block) = block {
@@ -208,12 +212,17 @@ pub fn render(tokenizer: &Tokenizer, messages: Vec<Json>, options: &ChatOptions)
             )));
         }
     }
-    if let Some(name) = options.kwargs.keys().find(|k| RESERVED.contains(&k.as_str())) {
+    if let Some(name) = options
+        .kwargs
+        .keys()
+        .find(|k| RESERVED.contains(&k.as_str()))
+    {
         return Err(Error::message(format!(
             "{name:?} cannot be passed as a template variable: apply_chat_template sets it"
         )));
     }
-    let template = tokenizer.select_template(options.template_name.as_deref(), options.tools.is_some())?;
+    let template =
+        tokenizer.select_template(options.template_name.as_deref(), options.tools.is_some())?;
     let mut chat = messages
         .into_iter()
         .enumerate()
@@ -225,17 +234,31 @@ pub fn render(tokenizer: &Tokenizer, messages: Vec<Json>, options: &ChatOptions)
     };
 
     let mut context = Map::new();
-    context.insert("messages".into(), Json::Array(chat.into_iter().map(Json::Object).collect()));
-    context.insert("tools".into(), options.tools.clone().map_or(Json::Null, Json::Array));
-    context.insert("documents".into(), options.documents.clone().map_or(Json::Null, Json::Array));
-    context.insert("add_generation_prompt".into(), Json::Bool(options.add_generation_prompt));
+    context.insert(
+        "messages".into(),
+        Json::Array(chat.into_iter().map(Json::Object).collect()),
+    );
+    context.insert(
+        "tools".into(),
+        options.tools.clone().map_or(Json::Null, Json::Array),
+    );
+    context.insert(
+        "documents".into(),
+        options.documents.clone().map_or(Json::Null, Json::Array),
+    );
+    context.insert(
+        "add_generation_prompt".into(),
+        Json::Bool(options.add_generation_prompt),
+    );
     for (name, text) in tokenizer.special_tokens() {
         context.insert(name.clone(), Json::String(text.clone()));
     }
     for (name, value) in &options.kwargs {
         context.insert(name.clone(), value.clone());
     }
-    let rendered = template.compiled.render(Value::from(minijinja::value::Serde(&context)))?;
+    let rendered = template
+        .compiled
+        .render(Value::from(minijinja::value::Serde(&context)))?;
     match continuation {
         Some(c) => cut_at_tag(rendered, &c),
         None => Ok(rendered),
@@ -244,7 +267,11 @@ pub fn render(tokenizer: &Tokenizer, messages: Vec<Json>, options: &ChatOptions)
 
 /// Renders and encodes `messages` (no special tokens added), reusing the ids of text seen in
 /// earlier renders.
-pub fn render_ids(tokenizer: &Tokenizer, messages: Vec<Json>, options: &ChatOptions) -> Result<Vec<u32>> {
+pub fn render_ids(
+    tokenizer: &Tokenizer,
+    messages: Vec<Json>,
+    options: &ChatOptions,
+) -> Result<Vec<u32>> {
     let text = render(tokenizer, messages, options)?;
     tokenizer.encode(&text, true)
 }
@@ -256,10 +283,21 @@ mod tests {
 
     #[test]
     fn none_keys_dropped_and_reasoning_aliased_in_transformers_order() {
-        let m = prepare_message(0, json!({"role": "assistant", "content": null, "reasoning": "r", "x": 1})).unwrap();
+        let m = prepare_message(
+            0,
+            json!({"role": "assistant", "content": null, "reasoning": "r", "x": 1}),
+        )
+        .unwrap();
         let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["thinking", "role", "reasoning", "x", "reasoning_content"]);
-        let m = prepare_message(0, json!({"role": "assistant", "reasoning_content": "a", "thinking": "b"})).unwrap();
+        assert_eq!(
+            keys,
+            ["thinking", "role", "reasoning", "x", "reasoning_content"]
+        );
+        let m = prepare_message(
+            0,
+            json!({"role": "assistant", "reasoning_content": "a", "thinking": "b"}),
+        )
+        .unwrap();
         assert_eq!(m["thinking"], "b");
         assert_eq!(m["reasoning_content"], "a");
         let keys: Vec<&str> = m.keys().map(String::as_str).collect();
@@ -272,8 +310,16 @@ mod tests {
         let tok = Tokenizer::from_dir(&dir, &Default::default()).unwrap();
         let mut kwargs = Map::new();
         kwargs.insert("tools".into(), json!([]));
-        let options = ChatOptions { kwargs, ..Default::default() };
-        let err = render(&tok, vec![json!({"role": "user", "content": "x"})], &options).unwrap_err();
+        let options = ChatOptions {
+            kwargs,
+            ..Default::default()
+        };
+        let err = render(
+            &tok,
+            vec![json!({"role": "user", "content": "x"})],
+            &options,
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), crate::error::ErrorKind::Message);
     }
 

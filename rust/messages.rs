@@ -83,10 +83,8 @@ fn feed(h: &mut Xxh3, value: &Json, key: Option<&str>, depth: usize) {
             }
         }
         Json::Object(map) => {
-            let mut entries: Vec<(&String, &Json)> = map
-                .iter()
-                .filter(|(k, v)| !is_absent(k, v))
-                .collect();
+            let mut entries: Vec<(&String, &Json)> =
+                map.iter().filter(|(k, v)| !is_absent(k, v)).collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             h.update(b"M");
             h.update(&(entries.len() as u64).to_le_bytes());
@@ -188,7 +186,10 @@ mod tests {
                        "role": "assistant"});
         assert_eq!(message_hash(&a), message_hash(&b));
         let c = json!({"role": "assistant", "content": " "});
-        assert_ne!(message_hash(&c), message_hash(&json!({"role": "assistant"})));
+        assert_ne!(
+            message_hash(&c),
+            message_hash(&json!({"role": "assistant"}))
+        );
     }
 
     #[test]
@@ -211,7 +212,10 @@ mod tests {
         }
         // A string that is not JSON stays a string; "1" as arguments equals the number 1.
         let s = json!({"arguments": "not json"});
-        assert_ne!(message_hash(&s), message_hash(&json!({"arguments": "not  json"})));
+        assert_ne!(
+            message_hash(&s),
+            message_hash(&json!({"arguments": "not  json"}))
+        );
     }
 
     #[test]
@@ -224,7 +228,11 @@ mod tests {
 
     #[test]
     fn multimodal_parts_are_seen() {
-        assert!(is_multimodal(&json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]})));
-        assert!(!is_multimodal(&json!({"role": "user", "content": [{"type": "text", "text": "x"}]})));
+        assert!(is_multimodal(
+            &json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]})
+        ));
+        assert!(!is_multimodal(
+            &json!({"role": "user", "content": [{"type": "text", "text": "x"}]})
+        ));
     }
 }

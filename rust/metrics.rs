@@ -13,7 +13,8 @@ static TOKENS_REUSED: AtomicU64 = AtomicU64::new(0);
 static TOKENS_BRIDGED: AtomicU64 = AtomicU64::new(0);
 static TOKENS_RENDERED: AtomicU64 = AtomicU64::new(0);
 static VERIFY_MISMATCHES: AtomicU64 = AtomicU64::new(0);
-static FALLBACKS: [AtomicU64; Fallback::ALL.len()] = [const { AtomicU64::new(0) }; Fallback::ALL.len()];
+static FALLBACKS: [AtomicU64; Fallback::ALL.len()] =
+    [const { AtomicU64::new(0) }; Fallback::ALL.len()];
 
 /// Counts a turn sent as tokens: `reused` ids copied from the previous turn, `bridged` new.
 pub fn count_tito(reused: usize, bridged: usize) {
@@ -46,20 +47,43 @@ pub fn snapshot() -> Vec<(String, u64)> {
         ("turns".to_owned(), TURNS.load(Ordering::Relaxed)),
         ("tito".to_owned(), TITO.load(Ordering::Relaxed)),
         ("mito".to_owned(), MITO.load(Ordering::Relaxed)),
-        ("tokens_reused".to_owned(), TOKENS_REUSED.load(Ordering::Relaxed)),
-        ("tokens_bridged".to_owned(), TOKENS_BRIDGED.load(Ordering::Relaxed)),
-        ("tokens_rendered".to_owned(), TOKENS_RENDERED.load(Ordering::Relaxed)),
-        ("verify_mismatches".to_owned(), VERIFY_MISMATCHES.load(Ordering::Relaxed)),
+        (
+            "tokens_reused".to_owned(),
+            TOKENS_REUSED.load(Ordering::Relaxed),
+        ),
+        (
+            "tokens_bridged".to_owned(),
+            TOKENS_BRIDGED.load(Ordering::Relaxed),
+        ),
+        (
+            "tokens_rendered".to_owned(),
+            TOKENS_RENDERED.load(Ordering::Relaxed),
+        ),
+        (
+            "verify_mismatches".to_owned(),
+            VERIFY_MISMATCHES.load(Ordering::Relaxed),
+        ),
     ];
     for reason in Fallback::ALL {
-        out.push((format!("fallback.{}", reason.as_str()), FALLBACKS[reason.index()].load(Ordering::Relaxed)));
+        out.push((
+            format!("fallback.{}", reason.as_str()),
+            FALLBACKS[reason.index()].load(Ordering::Relaxed),
+        ));
     }
     out
 }
 
 /// Sets every counter to zero.
 pub fn reset() {
-    for counter in [&TURNS, &TITO, &MITO, &TOKENS_REUSED, &TOKENS_BRIDGED, &TOKENS_RENDERED, &VERIFY_MISMATCHES] {
+    for counter in [
+        &TURNS,
+        &TITO,
+        &MITO,
+        &TOKENS_REUSED,
+        &TOKENS_BRIDGED,
+        &TOKENS_RENDERED,
+        &VERIFY_MISMATCHES,
+    ] {
         counter.store(0, Ordering::Relaxed);
     }
     for counter in &FALLBACKS {

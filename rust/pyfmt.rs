@@ -144,7 +144,11 @@ fn number(value: &Value, out: &mut String, json: bool) {
 /// `\\`, `\n`, `\r`, `\t` and the quote escaped; other non-printable characters as `\xNN`,
 /// `\uNNNN` or `\UNNNNNNNN`.
 pub fn str_repr(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for ch in s.chars() {
         match ch {
@@ -196,7 +200,11 @@ pub fn json_dumps(value: &Value, opts: &JsonOptions) -> Result<String, JsonError
         None => (", ", ": "),
     };
     let mut out = String::new();
-    let writer = JsonWriter { opts, item_sep, key_sep };
+    let writer = JsonWriter {
+        opts,
+        item_sep,
+        key_sep,
+    };
     writer.write(value, 0, &mut out)?;
     Ok(out)
 }
@@ -228,9 +236,11 @@ impl JsonWriter<'_> {
             ValueKind::None => out.push_str("null"),
             ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
             ValueKind::Number => number(value, out, true),
-            ValueKind::String => {
-                json_string(value.as_str().unwrap_or_default(), self.opts.ensure_ascii, out)
-            }
+            ValueKind::String => json_string(
+                value.as_str().unwrap_or_default(),
+                self.opts.ensure_ascii,
+                out,
+            ),
             ValueKind::Seq | ValueKind::Iterable => {
                 let items: Vec<Value> = value
                     .try_iter()
@@ -278,10 +288,14 @@ impl JsonWriter<'_> {
                 out.push('}');
             }
             ValueKind::Undefined => {
-                return Err(JsonError("Object of type Undefined is not JSON serializable".into()))
+                return Err(JsonError(
+                    "Object of type Undefined is not JSON serializable".into(),
+                ))
             }
             other => {
-                return Err(JsonError(format!("Object of type {other} is not JSON serializable")))
+                return Err(JsonError(format!(
+                    "Object of type {other} is not JSON serializable"
+                )))
             }
         }
         Ok(())
@@ -358,10 +372,19 @@ mod tests {
 
     #[test]
     fn json_matches_python_defaults() {
-        let v = Value::from(minijinja::value::Serde(serde_json::json!({"a": [1, 2.0, null, true], "é": "x\"\n\u{1}"})));
+        let v = Value::from(minijinja::value::Serde(
+            serde_json::json!({"a": [1, 2.0, null, true], "é": "x\"\n\u{1}"}),
+        ));
         let out = json_dumps(&v, &JsonOptions::default()).unwrap();
-        assert_eq!(out, "{\"a\": [1, 2.0, null, true], \"é\": \"x\\\"\\n\\u0001\"}");
-        let opts = JsonOptions { indent: Some("  ".into()), ensure_ascii: true, ..Default::default() };
+        assert_eq!(
+            out,
+            "{\"a\": [1, 2.0, null, true], \"é\": \"x\\\"\\n\\u0001\"}"
+        );
+        let opts = JsonOptions {
+            indent: Some("  ".into()),
+            ensure_ascii: true,
+            ..Default::default()
+        };
         let out = json_dumps(&v, &opts).unwrap();
         assert_eq!(out, "{\n  \"a\": [\n    1,\n    2.0,\n    null,\n    true\n  ],\n  \"\\u00e9\": \"x\\\"\\n\\u0001\"\n}");
     }

@@ -26,7 +26,11 @@ pub struct RenderCache {
 
 impl RenderCache {
     /// The cached ids under `key`, or `render()`'s (cached when it succeeds).
-    pub fn get_or_render<E>(&self, key: &[u8], render: impl FnOnce() -> Result<Vec<u32>, E>) -> Result<Arc<[u32]>, E> {
+    pub fn get_or_render<E>(
+        &self,
+        key: &[u8],
+        render: impl FnOnce() -> Result<Vec<u32>, E>,
+    ) -> Result<Arc<[u32]>, E> {
         if let Some(ids) = self.map.lock().get(key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::clone(ids));
@@ -66,10 +70,18 @@ mod tests {
             calls += 1;
             Ok::<_, ()>(ids)
         };
-        assert_eq!(&*cache.get_or_render(b"a", || render(vec![1, 2])).unwrap(), &[1, 2]);
-        assert_eq!(&*cache.get_or_render(b"a", || render(vec![9])).unwrap(), &[1, 2]);
+        assert_eq!(
+            &*cache.get_or_render(b"a", || render(vec![1, 2])).unwrap(),
+            &[1, 2]
+        );
+        assert_eq!(
+            &*cache.get_or_render(b"a", || render(vec![9])).unwrap(),
+            &[1, 2]
+        );
         assert_eq!((calls, cache.hits()), (1, 1));
-        assert!(cache.get_or_render(b"b", || Err::<Vec<u32>, _>("boom")).is_err());
+        assert!(cache
+            .get_or_render(b"b", || Err::<Vec<u32>, _>("boom"))
+            .is_err());
         assert_eq!(cache.len(), 1);
     }
 
@@ -77,7 +89,9 @@ mod tests {
     fn a_full_cache_starts_over() {
         let cache = RenderCache::default();
         for i in 0..CAPACITY as u32 + 1 {
-            cache.get_or_render(&i.to_le_bytes(), || Ok::<_, ()>(vec![i])).unwrap();
+            cache
+                .get_or_render(&i.to_le_bytes(), || Ok::<_, ()>(vec![i]))
+                .unwrap();
         }
         assert_eq!(cache.len(), 1);
     }

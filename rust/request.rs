@@ -243,7 +243,13 @@ pub fn chat_body(
     let extra = messages.get().len() + tools.map_or(0, |t| t.get().len());
     let mut w = Writer::with_capacity(estimate(model, &[], &args, extra));
     if target == ChatTarget::Dynamo {
-        dynamo(&mut w, model, DynamoPrompt::Messages { messages, tools }, &args, opts)?;
+        dynamo(
+            &mut w,
+            model,
+            DynamoPrompt::Messages { messages, tools },
+            &args,
+            opts,
+        )?;
         return Ok(w.buf);
     }
     w.open();
@@ -347,7 +353,10 @@ enum DynamoPrompt<'p> {
     /// Token-in: a placeholder conversation and `nvext.token_data`.
     Tokens(&'p [u32]),
     /// MITO: the real conversation and tools, templated by Dynamo.
-    Messages { messages: &'p RawValue, tools: Option<&'p RawValue> },
+    Messages {
+        messages: &'p RawValue,
+        tools: Option<&'p RawValue>,
+    },
 }
 
 /// Writes a whole Dynamo chat body (see [`dynamo_body`]).
@@ -574,7 +583,10 @@ fn cache_salt<'v>(
         return Ok(Some(salt));
     }
     let candidates = [
-        ("nvext.cache_salt", caller_nvext.and_then(|n| n.get("cache_salt"))),
+        (
+            "nvext.cache_salt",
+            caller_nvext.and_then(|n| n.get("cache_salt")),
+        ),
         ("cache_salt", get(args, "cache_salt")),
     ];
     for (key, value) in candidates {
@@ -595,7 +607,10 @@ fn priority(args: &[(&str, &Value)], opts: &RequestOptions<'_>) -> Result<Option
     }
     match get(args, "priority") {
         None => Ok(None),
-        Some(v) => v.as_i64().map(Some).ok_or_else(|| arg_error("priority", "an integer", v)),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| arg_error("priority", "an integer", v)),
     }
 }
 
@@ -630,7 +645,10 @@ struct Writer {
 
 impl Writer {
     fn with_capacity(capacity: usize) -> Self {
-        Self { buf: Vec::with_capacity(capacity), comma: false }
+        Self {
+            buf: Vec::with_capacity(capacity),
+            comma: false,
+        }
     }
 
     fn open(&mut self) {
@@ -663,7 +681,8 @@ impl Writer {
     }
 
     fn int(&mut self, n: impl itoa::Integer) {
-        self.buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         self.comma = true;
     }
 
@@ -684,11 +703,13 @@ impl Writer {
     fn value<'v>(&mut self, v: impl Into<ValueRef<'v>>) -> Result<()> {
         match v.into() {
             ValueRef::Json(v) => serde_json::to_writer(&mut self.buf, v).map_err(|e| {
-                Error::message(format!("a sampling argument could not be written as JSON: {e}"))
+                Error::message(format!(
+                    "a sampling argument could not be written as JSON: {e}"
+                ))
             })?,
-            ValueRef::Int(n) => {
-                self.buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes())
-            }
+            ValueRef::Int(n) => self
+                .buf
+                .extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
         }
         self.comma = true;
         Ok(())
@@ -696,7 +717,9 @@ impl Writer {
 
     fn map(&mut self, map: &Map<String, Value>) -> Result<()> {
         serde_json::to_writer(&mut self.buf, map).map_err(|e| {
-            Error::message(format!("chat_template_kwargs could not be written as JSON: {e}"))
+            Error::message(format!(
+                "chat_template_kwargs could not be written as JSON: {e}"
+            ))
         })?;
         self.comma = true;
         Ok(())
@@ -740,9 +763,14 @@ fn write_json_str(buf: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => {
-                &[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]
-            }
+            0x00..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ],
             _ => continue,
         };
         buf.extend_from_slice(&bytes[start..i]);
@@ -759,7 +787,13 @@ mod tests {
 
     #[test]
     fn strings_escape_like_serde_json() {
-        for s in ["", "plain", "q\"b\\s", "\n\r\t\u{8}\u{c}\u{1}\u{1f}", "é😀\u{2028}"] {
+        for s in [
+            "",
+            "plain",
+            "q\"b\\s",
+            "\n\r\t\u{8}\u{c}\u{1}\u{1f}",
+            "é😀\u{2028}",
+        ] {
             let mut buf = Vec::new();
             write_json_str(&mut buf, s);
             let back: String = serde_json::from_slice(&buf).unwrap_or_default();

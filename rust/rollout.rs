@@ -181,7 +181,10 @@ impl Rollout {
     /// An empty rollout whose turns end on one of `stop_ids` (empty: any last id counts as the
     /// stop token, as verifiers assumes).
     pub fn new(stop_ids: Vec<u32>) -> Self {
-        Self { stop_ids, ..Default::default() }
+        Self {
+            stop_ids,
+            ..Default::default()
+        }
     }
 
     /// Number of recorded turns.
@@ -230,7 +233,11 @@ impl Rollout {
         let inputs = bridge::bridge_inputs(tail, &names, false);
         let mut plan = Plan::mito(Fallback::TokenizationFailed, input, turn);
         plan.matched_turn = Some(matched);
-        Begin::Bridge(PendingBridge { inputs, matched, plan })
+        Begin::Bridge(PendingBridge {
+            inputs,
+            matched,
+            plan,
+        })
     }
 
     /// Completes a TITO turn from the token ids of `pending.inputs.full` and `.base`.
@@ -238,7 +245,12 @@ impl Rollout {
         let previous = &self.turns[pending.matched];
         let mut plan = pending.plan;
         match bridge::stitch(&previous.full.pieces(), full, base) {
-            Ok(Stitched { ids, reused, gap, deduped }) => {
+            Ok(Stitched {
+                ids,
+                reused,
+                gap,
+                deduped,
+            }) => {
                 plan.rope = Some(previous.full.push(ids[reused..].into()));
                 plan.mode = Mode::Tito;
                 plan.fallback = None;
@@ -293,7 +305,8 @@ impl Rollout {
                 if matches!(&ids, Err(e) if e.kind() == ErrorKind::Template) {
                     // DeepSeek templates concatenate `arguments` as a string (models README).
                     let tail: Vec<&Json> = pending.inputs.full[1..].iter().collect();
-                    let names = bridge::tool_names(&input.messages[..input.messages.len() - tail.len()]);
+                    let names =
+                        bridge::tool_names(&input.messages[..input.messages.len() - tail.len()]);
                     pending.inputs = bridge::bridge_inputs(&tail, &names, true);
                     ids = bridge_ids(tok, &pending.inputs, &options, fps);
                 }
@@ -313,7 +326,8 @@ impl Rollout {
                 }
             }
             Mode::Tito if verify => {
-                if let (Ok(rendered), Some(stitched)) = (full_render(), plan.prompt_ids.as_deref()) {
+                if let (Ok(rendered), Some(stitched)) = (full_render(), plan.prompt_ids.as_deref())
+                {
                     let report = compare(tok, stitched, &rendered);
                     if !report.identical {
                         metrics::count_verify_mismatch();
@@ -343,7 +357,13 @@ impl Rollout {
             (Some(rope), Some(ids)) if Arc::ptr_eq(ids, &prompt_ids) => rope.clone(),
             _ => self.share(self.longest_match(&plan.prefix).map(|(_, t)| t), prompt_ids),
         };
-        let turn = self.turn(prompt, completion_ids, finish_reason == Some("length"), plan.tools_fp, plan.kwargs_fp);
+        let turn = self.turn(
+            prompt,
+            completion_ids,
+            finish_reason == Some("length"),
+            plan.tools_fp,
+            plan.kwargs_fp,
+        );
         self.push(chain(prompt_hash, completion_hash), turn);
     }
 
@@ -362,9 +382,13 @@ impl Rollout {
         tools_fp: u128,
         kwargs_fp: u128,
     ) {
-        let Some(key) = prefix.last().copied() else { return };
+        let Some(key) = prefix.last().copied() else {
+            return;
+        };
         self.multimodal |= messages.iter().any(|m| is_multimodal(m));
-        let matched = self.longest_match(&prefix[..prompt_len.min(prefix.len())]).map(|(_, t)| t);
+        let matched = self
+            .longest_match(&prefix[..prompt_len.min(prefix.len())])
+            .map(|(_, t)| t);
         let prompt = self.share(matched, prompt_ids);
         let turn = self.turn(prompt, completion_ids, truncated, tools_fp, kwargs_fp);
         self.push(key, turn);
@@ -379,7 +403,9 @@ impl Rollout {
     /// messages hashed in `prefix`, as (its message count, its index); equal prefixes: the
     /// latest turn (O(messages) hash probes).
     fn longest_match(&self, prefix: &[u128]) -> Option<(usize, usize)> {
-        (1..prefix.len()).rev().find_map(|k| self.by_prefix.get(&prefix[k - 1]).map(|t| (k, *t)))
+        (1..prefix.len())
+            .rev()
+            .find_map(|k| self.by_prefix.get(&prefix[k - 1]).map(|t| (k, *t)))
     }
 
     /// `ids` as a rope sharing what it repeats of turn `matched` (its prompt and completion,
@@ -395,10 +421,23 @@ impl Rollout {
         Rope::leaf(ids)
     }
 
-    fn turn(&self, prompt: Rope, completion_ids: Vec<u32>, truncated: bool, tools_fp: u128, kwargs_fp: u128) -> Turn {
+    fn turn(
+        &self,
+        prompt: Rope,
+        completion_ids: Vec<u32>,
+        truncated: bool,
+        tools_fp: u128,
+        kwargs_fp: u128,
+    ) -> Turn {
         let end = self.end_of(&completion_ids, truncated);
         let full = prompt.push(completion_ids.into());
-        Turn { prompt, full, end, tools_fp, kwargs_fp }
+        Turn {
+            prompt,
+            full,
+            end,
+            tools_fp,
+            kwargs_fp,
+        }
     }
 
     fn end_of(&self, completion_ids: &[u32], truncated: bool) -> TurnEnd {
@@ -407,7 +446,9 @@ impl Rollout {
         }
         match completion_ids.last() {
             None => TurnEnd::NoStopToken,
-            Some(id) if !self.stop_ids.is_empty() && !self.stop_ids.contains(id) => TurnEnd::NoStopToken,
+            Some(id) if !self.stop_ids.is_empty() && !self.stop_ids.contains(id) => {
+                TurnEnd::NoStopToken
+            }
             Some(_) => TurnEnd::Stop,
         }
     }
@@ -449,8 +490,12 @@ pub fn compare(tok: &Tokenizer, stitched: &[u32], rendered: &[u32]) -> VerifyRep
     let context = |ids: &[u32], at: usize| {
         let lo = at.saturating_sub(8);
         let hi = (at + 8).min(ids.len());
-        let before = tok.decode(&ids[lo..at.min(ids.len())], false).unwrap_or_default();
-        let after = tok.decode(&ids[at.min(ids.len())..hi], false).unwrap_or_default();
+        let before = tok
+            .decode(&ids[lo..at.min(ids.len())], false)
+            .unwrap_or_default();
+        let after = tok
+            .decode(&ids[at.min(ids.len())..hi], false)
+            .unwrap_or_default();
         format!("{before}⟦{after}⟧")
     };
     VerifyReport {

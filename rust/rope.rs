@@ -49,7 +49,11 @@ impl Rope {
             return self.clone();
         }
         let len = self.len() + piece.len();
-        Rope(Some(Arc::new(Node { prev: self.clone(), piece, len })))
+        Rope(Some(Arc::new(Node {
+            prev: self.clone(),
+            piece,
+            len,
+        })))
     }
 
     /// Number of ids.
@@ -164,6 +168,11 @@ mod tests {
         drop(rope);
         assert_eq!(shared.len(), 1_000_000);
         // Dropped on a small stack: a recursive drop of a million nodes would overflow it.
-        std::thread::Builder::new().stack_size(64 << 10).spawn(move || drop(shared)).unwrap().join().unwrap();
+        std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || drop(shared))
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

@@ -179,7 +179,13 @@ impl EncodeCache {
                     continue;
                 }
                 state.bytes += size;
-                state.entries.insert(chunks[*i].into(), Entry { ids: ids.clone(), last_used: now });
+                state.entries.insert(
+                    chunks[*i].into(),
+                    Entry {
+                        ids: ids.clone(),
+                        last_used: now,
+                    },
+                );
             }
             if state.bytes > self.capacity {
                 evict(&mut state, self.capacity * 3 / 4);
@@ -205,8 +211,11 @@ impl EncodeCache {
 
 /// Drops the least recently used entries until at most `target` bytes remain.
 fn evict(state: &mut CacheState, target: usize) {
-    let mut ages: Vec<(u64, Box<str>)> =
-        state.entries.iter().map(|(k, e)| (e.last_used, k.clone())).collect();
+    let mut ages: Vec<(u64, Box<str>)> = state
+        .entries
+        .iter()
+        .map(|(k, e)| (e.last_used, k.clone()))
+        .collect();
     ages.sort_unstable_by_key(|(age, _)| *age);
     for (_, key) in ages {
         if state.bytes <= target {

@@ -43,7 +43,10 @@ pub struct RenderLimits {
 
 impl Default for RenderLimits {
     fn default() -> Self {
-        Self { fuel: 5_000_000, recursion: 200 }
+        Self {
+            fuel: 5_000_000,
+            recursion: 200,
+        }
     }
 }
 
@@ -115,15 +118,23 @@ impl ChatTemplate {
                     | ValueKind::Iterable
             )
         });
-        env.add_function("raise_exception", |message: Value| -> Result<Value, minijinja::Error> {
-            let mut text = String::new();
-            pyfmt::py_str(&message, &mut text);
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "raise_exception")
+        env.add_function(
+            "raise_exception",
+            |message: Value| -> Result<Value, minijinja::Error> {
+                let mut text = String::new();
+                pyfmt::py_str(&message, &mut text);
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    "raise_exception",
+                )
                 .with_source(RaisedByTemplate(text)))
-        });
+            },
+        );
         env.add_function("strftime_now", strftime_now);
         env.add_template_owned(NAME, source.to_owned())
-            .map_err(|e| Error::template(format!("chat template does not compile: {}", describe(&e))))?;
+            .map_err(|e| {
+                Error::template(format!("chat template does not compile: {}", describe(&e)))
+            })?;
         Ok(Self { env })
     }
 
@@ -212,8 +223,11 @@ fn tojson(
         Some(v) if v.is_none() => None,
         Some(v) if v.kind() == ValueKind::String => Some(v.as_str().unwrap_or_default().to_owned()),
         Some(v) => {
-            let n = i64::try_from(v.clone())
-                .map_err(|_| invalid(format!("tojson: indent must be an int or a string, not {v}")))?;
+            let n = i64::try_from(v.clone()).map_err(|_| {
+                invalid(format!(
+                    "tojson: indent must be an int or a string, not {v}"
+                ))
+            })?;
             if n > 64 {
                 return Err(invalid(format!("tojson: indent {n} is larger than 64")));
             }
@@ -233,7 +247,11 @@ fn tojson(
                     a.as_str().unwrap_or_default().to_owned(),
                     b.as_str().unwrap_or_default().to_owned(),
                 )),
-                _ => return Err(invalid("tojson: separators must be a pair of strings".into())),
+                _ => {
+                    return Err(invalid(
+                        "tojson: separators must be a pair of strings".into(),
+                    ))
+                }
             }
         }
     };
@@ -252,7 +270,11 @@ fn strftime_now(format: &str) -> Result<Value, minijinja::Error> {
             format!("strftime_now: invalid format string {format:?}"),
         ));
     }
-    Ok(Value::from(chrono::Local::now().format_with_items(items.into_iter()).to_string()))
+    Ok(Value::from(
+        chrono::Local::now()
+            .format_with_items(items.into_iter())
+            .to_string(),
+    ))
 }
 
 /// Python's `str.isspace` characters: Rust's `char::is_whitespace` plus U+001C..U+001F.
@@ -315,7 +337,8 @@ mod tests {
     use super::*;
 
     fn render(source: &str, ctx: serde_json::Value) -> Result<String> {
-        ChatTemplate::new(source, RenderLimits::default())?.render(Value::from(minijinja::value::Serde(&ctx)))
+        ChatTemplate::new(source, RenderLimits::default())?
+            .render(Value::from(minijinja::value::Serde(&ctx)))
     }
 
     /// Found by tests/test_fuzz_py.py (hostile templates): `split('')` gave
@@ -327,7 +350,10 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Template, "{e}");
             assert!(e.to_string().contains("empty separator"), "{e}");
         }
-        assert_eq!(render("{{ 'a,b'.split(',') }}", serde_json::json!({})).unwrap(), "['a', 'b']");
+        assert_eq!(
+            render("{{ 'a,b'.split(',') }}", serde_json::json!({})).unwrap(),
+            "['a', 'b']"
+        );
     }
 
     #[test]
@@ -342,19 +368,34 @@ mod tests {
 
     #[test]
     fn trims_blocks_like_transformers() {
-        let out = render("{% for m in ms %}\n  {% if m %}\n{{ m }}\n  {% endif %}\n{% endfor %}\n", serde_json::json!({"ms": ["a", "b"]})).unwrap();
+        let out = render(
+            "{% for m in ms %}\n  {% if m %}\n{{ m }}\n  {% endif %}\n{% endfor %}\n",
+            serde_json::json!({"ms": ["a", "b"]}),
+        )
+        .unwrap();
         assert_eq!(out, "a\nb\n");
     }
 
     #[test]
     fn tojson_matches_json_dumps() {
-        let out = render("{{ x|tojson }}|{{ x|tojson(indent=2) }}", serde_json::json!({"x": {"a": "é<>&", "b": [1.0]}})).unwrap();
-        assert_eq!(out, "{\"a\": \"é<>&\", \"b\": [1.0]}|{\n  \"a\": \"é<>&\",\n  \"b\": [\n    1.0\n  ]\n}");
+        let out = render(
+            "{{ x|tojson }}|{{ x|tojson(indent=2) }}",
+            serde_json::json!({"x": {"a": "é<>&", "b": [1.0]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "{\"a\": \"é<>&\", \"b\": [1.0]}|{\n  \"a\": \"é<>&\",\n  \"b\": [\n    1.0\n  ]\n}"
+        );
     }
 
     #[test]
     fn raise_exception_keeps_message() {
-        let err = render("{{ raise_exception('bad role: ' ~ r) }}", serde_json::json!({"r": "x"})).unwrap_err();
+        let err = render(
+            "{{ raise_exception('bad role: ' ~ r) }}",
+            serde_json::json!({"r": "x"}),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Template);
         assert_eq!(err.text(), "bad role: x");
     }
@@ -377,7 +418,11 @@ mod tests {
 
     #[test]
     fn python_string_methods() {
-        let out = render("{{ s.strip() }}|{{ s.split() }}|{{ s.split(' ', 1) }}|{{ 'a' is sequence }}", serde_json::json!({"s": " a b\u{1c} "})).unwrap();
+        let out = render(
+            "{{ s.strip() }}|{{ s.split() }}|{{ s.split(' ', 1) }}|{{ 'a' is sequence }}",
+            serde_json::json!({"s": " a b\u{1c} "}),
+        )
+        .unwrap();
         assert_eq!(out, "a b|['a', 'b']|['', 'a b\\x1c ']|True");
     }
 }

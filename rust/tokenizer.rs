@@ -28,8 +28,15 @@ use crate::template::{ChatTemplate, RenderLimits};
 
 /// The named special tokens transformers exposes to templates, in its order
 /// (`SPECIAL_TOKENS_ATTRIBUTES`).
-pub const SPECIAL_TOKEN_NAMES: [&str; 7] =
-    ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+pub const SPECIAL_TOKEN_NAMES: [&str; 7] = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+];
 
 /// Largest `tokenizer.json` accepted (the largest real ones are ~30 MB).
 const MAX_TOKENIZER_BYTES: u64 = 512 << 20;
@@ -47,7 +54,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { limits: RenderLimits::default(), cache_bytes: 256 << 20 }
+        Self {
+            limits: RenderLimits::default(),
+            cache_bytes: 256 << 20,
+        }
     }
 }
 
@@ -84,7 +94,9 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Tokenizer")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +110,8 @@ fn read_bounded(path: &Path, max: u64) -> Result<String> {
             meta.len()
         )));
     }
-    fs::read_to_string(path).map_err(|e| Error::load(format!("cannot read {}: {e}", path.display())))
+    fs::read_to_string(path)
+        .map_err(|e| Error::load(format!("cannot read {}: {e}", path.display())))
 }
 
 fn read_json(path: &Path) -> Result<Option<Json>> {
@@ -121,7 +134,10 @@ fn token_text(value: &Json) -> Option<String> {
 }
 
 /// Reads the chat templates of a folder, in transformers' priority order.
-fn load_template_sources(dir: &Path, config: Option<&Json>) -> Result<(Vec<(String, String)>, bool)> {
+fn load_template_sources(
+    dir: &Path,
+    config: Option<&Json>,
+) -> Result<(Vec<(String, String)>, bool)> {
     let mut files = Vec::new();
     let main = dir.join("chat_template.jinja");
     if main.is_file() {
@@ -136,7 +152,10 @@ fn load_template_sources(dir: &Path, config: Option<&Json>) -> Result<(Vec<(Stri
             .collect();
         extra.sort();
         for path in extra {
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             files.push((name, read_bounded(&path, MAX_CONFIG_BYTES)?));
         }
     }
@@ -144,34 +163,35 @@ fn load_template_sources(dir: &Path, config: Option<&Json>) -> Result<(Vec<(Stri
         let named = !(files.len() == 1 && files[0].0 == "default");
         return Ok((files, named));
     }
-    let from_value = |value: &Json, origin: &Path| -> Result<Option<(Vec<(String, String)>, bool)>> {
-        match value {
-            Json::String(s) => Ok(Some((vec![("default".to_owned(), s.clone())], false))),
-            Json::Array(items) => {
-                let mut named = Vec::new();
-                for item in items {
-                    let name = item.get("name").and_then(Json::as_str);
-                    let template = item.get("template").and_then(Json::as_str);
-                    match (name, template) {
-                        (Some(n), Some(t)) => named.push((n.to_owned(), t.to_owned())),
-                        _ => {
-                            return Err(Error::load(format!(
-                                "{}: each entry of the chat_template list must be \
+    let from_value =
+        |value: &Json, origin: &Path| -> Result<Option<(Vec<(String, String)>, bool)>> {
+            match value {
+                Json::String(s) => Ok(Some((vec![("default".to_owned(), s.clone())], false))),
+                Json::Array(items) => {
+                    let mut named = Vec::new();
+                    for item in items {
+                        let name = item.get("name").and_then(Json::as_str);
+                        let template = item.get("template").and_then(Json::as_str);
+                        match (name, template) {
+                            (Some(n), Some(t)) => named.push((n.to_owned(), t.to_owned())),
+                            _ => {
+                                return Err(Error::load(format!(
+                                    "{}: each entry of the chat_template list must be \
                                  {{\"name\": str, \"template\": str}}, found {item}",
-                                origin.display()
-                            )))
+                                    origin.display()
+                                )))
+                            }
                         }
                     }
+                    Ok(Some((named, true)))
                 }
-                Ok(Some((named, true)))
-            }
-            Json::Null => Ok(None),
-            other => Err(Error::load(format!(
+                Json::Null => Ok(None),
+                other => Err(Error::load(format!(
                 "{}: chat_template must be a string or a list of named templates, found {other}",
                 origin.display()
             ))),
-        }
-    };
+            }
+        };
     if let Some(value) = config.and_then(|c| c.get("chat_template")) {
         if let Some(found) = from_value(value, &dir.join("tokenizer_config.json"))? {
             return Ok(found);
@@ -213,7 +233,10 @@ impl Tokenizer {
         let parsed = std::panic::catch_unwind(|| HfTokenizer::from_bytes(text.as_bytes()));
         let inner = match parsed {
             Ok(result) => result.map_err(|e| {
-                Error::load(format!("{} is not a valid tokenizer.json: {e}", tokenizer_path.display()))
+                Error::load(format!(
+                    "{} is not a valid tokenizer.json: {e}",
+                    tokenizer_path.display()
+                ))
             })?,
             Err(panic) => {
                 let why = panic
@@ -239,7 +262,9 @@ impl Tokenizer {
                 }
             }
         }
-        let has_decoder = config.as_ref().is_some_and(|c| c.get("added_tokens_decoder").is_some());
+        let has_decoder = config
+            .as_ref()
+            .is_some_and(|c| c.get("added_tokens_decoder").is_some());
         if !has_decoder {
             if let Some(map) = read_json(&dir.join("special_tokens_map.json"))? {
                 for name in SPECIAL_TOKEN_NAMES {
@@ -268,7 +293,9 @@ impl Tokenizer {
             };
             for id in ids {
                 let id = u32::try_from(id).map_err(|_| {
-                    Error::load(format!("generation_config.json: eos_token_id {id} is out of range"))
+                    Error::load(format!(
+                        "generation_config.json: eos_token_id {id} is out of range"
+                    ))
                 })?;
                 if !stop_token_ids.contains(&id) {
                     stop_token_ids.push(id);
@@ -282,7 +309,11 @@ impl Tokenizer {
             let compiled = ChatTemplate::new(&source, options.limits).map_err(|e| {
                 Error::template(format!("chat template {name:?} of {}: {e}", dir.display()))
             })?;
-            templates.push(NamedTemplate { name, source, compiled });
+            templates.push(NamedTemplate {
+                name,
+                source,
+                compiled,
+            });
         }
 
         let clean_up_tokenization_spaces = config
@@ -297,8 +328,8 @@ impl Tokenizer {
             .filter(|n| *n < (1 << 40));
         let is_bpe = matches!(inner.get_model(), tokenizers::ModelWrapper::BPE(_));
         // a template reading the clock renders differently from one day to the next
-        let base_renders =
-            (!templates.iter().any(|t| t.source.contains("strftime_now"))).then(RenderCache::default);
+        let base_renders = (!templates.iter().any(|t| t.source.contains("strftime_now")))
+            .then(RenderCache::default);
         let segmenter = Segmenter::for_tokenizer(&inner);
         let cache = (options.cache_bytes > 0 && segmenter.is_some())
             .then(|| EncodeCache::new(options.cache_bytes));

@@ -235,5 +235,7 @@ def require_dynamo() -> None:
     if dynamo_importable():
         return
     if os.environ.get("FASTTITO_REQUIRE_DYNAMO", "") not in ("", "0", "false"):
-        pytest.fail(f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is not importable in {sys.executable}")
+        pytest.fail(
+            f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is not importable in {sys.executable}"
+        )
     pytest.skip("ai-dynamo is not installed (scripts/install-dynamo.sh)")

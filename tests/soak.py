@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import re
-import resource
 import sys
 import time
 from collections import Counter
@@ -254,7 +253,11 @@ async def one_rollout(
             stats.fallbacks[turn.fallback_reason] += 1
         check_turn(stats, rid, turn, prev, tok)
         ids = turn.completion_ids.tolist()
-        if k == turns - 1 and turn.finish_reason != "length" and (not ids or ids[-1] not in stop_ids):
+        if (
+            k == turns - 1
+            and turn.finish_reason != "length"
+            and (not ids or ids[-1] not in stop_ids)
+        ):
             stats.final_turn_no_stop += 1
         prev = (turn.prompt_ids.tolist() if turn.prompt_ids is not None else [], ids)
         msg = turn.message()
@@ -275,7 +278,7 @@ async def sample_rss(stats: Stats, stop: asyncio.Event, every: float) -> None:
         stats.rss.append((time.monotonic() - start, rss_bytes()))
         try:
             await asyncio.wait_for(stop.wait(), every)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     stats.rss.append((time.monotonic() - start, rss_bytes()))
 
@@ -310,7 +313,7 @@ async def drive(args: argparse.Namespace, base_url: str, stats: Stats, log: Retr
             await asyncio.wait_for(
                 asyncio.gather(*(guarded(r) for r in range(args.rollouts))), args.deadline
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             stats.crashes.append(f"hang: the run did not finish within --deadline {args.deadline}s")
     elapsed = time.monotonic() - t0
     stop.set()
@@ -331,7 +334,9 @@ def account(injected: dict[str, int], stats: Stats, log: RetryLog) -> dict[str, 
     status_retries = sum(n for r, n in log.by_reason.items() if r.startswith("HTTP "))
     transport_retries = sum(n for r, n in log.by_reason.items() if not r.startswith("HTTP "))
     e = stats.errors
-    final_5xx = sum(n for k, n in e.items() if k in ("ServerError(502)", "ServerError(503)", "ServerError(504)"))
+    final_5xx = sum(
+        n for k, n in e.items() if k in ("ServerError(502)", "ServerError(503)", "ServerError(504)")
+    )
     final_transport = e["TransportError"] + e["RequestTimeoutError"]
     rows = {
         "retried_status (http_502/503/504)": (
@@ -358,7 +363,14 @@ def account(injected: dict[str, int], stats: Stats, log: RetryLog) -> dict[str, 
     return {k: {"injected": a, "accounted": b, "ok": a == b} for k, (a, b) in rows.items()}
 
 
-def report(args: argparse.Namespace, stats: Stats, log: RetryLog, injected: dict[str, int], elapsed: float, cpu: float) -> dict[str, Any]:
+def report(
+    args: argparse.Namespace,
+    stats: Stats,
+    log: RetryLog,
+    injected: dict[str, int],
+    elapsed: float,
+    cpu: float,
+) -> dict[str, Any]:
     half = elapsed / 2
     first = [r for t, r in stats.rss if t <= half] or [0]
     second = [r for t, r in stats.rss if t > half] or [0]
@@ -426,7 +438,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         REPO_ROOT / "models" / "qwen2.5",
         served_model_name="soak-model",
         idle_timeout=max(300.0, args.deadline + 60),
-        extra_args=["--max-recorded-requests", "16", "--prefix-store-size", str(max(4096, args.concurrency * 4))],
+        extra_args=[
+            "--max-recorded-requests",
+            "16",
+            "--prefix-store-size",
+            str(max(4096, args.concurrency * 4)),
+        ],
     ) as engine:
         engine.script(mode="tool_agent", tool_calls=args.turns // 2)
         status, out = engine.call(
@@ -458,7 +475,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rollouts", type=int, default=2000, help="rollouts in all (default 2000)")
-    p.add_argument("--concurrency", type=int, default=1000, help="rollouts in flight (default 1000)")
+    p.add_argument(
+        "--concurrency", type=int, default=1000, help="rollouts in flight (default 1000)"
+    )
     p.add_argument("--turns", type=int, default=8)
     p.add_argument("--fault-rate", type=float, default=0.05, help="per request (default 0.05)")
     p.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES))
@@ -466,8 +485,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # single-process engine serving 1,000 rollouts queues for tens of seconds at peaks), or
     # healthy requests time out too and the fault accounting counts retries no fault caused.
     p.add_argument("--timeout", type=float, default=120.0, help="Client timeout per attempt (s)")
-    p.add_argument("--stall", type=float, default=130.0,
-                   help="seconds a stall lasts (past --timeout, so the client times out)")
+    p.add_argument(
+        "--stall",
+        type=float,
+        default=130.0,
+        help="seconds a stall lasts (past --timeout, so the client times out)",
+    )
     p.add_argument("--max-retries", type=int, default=2)
     p.add_argument("--turn-attempts", type=int, default=4, help="tries of a turn that raises")
     p.add_argument("--deadline", type=float, default=1800.0, help="bound of the whole run (s)")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fasttito import _core
 from fasttito.bench import SUITES
 from fasttito.testing import dynamo_importable
@@ -41,7 +40,11 @@ def run(
 
 def _rows(stdout: str) -> list[list[str]]:
     """The per-turn table: lines starting with a turn number."""
-    return [line.split() for line in stdout.splitlines() if re.match(r"\s*\d+\s+\S+\s+(tito|mito)", line)]
+    return [
+        line.split()
+        for line in stdout.splitlines()
+        if re.match(r"\s*\d+\s+\S+\s+(tito|mito)", line)
+    ]
 
 
 def test_demo_runs_a_tito_rollout_over_every_transport() -> None:
@@ -64,7 +67,9 @@ def test_demo_runs_a_tito_rollout_over_every_transport() -> None:
         # a tool loop (2 calls, answer), a follow-up question, another loop: 6 turns
         assert len(turns) >= 4, (transport, turns)
         assert [int(t[0]) for t in turns] == list(range(1, len(turns) + 1))
-        assert all(t[-1] == "yes" for t in turns), f"{transport}: a prompt differs from the full render"
+        assert all(t[-1] == "yes" for t in turns), (
+            f"{transport}: a prompt differs from the full render"
+        )
         if transport == "chat":
             assert all(t[2] == "mito" and t[3] == "chat_transport" for t in turns)
             continue
@@ -175,7 +180,9 @@ def test_doctor_on_every_model_folder(folder: Path) -> None:
 
 def test_doctor_gpt_oss_with_its_call_stop_token() -> None:
     folder = SHARED / "gpt-oss"
-    code, report = _doctor_json(str(folder), "--stop-token-id", "200002", "--stop-token-id", "200012")
+    code, report = _doctor_json(
+        str(folder), "--stop-token-id", "200002", "--stop-token-id", "200012"
+    )
     status = {s["shape"]: s["status"] for s in report["shapes"]}
     assert code == 0
     assert status["tool tail"] == status["parallel calls"] == "exact"
@@ -229,7 +236,9 @@ def test_doctor_on_a_template_that_rewrites_history(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reasoning, user tail: rewrites history" in result.stdout
     assert "user tail after an answer: exact" in result.stdout  # no reasoning, nothing rewritten
-    stitched = re.search(r"reasoning, user tail: .*\n    stitched: (.*)\n    rendered: (.*)", result.stdout)
+    stitched = re.search(
+        r"reasoning, user tail: .*\n    stitched: (.*)\n    rendered: (.*)", result.stdout
+    )
     assert stitched, result.stdout
     assert "⟦<think>" in stitched.group(1) and "<think>" not in stitched.group(2)
     assert "OK: TITO is safe" in result.stdout
@@ -254,7 +263,11 @@ def run_in_terminal(*args: str, timeout: float = 300) -> tuple[int, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "100"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "fasttito", *args],
-        stdout=secondary, stderr=secondary, stdin=subprocess.DEVNULL, cwd=REPO, env=env,
+        stdout=secondary,
+        stderr=secondary,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
     )
     os.close(secondary)
     out = bytearray()
@@ -308,7 +321,9 @@ def test_bench_quick_template_table_and_plot(tmp_path: Path) -> None:
         "fasttito +1 turn (vs transformers) |"
     )
     assert header in out
-    assert re.search(r"\| qwen2\.5 \| 2 \| [\d,]+ \| [\d.]+ kB \| [\d.]+ ms \| .* \(\d+\.\dx\) \|", out)
+    assert re.search(
+        r"\| qwen2\.5 \| 2 \| [\d,]+ \| [\d.]+ kB \| [\d.]+ ms \| .* \(\d+\.\dx\) \|", out
+    )
     assert ("WARNING: debug build" in out) == (_core.build_profile == "debug")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {plot} (template)" in out
 
@@ -318,7 +333,12 @@ def test_bench_peer_suites_run_or_say_what_is_missing() -> None:
         "bench", "tito", "parse", "http", "verifiers", "--quick", "--turns", "2", "--allow-debug"
     )
     out = result.stdout
-    for suite, peer in (("tito", "verifiers"), ("parse", "orjson"), ("http", "aiohttp"), ("verifiers", "verifiers")):
+    for suite, peer in (
+        ("tito", "verifiers"),
+        ("parse", "orjson"),
+        ("http", "aiohttp"),
+        ("verifiers", "verifiers"),
+    ):
         assert f"## {suite}:" in out
         try:
             __import__(peer)
@@ -357,10 +377,23 @@ def test_the_commands_run_from_the_wheel_alone(tmp_path: Path) -> None:
     assert len(wheels) == 1, f"build the wheel first (scripts/bootstrap.sh); found {wheels}"
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for module in (
-        "cli/__init__.py", "cli/demo.py", "cli/doctor.py", "cli/bench.py", "cli/_sample.py", "__main__.py",
-        "testing/__init__.py", "testing/vllm_engine.py", "testing/launch.py",
-        "testing/dynamo_launch.py", "testing/dynamo_engine.py", "testing/renderer.py",
-        "bench/__init__.py", "bench/template.py", "bench/tito.py", "bench/parse.py", "bench/http.py",
+        "cli/__init__.py",
+        "cli/demo.py",
+        "cli/doctor.py",
+        "cli/bench.py",
+        "cli/_sample.py",
+        "__main__.py",
+        "testing/__init__.py",
+        "testing/vllm_engine.py",
+        "testing/launch.py",
+        "testing/dynamo_launch.py",
+        "testing/dynamo_engine.py",
+        "testing/renderer.py",
+        "bench/__init__.py",
+        "bench/template.py",
+        "bench/tito.py",
+        "bench/parse.py",
+        "bench/http.py",
         "bench/verifiers_client.py",
     ):
         assert f"fasttito/{module}" in names, module
@@ -368,12 +401,24 @@ def test_the_commands_run_from_the_wheel_alone(tmp_path: Path) -> None:
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", wheels[0]],
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            wheels[0],
+        ],
         check=True,
     )
     result = subprocess.run(
         [python, "-m", "fasttito", "doctor", "--json", str(VENDORED)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -21,8 +21,8 @@ from typing import Any
 import fasttito
 import pytest
 from conftest import VENDORED_MODEL_DIR
-from fasttito.testing.launch import EngineProcess, start_engine
 from fasttito.http import AiohttpPoster, HttpResponse
+from fasttito.testing.launch import EngineProcess, start_engine
 
 MODEL = "test-model"
 DYN_SERVED = "qwen2.5-tito"

@@ -120,7 +120,10 @@ def test_one_rollout_shared_by_threads_stays_consistent(tok: fasttito.Tokenizer)
 
 
 def test_encode_decode_render_parse_across_threads(tok: fasttito.Tokenizer) -> None:
-    texts = [f"Sample {i}: naïve café, 日本語, emoji 🎉 and code `x = {i}`" * (1 + i % 5) for i in range(64)]
+    texts = [
+        f"Sample {i}: naïve café, 日本語, emoji 🎉 and code `x = {i}`" * (1 + i % 5)
+        for i in range(64)
+    ]
     convs = [[{"role": "user", "content": t}] for t in texts]
     bodies = [(p, p.read_bytes()) for p in sorted(FIXTURES.glob("*.json"))]
 

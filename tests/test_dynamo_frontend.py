@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fasttito.testing.dynamo_launch import DynamoHandle, dynamo_importable, start_dynamo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -292,7 +291,7 @@ def test_vllm_only_top_level_keys_are_rejected(
     # Dynamo lists the offending keys in no fixed order (a hash map): compare them as a set.
     prefix = "Validation: Unsupported parameter(s): "
     assert got["message"].startswith(prefix), got
-    assert set(got["message"][len(prefix):].split(", ")) == set(message[len(prefix):].split(", "))
+    assert set(got["message"][len(prefix) :].split(", ")) == set(message[len(prefix) :].split(", "))
 
 
 NVEXT_FIELDS = (
@@ -324,8 +323,9 @@ def test_unknown_agent_hint_is_rejected(dynamo: DynamoHandle) -> None:
     body["nvext"]["agent_hints"]["session"] = "x"
     status, text = post(dynamo, body)
     assert status == 400
-    assert "unknown field `session`, expected one of `priority`, `strict_priority`, `osl`, " in (
-        json.loads(text)["message"]
+    assert (
+        "unknown field `session`, expected one of `priority`, `strict_priority`, `osl`, "
+        in (json.loads(text)["message"])
     )
 
 
@@ -396,8 +396,12 @@ def test_streaming_carries_engine_data_on_the_finish_chunk(dynamo: DynamoHandle,
     events = [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
-    streamed = [c["token_id"] for ch in chunks for choice in ch["choices"]
-                for c in (choice.get("logprobs") or {}).get("content") or []]
+    streamed = [
+        c["token_id"]
+        for ch in chunks
+        for choice in ch["choices"]
+        for c in (choice.get("logprobs") or {}).get("content") or []
+    ]
     finish = [ch for ch in chunks if ch["choices"] and ch["choices"][0]["finish_reason"]]
     assert len(finish) == 1 and finish[0]["choices"][0]["finish_reason"] == "stop"
     data = finish[0]["nvext"]["engine_data"]

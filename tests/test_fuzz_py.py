@@ -25,9 +25,7 @@ from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).resolve().parent.parent / "rust" / "tests" / "fixtures"
 WIRES = ("vllm-chat", "vllm-generate", "dynamo")
-FAST = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_leaf = st.one_of(
     st.none(),
@@ -38,8 +36,9 @@ json_leaf = st.one_of(
 )
 json_value = st.recursive(
     json_leaf,
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
     max_leaves=25,
 )
 
@@ -109,7 +108,9 @@ def test_parse_response_on_mutated_real_bodies(
 
 
 @FAST
-@given(case=st.sampled_from(BODIES), path=st.lists(st.text(max_size=8), max_size=3), value=json_value)
+@given(
+    case=st.sampled_from(BODIES), path=st.lists(st.text(max_size=8), max_size=3), value=json_value
+)
 def test_parse_response_with_a_replaced_field(
     case: tuple[str, bytes], path: list[str], value: Any
 ) -> None:
@@ -139,9 +140,22 @@ def test_parse_response_with_a_replaced_field(
 sampling_st = st.dictionaries(
     st.sampled_from(
         [
-            "temperature", "max_tokens", "max_completion_tokens", "logprobs", "top_logprobs",
-            "cache_salt", "priority", "nvext", "extra_body", "stop", "stop_token_ids",
-            "return_token_ids", "chat_template_kwargs", "skip_special_tokens", "seed", "x",
+            "temperature",
+            "max_tokens",
+            "max_completion_tokens",
+            "logprobs",
+            "top_logprobs",
+            "cache_salt",
+            "priority",
+            "nvext",
+            "extra_body",
+            "stop",
+            "stop_token_ids",
+            "return_token_ids",
+            "chat_template_kwargs",
+            "skip_special_tokens",
+            "seed",
+            "x",
         ]
     ),
     json_value,
@@ -159,13 +173,24 @@ sampling_st = st.dictionaries(
     priority=st.none() | st.integers(-(2**40), 2**40),
 )
 def test_request_body_any_sampling(
-    kind: str, target: str, sampling: dict[str, Any], ids: list[int], salt: str | None,
+    kind: str,
+    target: str,
+    sampling: dict[str, Any],
+    ids: list[int],
+    salt: str | None,
     priority: int | None,
 ) -> None:
     try:
         body = _core.request_body(
-            kind, "m", token_ids=ids, messages=[{"role": "user", "content": "hi"}],
-            sampling=sampling, cache_salt=salt, priority=priority, stop_token_ids=[7], target=target,
+            kind,
+            "m",
+            token_ids=ids,
+            messages=[{"role": "user", "content": "hi"}],
+            sampling=sampling,
+            cache_salt=salt,
+            priority=priority,
+            stop_token_ids=[7],
+            target=target,
         )
     except fasttito.FasttitoError:
         return
@@ -193,8 +218,13 @@ def test_request_body_refuses_bad_ids() -> None:
 
 # --------------------------------------------------------------------------- Tokenizer.from_dir
 
-FOLDER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                "generation_config.json", "chat_template.jinja"]
+FOLDER_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "chat_template.jinja",
+]
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -207,7 +237,11 @@ FOLDER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.j
     tokenizer_junk=st.none() | st.binary(max_size=200),
 )
 def test_from_dir_on_mangled_folders(
-    config: Any, special: Any, generation: Any, jinja: str | None, drop_tokenizer: bool,
+    config: Any,
+    special: Any,
+    generation: Any,
+    jinja: str | None,
+    drop_tokenizer: bool,
     tokenizer_junk: bytes | None,
 ) -> None:
     with tempfile.TemporaryDirectory() as d:
@@ -302,7 +336,11 @@ def test_hostile_templates_are_bounded(hostile_dir: Path, template: str) -> None
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(template=st.text(alphabet=st.sampled_from(list("{}%#()[]|.'\"*+-~ aeflnorstx0123456789,=_")), max_size=80))
+@given(
+    template=st.text(
+        alphabet=st.sampled_from(list("{}%#()[]|.'\"*+-~ aeflnorstx0123456789,=_")), max_size=80
+    )
+)
 def test_random_template_text(hostile_dir: Path, template: str) -> None:
     from fasttito import _core as core  # noqa: F401  (the same module the tokenizer uses)
 
@@ -322,8 +360,12 @@ message_st = st.one_of(
     st.fixed_dictionaries(
         {"role": role_st},
         optional={
-            "content": st.none() | st.text(max_size=20) | st.lists(
-                st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": st.text(max_size=5)}),
+            "content": st.none()
+            | st.text(max_size=20)
+            | st.lists(
+                st.fixed_dictionaries(
+                    {"type": st.sampled_from(["text", "image_url"]), "text": st.text(max_size=5)}
+                ),
                 max_size=2,
             ),
             "tool_calls": st.lists(
@@ -331,7 +373,11 @@ message_st = st.one_of(
                     {"id": st.text(max_size=9)},
                     optional={
                         "function": st.fixed_dictionaries(
-                            {"name": st.text(max_size=8), "arguments": st.text(max_size=20) | st.dictionaries(st.text(max_size=4), json_leaf, max_size=2)}
+                            {
+                                "name": st.text(max_size=8),
+                                "arguments": st.text(max_size=20)
+                                | st.dictionaries(st.text(max_size=4), json_leaf, max_size=2),
+                            }
                         ),
                         "type": st.just("function"),
                     },

@@ -26,8 +26,8 @@ import fasttito
 import pytest
 from aiohttp import web
 from conftest import VENDORED_MODEL_DIR
-from fasttito.testing.launch import EngineProcess, start_engine
 from fasttito.config import ClientConfig
+from fasttito.testing.launch import EngineProcess, start_engine
 
 MODEL = "limits-model"
 SECRET = "sk-limits-5e4d3c2b1a"
@@ -153,7 +153,9 @@ def test_rollout_message_limit_without_http(tok: fasttito.Tokenizer) -> None:
 def test_rollout_token_limit_without_http(tok: fasttito.Tokenizer) -> None:
     n = len(tok.apply_chat_template(USER, add_generation_prompt=True))
     fasttito.Rollout(tok, max_tokens=n).prepare(USER)  # exactly at the limit: fine
-    with pytest.raises(fasttito.RolloutLimitError, match=f"{n} token ids, over max_rollout_tokens") as ei:
+    with pytest.raises(
+        fasttito.RolloutLimitError, match=f"{n} token ids, over max_rollout_tokens"
+    ) as ei:
         fasttito.Rollout(tok, max_tokens=n - 1).prepare(USER)
     assert (ei.value.limit, ei.value.value, ei.value.maximum) == ("max_rollout_tokens", n, n - 1)
     with pytest.raises(fasttito.ConfigError, match="max_tokens"):
@@ -190,7 +192,11 @@ def test_json_depth_limit_through_the_client(tok: fasttito.Tokenizer) -> None:
     async def go(depth: int) -> None:
         async with serve(handler) as url:
             c = fasttito.Client(
-                url, MODEL, transport="vllm-generate", tokenizer=tok, max_json_depth=depth,
+                url,
+                MODEL,
+                transport="vllm-generate",
+                tokenizer=tok,
+                max_json_depth=depth,
                 check_prompt_length=False,
             )
             async with c:
@@ -239,7 +245,10 @@ def hostile_folder(tmp_path: Path, template: str) -> Path:
 def test_template_recursion_limit_named(tmp_path: Path) -> None:
     folder = hostile_folder(tmp_path, RECURSIVE)
     c = fasttito.Client(
-        "http://127.0.0.1:9/v1", MODEL, transport="vllm-generate", tokenizer=folder,
+        "http://127.0.0.1:9/v1",
+        MODEL,
+        transport="vllm-generate",
+        tokenizer=folder,
         template_recursion=20,
     )
     assert c.tokenizer is not None
@@ -252,7 +261,10 @@ def test_template_recursion_limit_named(tmp_path: Path) -> None:
 def test_template_fuel_limit_named(tmp_path: Path) -> None:
     folder = hostile_folder(tmp_path, LOOPING)
     c = fasttito.Client(
-        "http://127.0.0.1:9/v1", MODEL, transport="vllm-generate", tokenizer=folder,
+        "http://127.0.0.1:9/v1",
+        MODEL,
+        transport="vllm-generate",
+        tokenizer=folder,
         template_fuel=10_000,
     )
     assert c.tokenizer is not None
@@ -271,8 +283,15 @@ HEADERS = {"Proxy-Authorization": AUTH_SECRET, "X-Api-Key": KEY_SECRET}
 
 def secret_client(url: str, tok: fasttito.Tokenizer, **kw: Any) -> fasttito.Client:
     return fasttito.Client(
-        url, MODEL, transport="vllm-generate", tokenizer=tok, api_key=SECRET, headers=HEADERS,
-        backoff=0.01, check_prompt_length=False, **kw,
+        url,
+        MODEL,
+        transport="vllm-generate",
+        tokenizer=tok,
+        api_key=SECRET,
+        headers=HEADERS,
+        backoff=0.01,
+        check_prompt_length=False,
+        **kw,
     )
 
 
@@ -313,8 +332,14 @@ def test_secrets_kept_out_of_transport_errors_and_retry_logs(
     ):
         caplog.clear()
         c = fasttito.Client(
-            url, MODEL, transport="vllm-generate", tokenizer=tok, headers=HEADERS, backoff=0.01,
-            max_retries=2, **kw,
+            url,
+            MODEL,
+            transport="vllm-generate",
+            tokenizer=tok,
+            headers=HEADERS,
+            backoff=0.01,
+            max_retries=2,
+            **kw,
         )
         with caplog.at_level(logging.DEBUG):
             with pytest.raises(fasttito.TransportError) as ei:
@@ -329,7 +354,9 @@ def test_url_credentials_with_an_api_key_is_a_config_error(tok: fasttito.Tokeniz
     """aiohttp cannot send both and raised a bare ValueError at the first request."""
     for kw in ({"api_key": SECRET}, {"headers": {"authorization": AUTH_SECRET}}):
         with pytest.raises(fasttito.ConfigError, match="carries credentials") as ei:
-            fasttito.Client(f"http://admin:{PASSWORD}@127.0.0.1:9/v1", MODEL, transport="chat", **kw)
+            fasttito.Client(
+                f"http://admin:{PASSWORD}@127.0.0.1:9/v1", MODEL, transport="chat", **kw
+            )
         assert_no_secret(all_text(ei.value))
 
 

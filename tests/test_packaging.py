@@ -27,7 +27,12 @@ def test_wheel_is_abi3_and_ships_stubs() -> None:
     wheel = built_wheel()
     assert "-cp311-abi3-" in wheel.name
     names = zipfile.ZipFile(wheel).namelist()
-    for required in ("fasttito/__init__.py", "fasttito/_core.pyi", "fasttito/py.typed", "fasttito/errors.py"):
+    for required in (
+        "fasttito/__init__.py",
+        "fasttito/_core.pyi",
+        "fasttito/py.typed",
+        "fasttito/errors.py",
+    ):
         assert required in names, f"{required} missing from {wheel.name}"
     assert any(n.startswith("fasttito/_core") and n.endswith(".so") for n in names)
 
@@ -37,7 +42,16 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", built_wheel()],
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            built_wheel(),
+        ],
         check=True,
     )
     code = (
@@ -47,7 +61,9 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
         "assert issubclass(fasttito.TemplateError, fasttito.FasttitoError)\n"
         "print(c.build_profile)\n"
     )
-    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [python, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.stdout.strip() in ("release", "debug")
 
 

@@ -17,7 +17,9 @@ def test_readme_has_python_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_block_runs(index: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_block_runs(
+    index: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(REPO)
     code = BLOCKS[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
@@ -26,5 +28,7 @@ def test_readme_block_runs(index: int, monkeypatch: pytest.MonkeyPatch, capsys: 
     for line in code.splitlines():
         match = re.match(r"\s*print\(.*\)\s*#\s*(.+)$", line)
         if match:
-            assert match.group(1).strip() in printed, f"README says {match.group(1)!r}, got {printed!r}"
+            assert match.group(1).strip() in printed, (
+                f"README says {match.group(1)!r}, got {printed!r}"
+            )
     assert os.getcwd() == str(REPO)

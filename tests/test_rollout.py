@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fasttito
 import pydantic
 import pytest
 from conftest import VENDORED_MODEL_DIR, shared_models_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import fasttito
 
 TOOLS = [
     {
@@ -30,7 +29,11 @@ TOOLS = [
         "function": {
             "name": "get_weather",
             "description": "Weather of a city.",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
     },
     {
@@ -38,7 +41,11 @@ TOOLS = [
         "function": {
             "name": "search",
             "description": "Search the web.",
-            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"q": {"type": "string"}},
+                "required": ["q"],
+            },
         },
     },
 ]
@@ -84,19 +91,39 @@ def load(name: str) -> tuple[Any, fasttito.Tokenizer]:
 
         transformers.logging.set_verbosity_error()
         path = folder(name)
-        _loaded[name] = (transformers.AutoTokenizer.from_pretrained(str(path)), fasttito.Tokenizer.from_dir(path))
+        _loaded[name] = (
+            transformers.AutoTokenizer.from_pretrained(str(path)),
+            fasttito.Tokenizer.from_dir(path),
+        )
     return _loaded[name]
 
 
-def hf_ids(hf: Any, messages: list[Any], tools: Any, kwargs: dict[str, Any], gen: bool = True) -> list[int]:
-    return list(hf.apply_chat_template(messages, tools=tools, add_generation_prompt=gen, tokenize=True, return_dict=False, **kwargs))
+def hf_ids(
+    hf: Any, messages: list[Any], tools: Any, kwargs: dict[str, Any], gen: bool = True
+) -> list[int]:
+    return list(
+        hf.apply_chat_template(
+            messages,
+            tools=tools,
+            add_generation_prompt=gen,
+            tokenize=True,
+            return_dict=False,
+            **kwargs,
+        )
+    )
 
 
-def engine_completion(hf: Any, conversation: list[Any], assistant: dict[str, Any], tools: Any, family: Family) -> list[int]:
+def engine_completion(
+    hf: Any, conversation: list[Any], assistant: dict[str, Any], tools: Any, family: Family
+) -> list[int]:
     """The ids a template-following model samples: the assistant turn as the template renders
     it after `conversation`, up to and including the stop token."""
-    prefix = hf.apply_chat_template(conversation, tools=tools, add_generation_prompt=True, tokenize=False, **family.kwargs)
-    full = hf.apply_chat_template([*conversation, assistant], tools=tools, tokenize=False, **family.kwargs)
+    prefix = hf.apply_chat_template(
+        conversation, tools=tools, add_generation_prompt=True, tokenize=False, **family.kwargs
+    )
+    full = hf.apply_chat_template(
+        [*conversation, assistant], tools=tools, tokenize=False, **family.kwargs
+    )
     assert full.startswith(prefix), "template not history-stable for this shape"
     rest = full[len(prefix) :]
     end = rest.index(family.stop_text) + len(family.stop_text)
@@ -110,13 +137,18 @@ def call_id(i: int) -> str:
 @st.composite
 def rollouts(draw: st.DrawFn, family: Family) -> list[dict[str, Any]]:
     """A script of turns: what the assistant does, and what the environment answers."""
-    text = st.text(alphabet=st.sampled_from(list("abc xyz 東京 🙂\n\t.,{}\"'") ), min_size=1, max_size=30).map(lambda s: s.strip() or "x")
+    text = st.text(
+        alphabet=st.sampled_from(list("abc xyz 東京 🙂\n\t.,{}\"'")), min_size=1, max_size=30
+    ).map(lambda s: s.strip() or "x")
     turns = []
     for _ in range(draw(st.integers(2, 5))):
         calls = draw(st.integers(1, 2 if family.parallel else 1))
         turns.append(
             {
-                "calls": [{"tool": draw(st.sampled_from(["get_weather", "search"])), "arg": draw(text)} for _ in range(calls)],
+                "calls": [
+                    {"tool": draw(st.sampled_from(["get_weather", "search"])), "arg": draw(text)}
+                    for _ in range(calls)
+                ],
                 "results": [draw(text) for _ in range(calls)],
                 "user": draw(text) if family.user_tails and draw(st.booleans()) else None,
                 "string_args": draw(st.booleans()),
@@ -125,7 +157,9 @@ def rollouts(draw: st.DrawFn, family: Family) -> list[dict[str, Any]]:
     return turns
 
 
-def run_rollout(family: Family, script: list[dict[str, Any]], hf: Any, tok: fasttito.Tokenizer) -> list[fasttito.Plan]:
+def run_rollout(
+    family: Family, script: list[dict[str, Any]], hf: Any, tok: fasttito.Tokenizer
+) -> list[fasttito.Plan]:
     rollout = fasttito.Rollout(tok, stop_token_ids=family.stop_ids)
     messages: list[dict[str, Any]] = []
     if family.system:
@@ -140,7 +174,9 @@ def run_rollout(family: Family, script: list[dict[str, Any]], hf: Any, tok: fast
         expected = hf_ids(hf, messages, TOOLS, family.kwargs)
         if plan.turn > 1:
             assert plan.mode == "tito", (family.name, plan.turn, plan.fallback_reason)
-            assert plan.prompt_ids == expected, f"{family.name} turn {plan.turn}: stitched ids differ from transformers"
+            assert plan.prompt_ids == expected, (
+                f"{family.name} turn {plan.turn}: stitched ids differ from transformers"
+            )
         else:
             assert plan.fallback_reason == "first_turn"
             assert plan.prompt_ids == expected
@@ -148,7 +184,14 @@ def run_rollout(family: Family, script: list[dict[str, Any]], hf: Any, tok: fast
         for call in step["calls"]:
             args: Any = {"city" if call["tool"] == "get_weather" else "q": call["arg"]}
             tool_calls.append(
-                {"id": call_id(n), "type": "function", "function": {"name": call["tool"], "arguments": json.dumps(args) if step["string_args"] else args}}
+                {
+                    "id": call_id(n),
+                    "type": "function",
+                    "function": {
+                        "name": call["tool"],
+                        "arguments": json.dumps(args) if step["string_args"] else args,
+                    },
+                }
             )
             n += 1
         assistant: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": tool_calls}
@@ -175,7 +218,12 @@ def test_stitched_ids_equal_transformers_on_stable_templates(family: Family) -> 
     hf, tok = load(family.name)
     fasttito.reset_metrics()
 
-    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+    @settings(
+        max_examples=12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        derandomize=True,
+    )
     @given(rollouts(family))
     def check(script: list[dict[str, Any]]) -> None:
         run_rollout(family, script, hf, tok)
@@ -193,26 +241,55 @@ def test_qwen3_with_reasoning_reuses_ids_and_bridges_like_transformers() -> None
     rollout = fasttito.Rollout(tok, verify=True)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
     plan = rollout.prepare(messages, TOOLS)
-    assistant = {"role": "assistant", "content": "", "reasoning_content": "I should call the tool.",
-                 "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
-    prefix = hf.apply_chat_template(messages, tools=TOOLS, add_generation_prompt=True, tokenize=False)
+    assistant = {
+        "role": "assistant",
+        "content": "",
+        "reasoning_content": "I should call the tool.",
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+            }
+        ],
+    }
+    prefix = hf.apply_chat_template(
+        messages, tools=TOOLS, add_generation_prompt=True, tokenize=False
+    )
     full = hf.apply_chat_template([*messages, assistant], tools=TOOLS, tokenize=False)
     rest = full[len(prefix) :]
-    completion = hf.encode(rest[: rest.index("<|im_end|>") + len("<|im_end|>")], add_special_tokens=False)
+    completion = hf.encode(
+        rest[: rest.index("<|im_end|>") + len("<|im_end|>")], add_special_tokens=False
+    )
     rollout.record(plan, completion, assistant, "tool_calls")
     prev = plan.prompt_ids + completion
-    tail = [{"role": "tool", "tool_call_id": "c1", "content": "18C"}, {"role": "user", "content": "Thanks!"}]
+    tail = [
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"},
+        {"role": "user", "content": "Thanks!"},
+    ]
     messages += [assistant, *tail]
     plan = rollout.prepare(messages, TOOLS)
     assert plan.mode == "tito"
-    dummy = {"role": "assistant", "reasoning_content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {}}}]}
+    dummy = {
+        "role": "assistant",
+        "reasoning_content": "",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {}}}
+        ],
+    }
     full_ids = hf_ids(hf, [dummy, *tail], TOOLS, {})
     base_ids = hf_ids(hf, [dummy], TOOLS, {}, gen=False)
     assert full_ids[: len(base_ids)] == base_ids
-    gap = next(len(base_ids) - i - 1 for i in range(len(base_ids) - 1, -1, -1) if base_ids[i] == prev[-1])
+    gap = next(
+        len(base_ids) - i - 1 for i in range(len(base_ids) - 1, -1, -1) if base_ids[i] == prev[-1]
+    )
     assert plan.prompt_ids == prev + full_ids[len(base_ids) - gap :]
-    assert plan.verify is not None and not plan.verify["identical"], "Qwen3 rewrites history: verify must say where"
-    assert "<think>" in plan.verify["stitched_context"] or "<think>" in plan.verify["rendered_context"]
+    assert plan.verify is not None and not plan.verify["identical"], (
+        "Qwen3 rewrites history: verify must say where"
+    )
+    assert (
+        "<think>" in plan.verify["stitched_context"] or "<think>" in plan.verify["rendered_context"]
+    )
 
 
 # ---- rules and edge cases (wire.md E.5), on the vendored Qwen2.5 -------------------------------
@@ -224,10 +301,14 @@ QWEN_STOP = "<|im_end|>"
 def qwen() -> tuple[Any, fasttito.Tokenizer]:
     import transformers
 
-    return transformers.AutoTokenizer.from_pretrained(str(VENDORED_MODEL_DIR)), fasttito.Tokenizer.from_dir(VENDORED_MODEL_DIR)
+    return transformers.AutoTokenizer.from_pretrained(
+        str(VENDORED_MODEL_DIR)
+    ), fasttito.Tokenizer.from_dir(VENDORED_MODEL_DIR)
 
 
-def first_turn(qwen: tuple[Any, fasttito.Tokenizer], assistant: Any, finish: str = "tool_calls", **kw: Any) -> tuple[fasttito.Rollout, list[Any], list[int]]:
+def first_turn(
+    qwen: tuple[Any, fasttito.Tokenizer], assistant: Any, finish: str = "tool_calls", **kw: Any
+) -> tuple[fasttito.Rollout, list[Any], list[int]]:
     hf, tok = qwen
     rollout = fasttito.Rollout(tok, **kw)
     messages: list[Any] = [{"role": "user", "content": "weather?"}]
@@ -240,7 +321,20 @@ def first_turn(qwen: tuple[Any, fasttito.Tokenizer], assistant: Any, finish: str
 
 
 def weather_call(content: Any = "", arguments: Any = None) -> dict[str, Any]:
-    return {"role": "assistant", "content": content, "tool_calls": [{"id": "call00001", "type": "function", "function": {"name": "get_weather", "arguments": arguments if arguments is not None else {"city": "Paris"}}}]}
+    return {
+        "role": "assistant",
+        "content": content,
+        "tool_calls": [
+            {
+                "id": "call00001",
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "arguments": arguments if arguments is not None else {"city": "Paris"},
+                },
+            }
+        ],
+    }
 
 
 TOOL_RESULT = {"role": "tool", "tool_call_id": "call00001", "content": "18C"}
@@ -266,16 +360,38 @@ class AssistantMessage(pydantic.BaseModel):
 
 
 def test_pydantic_recorded_dict_prompt_matches(qwen: Any) -> None:
-    pyd = AssistantMessage(content="", tool_calls=[ToolCall(id="call00001", function=ToolCallFunction(name="get_weather", arguments='{"city":"Paris"}'))])
+    pyd = AssistantMessage(
+        content="",
+        tool_calls=[
+            ToolCall(
+                id="call00001",
+                function=ToolCallFunction(name="get_weather", arguments='{"city":"Paris"}'),
+            )
+        ],
+    )
     rollout, _, prev = first_turn(qwen, pyd)
-    plan = rollout.prepare([{"role": "user", "content": "weather?"}, weather_call(None, {"city": "Paris"}), TOOL_RESULT], TOOLS)
+    plan = rollout.prepare(
+        [
+            {"role": "user", "content": "weather?"},
+            weather_call(None, {"city": "Paris"}),
+            TOOL_RESULT,
+        ],
+        TOOLS,
+    )
     assert plan.mode == "tito", plan.fallback_reason
     assert plan.prompt_ids[: len(prev)] == prev
 
 
 def test_dict_recorded_pydantic_prompt_matches(qwen: Any) -> None:
     rollout, _, prev = first_turn(qwen, weather_call(""))
-    pyd = AssistantMessage(tool_calls=[ToolCall(id="call00001", function=ToolCallFunction(name="get_weather", arguments='{"city": "Paris"}'))])
+    pyd = AssistantMessage(
+        tool_calls=[
+            ToolCall(
+                id="call00001",
+                function=ToolCallFunction(name="get_weather", arguments='{"city": "Paris"}'),
+            )
+        ]
+    )
     plan = rollout.prepare([{"role": "user", "content": "weather?"}, pyd, TOOL_RESULT], TOOLS)
     assert plan.mode == "tito", plan.fallback_reason
     assert plan.prompt_ids[: len(prev)] == prev
@@ -291,7 +407,9 @@ def test_dict_recorded_pydantic_prompt_matches(qwen: Any) -> None:
     ],
     ids=["empty-vs-none", "none-vs-absent", "compact-vs-spaced-json", "dict-vs-string-args"],
 )
-def test_symmetric_normalization(qwen: Any, recorded: dict[str, Any], resent: dict[str, Any]) -> None:
+def test_symmetric_normalization(
+    qwen: Any, recorded: dict[str, Any], resent: dict[str, Any]
+) -> None:
     rollout, _, _ = first_turn(qwen, recorded)
     plan = rollout.prepare([{"role": "user", "content": "weather?"}, resent, TOOL_RESULT], TOOLS)
     assert plan.mode == "tito", plan.fallback_reason
@@ -309,7 +427,10 @@ def test_tool_then_user_tail_and_user_not_last(qwen: Any) -> None:
 
 def test_truncated_previous_turn_falls_back(qwen: Any) -> None:
     rollout, messages, _ = first_turn(qwen, weather_call(), finish="length")
-    assert rollout.prepare([*messages, TOOL_RESULT], TOOLS).fallback_reason == "previous_turn_truncated"
+    assert (
+        rollout.prepare([*messages, TOOL_RESULT], TOOLS).fallback_reason
+        == "previous_turn_truncated"
+    )
 
 
 def test_missing_stop_token_falls_back(qwen: Any) -> None:
@@ -317,8 +438,12 @@ def test_missing_stop_token_falls_back(qwen: Any) -> None:
     rollout = fasttito.Rollout(tok)
     messages = [{"role": "user", "content": "hi"}]
     plan = rollout.prepare(messages)
-    rollout.record(plan, tok.encode("hello"), {"role": "assistant", "content": "hello"}, "stop")  # SGLang-style: no stop id
-    plan = rollout.prepare([*messages, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}])
+    rollout.record(
+        plan, tok.encode("hello"), {"role": "assistant", "content": "hello"}, "stop"
+    )  # SGLang-style: no stop id
+    plan = rollout.prepare(
+        [*messages, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}]
+    )
     assert plan.fallback_reason == "stop_token_missing"
 
 
@@ -327,11 +452,33 @@ def test_parallel_tool_calls(qwen: Any) -> None:
     rollout = fasttito.Rollout(tok)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Paris and Rome?"}]
     plan = rollout.prepare(messages, TOOLS)
-    assistant = {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call00001", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
-        {"id": "call00002", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}]}
-    rollout.record(plan, engine_completion(hf, messages, assistant, TOOLS, Family("qwen2.5", QWEN_STOP)), assistant, "tool_calls")
-    messages += [assistant, TOOL_RESULT, {"role": "tool", "tool_call_id": "call00002", "content": "25C"}]
+    assistant = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "call00001",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+            },
+            {
+                "id": "call00002",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": "Rome"}},
+            },
+        ],
+    }
+    rollout.record(
+        plan,
+        engine_completion(hf, messages, assistant, TOOLS, Family("qwen2.5", QWEN_STOP)),
+        assistant,
+        "tool_calls",
+    )
+    messages += [
+        assistant,
+        TOOL_RESULT,
+        {"role": "tool", "tool_call_id": "call00002", "content": "25C"},
+    ]
     plan = rollout.prepare(messages, TOOLS)
     assert plan.mode == "tito" and plan.prompt_ids == hf_ids(hf, messages, TOOLS, {})
 
@@ -343,8 +490,20 @@ def test_largest_of_several_matching_turns_is_chosen(qwen: Any) -> None:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "weather?"}]
     for i in range(3):
         plan = rollout.prepare(messages, TOOLS)
-        assistant = {"role": "assistant", "content": "", "tool_calls": [{"id": call_id(i), "type": "function", "function": {"name": "get_weather", "arguments": {"city": str(i)}}}]}
-        rollout.record(plan, engine_completion(hf, messages, assistant, TOOLS, family), assistant, "tool_calls")
+        assistant = {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": call_id(i),
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": {"city": str(i)}},
+                }
+            ],
+        }
+        rollout.record(
+            plan, engine_completion(hf, messages, assistant, TOOLS, family), assistant, "tool_calls"
+        )
         messages += [assistant, {"role": "tool", "tool_call_id": call_id(i), "content": str(i)}]
     plan = rollout.prepare(messages, TOOLS)
     assert plan.matched_turn == 3  # turns 1 and 2 also prefix the prompt; the longest wins
@@ -386,7 +545,10 @@ def test_failed_remote_tokenization_is_a_counted_fallback(qwen: Any) -> None:
 def test_changed_tools_and_kwargs_fall_back(qwen: Any) -> None:
     rollout, messages, _ = first_turn(qwen, weather_call())
     assert rollout.prepare([*messages, TOOL_RESULT], TOOLS[:1]).fallback_reason == "tools_changed"
-    assert rollout.prepare([*messages, TOOL_RESULT], TOOLS, {"x": 1}).fallback_reason == "chat_template_kwargs_changed"
+    assert (
+        rollout.prepare([*messages, TOOL_RESULT], TOOLS, {"x": 1}).fallback_reason
+        == "chat_template_kwargs_changed"
+    )
 
 
 def test_multimodal_anywhere_forces_messages(qwen: Any) -> None:
@@ -456,7 +618,13 @@ def test_glm_style_stop_token_is_not_duplicated(tmp_path: Path, qwen: Any) -> No
     messages: list[dict[str, Any]] = [{"role": "user", "content": "q"}]
     plan = rollout.prepare(messages)
     completion = [*tok.encode("call it"), observation]
-    assistant = {"role": "assistant", "content": "call it", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": {}}}]}
+    assistant = {
+        "role": "assistant",
+        "content": "call it",
+        "tool_calls": [
+            {"id": "t1", "type": "function", "function": {"name": "f", "arguments": {}}}
+        ],
+    }
     rollout.record(plan, completion, assistant, "stop")
     messages += [assistant, {"role": "tool", "tool_call_id": "t1", "content": "result"}]
     plan = rollout.prepare(messages)
@@ -465,7 +633,9 @@ def test_glm_style_stop_token_is_not_duplicated(tmp_path: Path, qwen: Any) -> No
     assert plan.prompt_ids.count(observation) == 1
 
 
-def test_fallback_warning_is_logged_once_per_rollout(qwen: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_fallback_warning_is_logged_once_per_rollout(
+    qwen: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     rollout, messages, _ = first_turn(qwen, weather_call())
     with caplog.at_level(logging.WARNING, logger="fasttito"):
         for _ in range(3):
@@ -479,11 +649,31 @@ def test_verifiers_trajectory_shape(qwen: Any) -> None:
     hf, tok = qwen
     family = Family("qwen2.5", QWEN_STOP)
     prompt = [{"role": "user", "content": "weather?"}]
-    pyd = AssistantMessage(content="", thinking_blocks=None, tool_calls=[ToolCall(id="call00001", function=ToolCallFunction(name="get_weather", arguments='{"city": "Paris"}'))])
+    pyd = AssistantMessage(
+        content="",
+        thinking_blocks=None,
+        tool_calls=[
+            ToolCall(
+                id="call00001",
+                function=ToolCallFunction(name="get_weather", arguments='{"city": "Paris"}'),
+            )
+        ],
+    )
     as_dict = {k: v for k, v in pyd.model_dump().items() if v is not None}
     prompt_ids = hf_ids(hf, prompt, TOOLS, {})
     completion_ids = engine_completion(hf, prompt, as_dict, TOOLS, family)
-    trajectory = [{"prompt": prompt, "completion": [pyd], "tokens": {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "is_truncated": False}, "response": None}]
+    trajectory = [
+        {
+            "prompt": prompt,
+            "completion": [pyd],
+            "tokens": {
+                "prompt_ids": prompt_ids,
+                "completion_ids": completion_ids,
+                "is_truncated": False,
+            },
+            "response": None,
+        }
+    ]
     rollouts = fasttito.TrajectoryRollouts(tok)
     new_prompt = [*prompt, as_dict, TOOL_RESULT]
     plan = rollouts.prompt_ids(trajectory, new_prompt, TOOLS)
@@ -511,8 +701,19 @@ def test_trajectory_steps_share_the_ids_they_repeat(qwen: Any) -> None:
         assistant["tool_calls"][0]["id"] = call_id(i)
         completion = engine_completion(hf, messages, assistant, TOOLS, family)
         tokens = {"prompt_ids": expected, "completion_ids": completion, "is_truncated": False}
-        trajectory.append({"prompt": list(messages), "completion": [assistant], "tokens": tokens, "response": None})
-        messages = [*messages, assistant, {"role": "tool", "tool_call_id": call_id(i), "content": f"{i}C"}]
+        trajectory.append(
+            {
+                "prompt": list(messages),
+                "completion": [assistant],
+                "tokens": tokens,
+                "response": None,
+            }
+        )
+        messages = [
+            *messages,
+            assistant,
+            {"role": "tool", "tool_call_id": call_id(i), "content": f"{i}C"},
+        ]
     rollout = rollouts.rollout_for(trajectory, TOOLS)
     assert len(rollout) == 6
     assert rollout.held_ids == len(expected) + len(completion)
@@ -526,4 +727,7 @@ def test_trajectory_steps_share_the_ids_they_repeat(qwen: Any) -> None:
         ([11, *expected[1:]], held_before + len(expected) + len(completion)),
     ]:
         step = dict(trajectory[-1], tokens={**tokens, "prompt_ids": ids})
-        assert fasttito.TrajectoryRollouts(tok).rollout_for([*trajectory[:-1], step], TOOLS).held_ids == held
+        assert (
+            fasttito.TrajectoryRollouts(tok).rollout_for([*trajectory[:-1], step], TOOLS).held_ids
+            == held
+        )

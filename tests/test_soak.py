@@ -100,12 +100,18 @@ def test_small_soak_passes() -> None:
     mode. The report's checks are the pass criteria (tests/soak.py docstring)."""
     args = soak.parse_args(
         [
-            "--rollouts", "120",
-            "--concurrency", "60",
-            "--fault-rate", "0.08",
-            "--timeout", "3",
-            "--stall", "4",
-            "--deadline", "300",
+            "--rollouts",
+            "120",
+            "--concurrency",
+            "60",
+            "--fault-rate",
+            "0.08",
+            "--timeout",
+            "3",
+            "--stall",
+            "4",
+            "--deadline",
+            "300",
         ]
     )
     result = soak.run(args)
@@ -134,8 +140,12 @@ def dyn_turns(dyn: Any, tok: fasttito.Tokenizer, n: int) -> list[fasttito.Turn]:
 
     async def go() -> list[fasttito.Turn]:
         async with fasttito.Client(
-            dyn.openai_base_url, DYN_SERVED, transport="dynamo-nvext", tokenizer=tok,
-            backoff=0.05, max_retries=2,
+            dyn.openai_base_url,
+            DYN_SERVED,
+            transport="dynamo-nvext",
+            tokenizer=tok,
+            backoff=0.05,
+            max_retries=2,
         ) as c:
             rollout = c.rollout()
             messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fasttito
 import pydantic
 import pytest
-
-import fasttito
 from fasttito import (
     FasttitoError,
     MessageError,
@@ -110,7 +109,9 @@ def test_raise_exception_carries_the_template_message(tmp_path: Path) -> None:
     ids=["nested-loops", "unbounded-recursion", "doubling-string", "huge-output"],
 )
 def test_runaway_templates_stop_within_bounded_time(tmp_path: Path, template: str) -> None:
-    tok = fasttito.Tokenizer.from_dir(folder_with_template(tmp_path, template), template_fuel=1_000_000)
+    tok = fasttito.Tokenizer.from_dir(
+        folder_with_template(tmp_path, template), template_fuel=1_000_000
+    )
     start = time.monotonic()
     with pytest.raises(TemplateLimitError):
         tok.apply_chat_template([USER], tokenize=False)

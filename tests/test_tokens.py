@@ -7,7 +7,6 @@ import gc
 
 import numpy as np
 import pytest
-
 from fasttito import TokenIds
 
 
@@ -17,7 +16,11 @@ def test_sequence_protocol() -> None:
     assert len(ids) == 4 and ids[0] == 5 and ids[-2] == 2**32 - 1
     assert ids[1:3] == [0, 2**32 - 1] and ids[::-1] == [5, 2**32 - 1, 0, 5]
     assert list(ids) == ids.tolist() == [5, 0, 2**32 - 1, 5]
-    assert ids == [5, 0, 2**32 - 1, 5] and ids == (5, 0, 2**32 - 1, 5) and ids == TokenIds(ids.tolist())
+    assert (
+        ids == [5, 0, 2**32 - 1, 5]
+        and ids == (5, 0, 2**32 - 1, 5)
+        and ids == TokenIds(ids.tolist())
+    )
     assert ids != [5, 0] and ids != "not ids"
     assert 0 in ids and 7 not in ids and -1 not in ids
     assert ids.count(5) == 2 and ids.index(0) == 1

@@ -73,8 +73,17 @@ def upstream_test_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("verifiers-sdist")
     got = subprocess.run(
         [
-            sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-            "--disable-pip-version-check", "-d", str(where), f"verifiers=={VERIFIERS_VERSION}",
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+            str(where),
+            f"verifiers=={VERIFIERS_VERSION}",
         ],
         capture_output=True,
         text=True,
@@ -101,9 +110,17 @@ def upstream_test_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_verifiers_own_test_module_passes(upstream_test_file: Path) -> None:
     result = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "-c", str(upstream_test_file.parent / "pytest.ini"),
-            "--rootdir", str(upstream_test_file.parent), str(upstream_test_file),
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(upstream_test_file.parent / "pytest.ini"),
+            "--rootdir",
+            str(upstream_test_file.parent),
+            str(upstream_test_file),
         ],
         capture_output=True,
         text=True,
@@ -145,10 +162,9 @@ def test_renderer_transport_default_and_aliases(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_renderer_transport_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fasttito.verifiers import OpenAIChatCompletionsTokenClient as C
     from pydantic import ConfigDict
     from verifiers.legacy.types import ClientConfig
-
-    from fasttito.verifiers import OpenAIChatCompletionsTokenClient as C
 
     class ExtraConfig(ClientConfig):  # verifiers 0.3.1 has no such field: an extra attribute
         model_config = ConfigDict(extra="allow")
@@ -249,9 +265,8 @@ def test_symmetric_normalization_stitches(steps_as: str) -> None:
     flat ``vf.ToolCall``) against a prompt of plain dicts (``content: ""``, compact JSON
     arguments), and the reverse, must prefix-match; the stitched ids equal transformers' full
     render (qwen2.5 is history-stable for tool tails)."""
-    import verifiers as vf
-
     import fasttito
+    import verifiers as vf
     from fasttito.verifiers import OpenAIChatCompletionsTokenClient
 
     oracle = _oracle()

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fasttito.testing.dynamo_launch import DynamoHandle, start_dynamo
 from fasttito.testing.launch import EngineProcess, start_engine
 
@@ -169,7 +168,6 @@ def test_tool_env_with_local_bridges_sends_no_tokenize(engine: EngineProcess) ->
     """The client handed an ``AsyncOpenAI`` object (openai's default HTTP client) and a local
     tokenizer: no ``/tokenize`` calls, the same stitched ids."""
     import openai
-
     from fasttito.verifiers import OpenAIChatCompletionsTokenClient
 
     engine.reset()
@@ -195,10 +193,9 @@ def test_server_errors_reach_verifiers_typed(
     """A wrong key on the token route is openai's AuthenticationError (verifiers re-raises
     auth errors unwrapped); a prompt over max_model_len is vf.OverlongPromptError, which ends
     the rollout as truncated."""
+    import fasttito
     import openai
     import verifiers as vf
-
-    import fasttito
     from fasttito.verifiers import OpenAIChatCompletionsTokenClient
 
     engine.reset()
@@ -225,9 +222,15 @@ def test_server_errors_reach_verifiers_typed(
     last = engine.requests()[-1]
     assert last["path"] == "/v1/chat/completions/tokens" and last["status"] == 401
 
-    engine.faults({"mode": "status", "status": 400, "count": 1,
-                   "path": "/v1/chat/completions/tokens",
-                   "body": "This model's maximum context length is 16 tokens"})
+    engine.faults(
+        {
+            "mode": "status",
+            "status": 400,
+            "count": 1,
+            "path": "/v1/chat/completions/tokens",
+            "body": "This model's maximum context length is 16 tokens",
+        }
+    )
     client = OpenAIChatCompletionsTokenClient(vf_config(engine.v1_url), tokenizer=MODEL_DIR)
     with pytest.raises(vf.OverlongPromptError):
         asyncio.run(two_turns(break_key=False))
@@ -243,11 +246,10 @@ def dynamo(require_dynamo: None) -> Iterator[DynamoHandle]:
 
 
 def test_tool_env_rollouts_are_tito_on_dynamo(dynamo: DynamoHandle) -> None:
-    from transformers import AutoTokenizer
-    from verifiers.legacy.types import ClientConfig
-
     import fasttito
     from fasttito.verifiers import OpenAIChatCompletionsTokenClient
+    from transformers import AutoTokenizer
+    from verifiers.legacy.types import ClientConfig
 
     dynamo.set_control(max_tool_calls=TOOL_TURNS, echo_request=True)
     config = ClientConfig(
@@ -277,8 +279,11 @@ def test_tool_env_rollouts_are_tito_on_dynamo(dynamo: DynamoHandle) -> None:
             # its history stable for tool tails), so the stitching lost nothing
             messages, _ = asyncio.run(client.to_native_prompt(step["prompt"]))
             rendered = oracle.apply_chat_template(
-                [_plain(m) for m in messages], tools=native_tools, add_generation_prompt=True,
-                tokenize=True, return_dict=False,
+                [_plain(m) for m in messages],
+                tools=native_tools,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=False,
             )
             assert step["tokens"]["prompt_ids"] == list(rendered)
     metrics = fasttito.metrics()

@@ -130,7 +130,10 @@ def shared_folder(name: str) -> Path:
     folder = SHARED / name
     if not (folder / "tokenizer.json").is_file():
         # The same policy as the parity suite: a missing model matrix fails, never skips.
-        pytest.fail(f"shared model folder {name} not found under {SHARED} (set FASTTITO_MODELS)", pytrace=False)
+        pytest.fail(
+            f"shared model folder {name} not found under {SHARED} (set FASTTITO_MODELS)",
+            pytrace=False,
+        )
     return folder
 
 

@@ -7,9 +7,8 @@ import json
 import math
 from pathlib import Path
 
-import pytest
-
 import fasttito
+import pytest
 from fasttito import ResponseParseError, TokenIds, _core
 
 FIXTURES = Path(__file__).resolve().parents[1] / "rust" / "tests" / "fixtures"
@@ -23,20 +22,34 @@ def test_dynamo_engine_data_wins() -> None:
     assert parsed.completion_ids == data["completion_token_ids"]
     assert parsed.completion_logprobs == data["completion_logprobs"]
     assert parsed.prompt_ids == data["prompt_token_ids"]
-    assert parsed.routed_experts is not None and json.loads(parsed.routed_experts)["dtype"] == "uint8"
+    assert (
+        parsed.routed_experts is not None and json.loads(parsed.routed_experts)["dtype"] == "uint8"
+    )
 
 
 def test_vllm_chat_and_generate() -> None:
     chat = fasttito.parse_response((FIXTURES / "wire_a3_vllm_chat.json").read_bytes(), "vllm-chat")
     assert chat.completion_ids == [11613, 3542, 13, 151645] and chat.finish_reason == "stop"
     assert len(chat.completion_logprobs or []) == len(chat.completion_ids)
-    gen = fasttito.parse_response((FIXTURES / "wire_b2_vllm_generate.json").read_bytes(), "vllm-generate")
+    gen = fasttito.parse_response(
+        (FIXTURES / "wire_b2_vllm_generate.json").read_bytes(), "vllm-generate"
+    )
     assert gen.completion_ids == [7, 8] and gen.completion_logprobs == [-0.1, -0.2]
 
 
 def test_null_logprob_is_kept_as_nan_and_counted() -> None:
-    body = json.dumps({"choices": [{"token_ids": [1, 2], "finish_reason": "stop", "message": {"content": "x"},
-                                    "logprobs": {"content": [{"logprob": -0.5}, {"logprob": None}]}}]}).encode()
+    body = json.dumps(
+        {
+            "choices": [
+                {
+                    "token_ids": [1, 2],
+                    "finish_reason": "stop",
+                    "message": {"content": "x"},
+                    "logprobs": {"content": [{"logprob": -0.5}, {"logprob": None}]},
+                }
+            ]
+        }
+    ).encode()
     parsed = fasttito.parse_response(body, "vllm-chat")
     assert parsed.null_logprobs == 1 and math.isnan((parsed.completion_logprobs or [])[1])
 
@@ -61,15 +74,54 @@ def test_oversized_body_is_refused_before_parsing() -> None:
 
 def test_request_bodies() -> None:
     ids = TokenIds([1, 2, 3])
-    dyn = json.loads(_core.request_body("dynamo", "m", token_ids=ids, sampling={"temperature": 1.0, "priority": 4},
-                                        max_tokens=8, stop_token_ids=[99], cache_salt="ckpt-1", priority=5))
+    dyn = json.loads(
+        _core.request_body(
+            "dynamo",
+            "m",
+            token_ids=ids,
+            sampling={"temperature": 1.0, "priority": 4},
+            max_tokens=8,
+            stop_token_ids=[99],
+            cache_salt="ckpt-1",
+            priority=5,
+        )
+    )
     assert dyn["nvext"]["token_data"] == [1, 2, 3] and dyn["nvext"]["cache_salt"] == "ckpt-1"
-    assert dyn["nvext"]["agent_hints"] == {"priority": 5} and "priority" not in dyn and "cache_salt" not in dyn
+    assert (
+        dyn["nvext"]["agent_hints"] == {"priority": 5}
+        and "priority" not in dyn
+        and "cache_salt" not in dyn
+    )
     assert dyn["messages"] == [{"role": "user", "content": ""}] and "tools" not in dyn
-    gen = json.loads(_core.request_body("vllm-generate", "m", token_ids=[4, 5], max_tokens=8, stop_token_ids=[99], cache_salt="s"))
-    assert gen["token_ids"] == [4, 5] and gen["cache_salt"] == "s" and gen["sampling_params"]["stop_token_ids"] == [99]
-    tok = json.loads(_core.request_body("chat-tokens", "m", token_ids=[6], messages=[{"role": "user", "content": "x"}], max_tokens=8))
-    assert tok["tokens"] == [6] and tok["return_token_ids"] is True and tok["max_completion_tokens"] == 8
+    gen = json.loads(
+        _core.request_body(
+            "vllm-generate",
+            "m",
+            token_ids=[4, 5],
+            max_tokens=8,
+            stop_token_ids=[99],
+            cache_salt="s",
+        )
+    )
+    assert (
+        gen["token_ids"] == [4, 5]
+        and gen["cache_salt"] == "s"
+        and gen["sampling_params"]["stop_token_ids"] == [99]
+    )
+    tok = json.loads(
+        _core.request_body(
+            "chat-tokens",
+            "m",
+            token_ids=[6],
+            messages=[{"role": "user", "content": "x"}],
+            max_tokens=8,
+        )
+    )
+    assert (
+        tok["tokens"] == [6]
+        and tok["return_token_ids"] is True
+        and tok["max_completion_tokens"] == 8
+    )
     with pytest.raises(ValueError, match="unknown request kind"):
         _core.request_body("nope", "m")
 
@@ -77,11 +129,20 @@ def test_request_bodies() -> None:
 def test_decode_completion_recovers_the_message_the_template_renders_back() -> None:
     tok = fasttito.Tokenizer.from_dir(Path(__file__).resolve().parents[1] / "models" / "qwen2.5")
     conversation = [{"role": "user", "content": "Weather in Paris?"}]
-    call = {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+    call = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+            }
+        ],
+    }
     prefix = tok.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
     full = tok.apply_chat_template([*conversation, call], tokenize=False)
-    rest = full[len(prefix):]
+    rest = full[len(prefix) :]
     ids = tok.encode(rest[: rest.index("<|im_end|>") + len("<|im_end|>")])
     turn = tok.decode_completion(ids)
     assert turn["family"] == "hermes" and turn["finish_reason_hint"] == "tool_calls"

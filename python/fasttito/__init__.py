@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from fasttito._core import ParsedResponse as ParsedResponse
 from fasttito._core import PendingBridge as PendingBridge
 from fasttito._core import Plan as Plan
-from fasttito._core import ParsedResponse as ParsedResponse
 from fasttito._core import Tokenizer as Tokenizer
-from fasttito._core import parse_response as parse_response
 from fasttito._core import __version__ as __version__
+from fasttito._core import parse_response as parse_response
 from fasttito.client import Client as Client
 from fasttito.client import ClientRollout as ClientRollout
 from fasttito.client import Turn as Turn
@@ -37,20 +37,20 @@ __all__ = [
     "ConfigError",
     "FasttitoError",
     "MessageError",
+    "OverlongPromptError",
     "ParsedResponse",
     "PendingBridge",
-    "OverlongPromptError",
     "Plan",
     "RequestTimeoutError",
     "ResponseParseError",
     "ResponseTooLargeError",
-    "RolloutLimitError",
     "Rollout",
+    "RolloutLimitError",
     "ServerError",
     "TemplateError",
     "TemplateLimitError",
-    "TokenizationError",
     "TokenIds",
+    "TokenizationError",
     "Tokenizer",
     "TokenizerLoadError",
     "TrajectoryRollouts",

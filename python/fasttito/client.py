@@ -325,9 +325,7 @@ class Client:
     ) -> bytes:
         """POST ``body`` (JSON bytes, sent as they are); the success body, or a typed error.
         ``extra_headers`` are added to this request only (verifiers' per-state headers)."""
-        return (
-            await self._send("POST", url, body, transport, extra_headers=extra_headers)
-        ).body
+        return (await self._send("POST", url, body, transport, extra_headers=extra_headers)).body
 
     async def _send(
         self,

@@ -66,7 +66,9 @@ def _too_large(url: str, limit: int, declared: int | None = None) -> ResponseToo
     )
 
 
-async def _read_bounded(chunks: AsyncIterator[bytes], status: int, limit: int, url: str) -> HttpResponse:
+async def _read_bounded(
+    chunks: AsyncIterator[bytes], status: int, limit: int, url: str
+) -> HttpResponse:
     """Reads a body chunk by chunk, never holding more than ``limit`` bytes: a success body
     past the limit is a ``ResponseTooLargeError``; an error body is cut (and marked truncated),
     since only its beginning goes into the ``ServerError``."""

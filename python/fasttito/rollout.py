@@ -63,7 +63,9 @@ class Rollout:
         self._max_messages = max_messages
         self._max_tokens = max_tokens
         self._core = _core.Rollout(
-            tokenizer, stop_token_ids=list(stop_token_ids) if stop_token_ids is not None else None, verify=verify
+            tokenizer,
+            stop_token_ids=list(stop_token_ids) if stop_token_ids is not None else None,
+            verify=verify,
         )
         self._warned = False
 
@@ -143,7 +145,9 @@ class Rollout:
     ) -> _core.Plan:
         """Plan the next turn for the whole conversation ``messages`` (dicts or Pydantic models)."""
         messages = self._messages(messages)
-        return self._note(self._core.prepare(messages, tools, chat_template_kwargs, render_mito=render_mito))
+        return self._note(
+            self._core.prepare(messages, tools, chat_template_kwargs, render_mito=render_mito)
+        )
 
     def begin(
         self,
@@ -161,7 +165,10 @@ class Rollout:
         return result
 
     def finish(
-        self, pending: _core.PendingBridge, full_ids: Sequence[int] | None, base_ids: Sequence[int] | None
+        self,
+        pending: _core.PendingBridge,
+        full_ids: Sequence[int] | None,
+        base_ids: Sequence[int] | None,
     ) -> _core.Plan:
         """Complete a pending bridge; ``None`` ids mean tokenization failed (the turn goes MITO)."""
         return self._note(
@@ -184,5 +191,9 @@ class Rollout:
         conversation, the finish reason, and the engine's prompt ids if they are not the plan's
         (a MITO turn without a local render)."""
         self._core.record(
-            plan, list(completion_ids), message, finish_reason, list(prompt_ids) if prompt_ids is not None else None
+            plan,
+            list(completion_ids),
+            message,
+            finish_reason,
+            list(prompt_ids) if prompt_ids is not None else None,
         )

@@ -92,7 +92,11 @@ pub(crate) fn parse(text: &Text, start: usize, end: usize, out: &mut Parsed) {
     let rest = text.raw(pos, end);
     if !rest.trim().is_empty() {
         let started = rest.matches(CALL_BEGIN).count();
-        out.unparsed += if started == 0 && rest.contains(CALLS_BEGIN) { 1 } else { started };
+        out.unparsed += if started == 0 && rest.contains(CALLS_BEGIN) {
+            1
+        } else {
+            started
+        };
         out.content.push_str(&text.plain(pos, end));
     }
     out.calls.extend(calls);
@@ -132,7 +136,10 @@ mod tests {
     #[test]
     fn both_call_forms() {
         let c = parse_call("function<｜tool▁sep｜>f\n```json\n{\"a\": 1}\n```").unwrap();
-        assert_eq!((c.name.as_str(), c.call_type.as_deref()), ("f", Some("function")));
+        assert_eq!(
+            (c.name.as_str(), c.call_type.as_deref()),
+            ("f", Some("function"))
+        );
         assert_eq!(c.arguments_text.as_deref(), Some("{\"a\": 1}"));
         let c = parse_call("f<｜tool▁sep｜>{\"a\": 1}").unwrap();
         assert_eq!((c.name.as_str(), c.call_type), ("f", None));

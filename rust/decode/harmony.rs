@@ -48,7 +48,10 @@ const CALL: &str = "<|call|>";
 const RETURN: &str = "<|return|>";
 const FUNCTIONS: &str = "functions.";
 /// Strings gpt-oss' template refuses in content and reasoning.
-const FORBIDDEN: [&str; 2] = ["<|channel|>analysis<|message|>", "<|channel|>final<|message|>"];
+const FORBIDDEN: [&str; 2] = [
+    "<|channel|>analysis<|message|>",
+    "<|channel|>final<|message|>",
+];
 
 /// A piece of content: text, or an unparsed call (its verbatim text and its text without
 /// special tokens).
@@ -95,7 +98,10 @@ pub(crate) fn parse(text: &Text, out: &mut Parsed) {
         let (body_end, next) = terminator(s, body_start);
         let body = text.plain(body_start, body_end);
         match (recipient(header), channel(header)) {
-            (Some(to), _) => match to.strip_prefix(FUNCTIONS).and_then(|name| to_call(name, &body)) {
+            (Some(to), _) => match to
+                .strip_prefix(FUNCTIONS)
+                .and_then(|name| to_call(name, &body))
+            {
                 Some(call) => out.calls.push(call),
                 None => {
                     out.unparsed += 1;
@@ -179,7 +185,9 @@ fn recipient(header: &str) -> Option<&str> {
         let bounded = at == 0 || header[..at].ends_with([' ', '>']);
         if bounded {
             let rest = &header[at + 3..];
-            let len = rest.find(|c: char| c.is_whitespace() || c == '<').unwrap_or(rest.len());
+            let len = rest
+                .find(|c: char| c.is_whitespace() || c == '<')
+                .unwrap_or(rest.len());
             return (len > 0).then(|| &rest[..len]);
         }
         search = at + 3;
@@ -191,7 +199,9 @@ fn recipient(header: &str) -> Option<&str> {
 fn channel(header: &str) -> Option<&str> {
     let at = header.find(CHANNEL)? + CHANNEL.len();
     let rest = &header[at..];
-    let len = rest.find(|c: char| c.is_whitespace() || c == '<').unwrap_or(rest.len());
+    let len = rest
+        .find(|c: char| c.is_whitespace() || c == '<')
+        .unwrap_or(rest.len());
     Some(&rest[..len])
 }
 

@@ -38,7 +38,14 @@ pub(crate) fn parse(text: &Text, start: usize, end: usize, out: &mut Parsed) {
     let lead = start + leading_ws(&s[start..end]);
     let tagged = s[lead..end].starts_with(PYTHON_TAG);
     // Other special tokens are invisible here, as in the content.
-    let plain = text.plain(if tagged { lead + PYTHON_TAG.len() } else { start }, end);
+    let plain = text.plain(
+        if tagged {
+            lead + PYTHON_TAG.len()
+        } else {
+            start
+        },
+        end,
+    );
     let body = plain.trim_start();
 
     // One value, or `;`-separated values.
@@ -47,7 +54,9 @@ pub(crate) fn parse(text: &Text, start: usize, end: usize, out: &mut Parsed) {
     let mut q = 0;
     loop {
         segments += 1;
-        let Some((value, n)) = json_prefix(&body[q..]) else { break };
+        let Some((value, n)) = json_prefix(&body[q..]) else {
+            break;
+        };
         values.push(value);
         q += n;
         let rest = body[q..].trim_start();
@@ -81,7 +90,8 @@ fn leading_ws(s: &str) -> usize {
 
 /// `{` then whitespace then `"name"`.
 fn starts_with_name_key(body: &str) -> bool {
-    body.strip_prefix('{').is_some_and(|rest| rest.trim_start().starts_with("\"name\""))
+    body.strip_prefix('{')
+        .is_some_and(|rest| rest.trim_start().starts_with("\"name\""))
 }
 
 fn looks_like_call(value: &Json) -> bool {
@@ -92,13 +102,17 @@ fn looks_like_call(value: &Json) -> bool {
 
 /// Keys `name`, `parameters` (or `arguments`) and optionally `"type": "function"`.
 fn to_call(value: Json) -> Option<Call> {
-    let Json::Object(mut map) = value else { return None };
+    let Json::Object(mut map) = value else {
+        return None;
+    };
     if let Some(kind) = map.remove("type") {
         if kind != "function" {
             return None;
         }
     }
-    let Some(Json::String(name)) = map.remove("name") else { return None };
+    let Some(Json::String(name)) = map.remove("name") else {
+        return None;
+    };
     let arguments: Map<String, Json> = match (map.remove("parameters"), map.remove("arguments")) {
         (Some(Json::Object(a)), None) | (None, Some(Json::Object(a))) => a,
         _ => return None,

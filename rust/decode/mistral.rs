@@ -80,9 +80,15 @@ fn parse_array(s: &str) -> Result<(Vec<Call>, usize), usize> {
 }
 
 fn to_call(item: Json) -> Option<Call> {
-    let Json::Object(mut map) = item else { return None };
-    let Some(Json::String(name)) = map.remove("name") else { return None };
-    let Some(Json::Object(arguments)) = map.remove("arguments") else { return None };
+    let Json::Object(mut map) = item else {
+        return None;
+    };
+    let Some(Json::String(name)) = map.remove("name") else {
+        return None;
+    };
+    let Some(Json::Object(arguments)) = map.remove("arguments") else {
+        return None;
+    };
     let id = match map.remove("id") {
         None => None,
         Some(Json::String(id)) if valid_id(&id) => Some(id),
@@ -107,14 +113,28 @@ mod tests {
 
     #[test]
     fn arrays_parse_whole_or_not_at_all() {
-        let (calls, used) = parse_array(r#"[{"name": "f", "arguments": {}, "id": "abcDEF123"}] x"#).unwrap();
+        let (calls, used) =
+            parse_array(r#"[{"name": "f", "arguments": {}, "id": "abcDEF123"}] x"#).unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].id.as_deref(), Some("abcDEF123"));
         assert_eq!(used, 51);
-        assert_eq!(parse_array(r#"[{"name": "f", "arguments": {}}, {"name": "g"}]"#).err(), Some(2));
-        assert_eq!(parse_array(r#"[{"name": "f", "arguments": {}, "id": "call_1"}]"#).err(), Some(1));
-        assert_eq!(parse_array(r#"[{"name": "f", "arguments": {"#).err(), Some(1));
+        assert_eq!(
+            parse_array(r#"[{"name": "f", "arguments": {}}, {"name": "g"}]"#).err(),
+            Some(2)
+        );
+        assert_eq!(
+            parse_array(r#"[{"name": "f", "arguments": {}, "id": "call_1"}]"#).err(),
+            Some(1)
+        );
+        assert_eq!(
+            parse_array(r#"[{"name": "f", "arguments": {"#).err(),
+            Some(1)
+        );
         assert_eq!(parse_array("[]").err(), Some(1));
-        assert!(parse_array(r#"[{"name": "f", "arguments": {}}]"#).unwrap().0[0].id.is_none());
+        assert!(parse_array(r#"[{"name": "f", "arguments": {}}]"#)
+            .unwrap()
+            .0[0]
+            .id
+            .is_none());
     }
 }

@@ -248,20 +248,28 @@ impl Decoder {
             .filter(|(_, t)| t.special)
             .map(|(id, _)| *id)
             .collect();
-        let template_renders_reasoning =
-            tok.select_template(None, false).is_ok_and(|t| t.source.contains("reasoning_content"));
+        let template_renders_reasoning = tok
+            .select_template(None, false)
+            .is_ok_and(|t| t.source.contains("reasoning_content"));
         let split_reasoning = match family {
             Family::DeepSeek => true,
             Family::Hermes | Family::Qwen3Coder | Family::Plain => template_renders_reasoning,
             Family::Llama3 | Family::Mistral | Family::Harmony => false,
         };
-        Self { family, split_reasoning, stop_ids, special }
+        Self {
+            family,
+            split_reasoning,
+            stop_ids,
+            special,
+        }
     }
 
     /// A decoder for the family [`Family::detect`] finds in `tok`'s default chat template
     /// ([`Family::Plain`] when it has none).
     pub fn for_tokenizer(tok: &Tokenizer) -> Self {
-        let family = tok.select_template(None, false).map_or(Family::Plain, |t| Family::detect(&t.source));
+        let family = tok
+            .select_template(None, false)
+            .map_or(Family::Plain, |t| Family::detect(&t.source));
         Self::new(tok, family)
     }
 
@@ -292,7 +300,11 @@ impl Decoder {
         if self.family == Family::Harmony {
             harmony::parse(&text, &mut parsed);
         } else {
-            let body = if self.split_reasoning { think::split(&text, 0, end, &mut parsed) } else { 0 };
+            let body = if self.split_reasoning {
+                think::split(&text, 0, end, &mut parsed)
+            } else {
+                0
+            };
             match self.family {
                 Family::Hermes => hermes::parse(&text, body, end, &mut parsed),
                 Family::Qwen3Coder => qwen3_coder::parse(&text, body, end, &mut parsed),
@@ -318,7 +330,9 @@ impl Decoder {
                 }
             };
             let arguments = Json::Object(call.arguments);
-            let arguments_text = call.arguments_text.unwrap_or_else(|| python_json(&arguments));
+            let arguments_text = call
+                .arguments_text
+                .unwrap_or_else(|| python_json(&arguments));
             tool_calls.push(DecodedToolCall {
                 id,
                 generated_id,
@@ -330,7 +344,8 @@ impl Decoder {
         }
         // A template that renders reasoning splits a content holding `</think>` by itself
         // (Qwen3: `content.split('</think>')`) unless the message says there is no reasoning.
-        let no_reasoning = (self.split_reasoning && parsed.content.contains("</think>")).then_some("");
+        let no_reasoning =
+            (self.split_reasoning && parsed.content.contains("</think>")).then_some("");
         let message = build_message(
             self.family,
             &parsed.content,
@@ -350,7 +365,11 @@ impl Decoder {
 }
 
 /// Decodes one completion of `tok` in `family`: see [`Decoder`] to decode many.
-pub fn decode_completion(tok: &Tokenizer, family: Family, completion_ids: &[u32]) -> Result<DecodedTurn> {
+pub fn decode_completion(
+    tok: &Tokenizer,
+    family: Family,
+    completion_ids: &[u32],
+) -> Result<DecodedTurn> {
     Decoder::new(tok, family).decode(tok, completion_ids)
 }
 
@@ -375,11 +394,19 @@ fn generate_id(family: Family, index: usize, used: &[String]) -> String {
 
 /// `json.dumps(value, ensure_ascii=False)`, as transformers' `tojson` prints it.
 fn python_json(value: &Json) -> String {
-    json_dumps(&minijinja::Value::from(minijinja::value::Serde(value)), &JsonOptions::default())
-        .unwrap_or_else(|_| value.to_string())
+    json_dumps(
+        &minijinja::Value::from(minijinja::value::Serde(value)),
+        &JsonOptions::default(),
+    )
+    .unwrap_or_else(|_| value.to_string())
 }
 
-fn build_message(family: Family, content: &str, reasoning: Option<&str>, calls: &[DecodedToolCall]) -> Json {
+fn build_message(
+    family: Family,
+    content: &str,
+    reasoning: Option<&str>,
+    calls: &[DecodedToolCall],
+) -> Json {
     let mut message = Map::new();
     message.insert("role".into(), json!("assistant"));
     // gpt-oss' template raises on an assistant message with tool calls and both content and
@@ -390,7 +417,10 @@ fn build_message(family: Family, content: &str, reasoning: Option<&str>, calls: 
         && !calls.is_empty()
         && reasoning.is_some_and(|r| !r.is_empty())
         && !content.is_empty();
-    message.insert("content".into(), json!(if harmony_conflict { "" } else { content }));
+    message.insert(
+        "content".into(),
+        json!(if harmony_conflict { "" } else { content }),
+    );
     if let Some(reasoning) = reasoning {
         message.insert("reasoning_content".into(), json!(reasoning));
     }
@@ -490,7 +520,13 @@ pub(crate) struct Call {
 
 impl Call {
     pub(crate) fn new(name: String, arguments: Map<String, Json>) -> Self {
-        Self { name, arguments, arguments_text: None, id: None, call_type: None }
+        Self {
+            name,
+            arguments,
+            arguments_text: None,
+            id: None,
+            call_type: None,
+        }
     }
 }
 
@@ -609,7 +645,10 @@ mod tests {
     use super::*;
 
     fn text(s: &str, special: &[(usize, usize)]) -> Text {
-        Text { s: s.to_owned(), special: special.to_vec() }
+        Text {
+            s: s.to_owned(),
+            special: special.to_vec(),
+        }
     }
 
     #[test]
@@ -623,14 +662,29 @@ mod tests {
 
     #[test]
     fn detect_orders_markers() {
-        assert_eq!(Family::detect("<|start|>assistant<|channel|>final"), Family::Harmony);
+        assert_eq!(
+            Family::detect("<|start|>assistant<|channel|>final"),
+            Family::Harmony
+        );
         assert_eq!(Family::detect("[TOOL_CALLS]"), Family::Mistral);
-        assert_eq!(Family::detect("<tool_call>\n<function=x>\n<parameter=y>"), Family::Qwen3Coder);
+        assert_eq!(
+            Family::detect("<tool_call>\n<function=x>\n<parameter=y>"),
+            Family::Qwen3Coder
+        );
         assert_eq!(Family::detect("<tool_call>{\"name\""), Family::Hermes);
-        assert_eq!(Family::detect("<tool_call>x<arg_key>k</arg_key>"), Family::Plain);
-        assert_eq!(Family::detect("<|start_header_id|>\"parameters\": "), Family::Llama3);
+        assert_eq!(
+            Family::detect("<tool_call>x<arg_key>k</arg_key>"),
+            Family::Plain
+        );
+        assert_eq!(
+            Family::detect("<|start_header_id|>\"parameters\": "),
+            Family::Llama3
+        );
         assert_eq!(Family::detect("<|start_header_id|>"), Family::Plain);
-        assert_eq!(Family::detect("{{'<｜Assistant｜>' + content}}"), Family::DeepSeek);
+        assert_eq!(
+            Family::detect("{{'<｜Assistant｜>' + content}}"),
+            Family::DeepSeek
+        );
         for f in Family::ALL {
             assert_eq!(Family::from_name(f.as_str()), Some(f));
         }
@@ -639,7 +693,10 @@ mod tests {
     #[test]
     fn generated_ids_skip_ids_in_the_text() {
         assert_eq!(generate_id(Family::Hermes, 1, &[]), "call_1");
-        assert_eq!(generate_id(Family::Mistral, 0, &["call00000".into()]), "call00001");
+        assert_eq!(
+            generate_id(Family::Mistral, 0, &["call00000".into()]),
+            "call00001"
+        );
     }
 
     #[test]

@@ -54,7 +54,10 @@ fn parse_call(inner: &str) -> Option<Call> {
     loop {
         rest = rest.trim_start();
         if let Some(after) = rest.strip_prefix(FUNCTION_END) {
-            return after.trim().is_empty().then(|| Call::new(name.to_owned(), arguments));
+            return after
+                .trim()
+                .is_empty()
+                .then(|| Call::new(name.to_owned(), arguments));
         }
         let param = rest.strip_prefix(PARAM)?;
         let (key, value_and_rest) = param.split_once('>')?;
@@ -77,12 +80,17 @@ mod tests {
     fn calls_parse_only_when_every_tag_closes() {
         let call = parse_call("\n<function=f>\n<parameter=a>\nx\ny\n</parameter>\n<parameter=b>\n3\n</parameter>\n</function>\n").unwrap();
         assert_eq!(call.name, "f");
-        assert_eq!(Json::Object(call.arguments), serde_json::json!({"a": "x\ny", "b": "3"}));
+        assert_eq!(
+            Json::Object(call.arguments),
+            serde_json::json!({"a": "x\ny", "b": "3"})
+        );
         assert!(parse_call("\n<function=f>\n</function>\n").is_some());
         assert!(parse_call("\n<function=f>\n<parameter=a>\nx\n</function>\n").is_none());
         assert!(parse_call("\n<function=f>\n<parameter=a>\nx\n</parameter>\n").is_none());
-        assert!(parse_call("<function=f><parameter=a>1</parameter><parameter=a>2</parameter></function>")
-            .is_none());
+        assert!(parse_call(
+            "<function=f><parameter=a>1</parameter><parameter=a>2</parameter></function>"
+        )
+        .is_none());
         assert!(parse_call("<function=f>\nstray\n</function>").is_none());
         assert!(parse_call("<function=>\n</function>").is_none());
         assert!(parse_call("{\"name\": \"f\"}").is_none());

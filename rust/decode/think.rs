@@ -43,7 +43,11 @@ pub(crate) fn split(text: &Text, start: usize, end: usize, out: &mut Parsed) -> 
                 _ => start,
             };
             let close = start + close;
-            out.reasoning = Some(text.plain(reasoning_start, close).trim_matches('\n').to_owned());
+            out.reasoning = Some(
+                text.plain(reasoning_start, close)
+                    .trim_matches('\n')
+                    .to_owned(),
+            );
             let mut body = close + CLOSE.len();
             while text.s[body..end].starts_with('\n') {
                 body += 1;
@@ -53,7 +57,11 @@ pub(crate) fn split(text: &Text, start: usize, end: usize, out: &mut Parsed) -> 
         None => match leading_open {
             Some(o) => {
                 let reasoning_start = start + o + OPEN.len();
-                out.reasoning = Some(text.plain(reasoning_start, end).trim_matches('\n').to_owned());
+                out.reasoning = Some(
+                    text.plain(reasoning_start, end)
+                        .trim_matches('\n')
+                        .to_owned(),
+                );
                 end
             }
             None => start,

@@ -119,7 +119,10 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self { max_body_bytes: 1 << 30, max_depth: 64 }
+        Self {
+            max_body_bytes: 1 << 30,
+            max_depth: 64,
+        }
     }
 }
 
@@ -356,7 +359,9 @@ fn offset_of(body: &[u8], line: usize, column: usize) -> usize {
 /// unterminated string. Jumps with memchr, so a multi-MB base64 blob costs little.
 fn skip_string(body: &[u8], mut i: usize) -> usize {
     loop {
-        let Some(rest) = body.get(i..) else { return body.len() };
+        let Some(rest) = body.get(i..) else {
+            return body.len();
+        };
         match memchr::memchr2(b'"', b'\\', rest) {
             None => return body.len(),
             Some(k) if rest[k] == b'\\' => i += k + 2,
@@ -549,7 +554,10 @@ pub(crate) struct Logprobs {
 impl Logprobs {
     /// How many values are vLLM's `-9999.0` clamp of `-inf` (wire.md A.3).
     pub(crate) fn clamped(&self) -> usize {
-        self.values.iter().filter(|&&v| v == VLLM_LOGPROB_CLAMP).count()
+        self.values
+            .iter()
+            .filter(|&&v| v == VLLM_LOGPROB_CLAMP)
+            .count()
     }
 
     fn push(&mut self, v: Option<f64>) {
@@ -609,7 +617,10 @@ impl<'de, const TOKENS: bool> Deserialize<'de> for LogprobContent<TOKENS> {
                 let mut out = Logprobs::default();
                 loop {
                     let index = out.values.len();
-                    match seq.next_element_seed(EntrySeed::<T> { out: &mut out, index })? {
+                    match seq.next_element_seed(EntrySeed::<T> {
+                        out: &mut out,
+                        index,
+                    })? {
                         Some(()) => {}
                         None => break,
                     }
@@ -761,12 +772,21 @@ impl<'de> Deserialize<'de> for TokenTag {
                     })
                     .and_then(|digits| digits.parse::<u32>().ok());
                 Ok(match id {
-                    Some(id) => TokenTag { id: Some(id), bad: None },
-                    None => TokenTag { id: None, bad: Some(format!("{:?}", clip(s, 80))) },
+                    Some(id) => TokenTag {
+                        id: Some(id),
+                        bad: None,
+                    },
+                    None => TokenTag {
+                        id: None,
+                        bad: Some(format!("{:?}", clip(s, 80))),
+                    },
                 })
             }
             fn visit_unit<E: de::Error>(self) -> Result<TokenTag, E> {
-                Ok(TokenTag { id: None, bad: Some("null".to_owned()) })
+                Ok(TokenTag {
+                    id: None,
+                    bad: Some("null".to_owned()),
+                })
             }
         }
         d.deserialize_any(V)
@@ -805,7 +825,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Choices<T> {
                 d.deserialize_seq(self)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Choices<T>, A::Error> {
-                let Some(first) = seq.next_element::<T>()? else { return Ok(Choices::Empty) };
+                let Some(first) = seq.next_element::<T>()? else {
+                    return Ok(Choices::Empty);
+                };
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Choices::First(first))
             }
@@ -933,7 +955,14 @@ mod tests {
     fn token_ids_reject_out_of_range() {
         let ok: Ids = serde_json::from_str("[0, 4294967295]").unwrap_or_default();
         assert_eq!(ok.0, vec![0, u32::MAX]);
-        for bad in ["[4294967296]", "[-1]", "[1.5]", "[\"1\"]", "[null]", "[1e20]"] {
+        for bad in [
+            "[4294967296]",
+            "[-1]",
+            "[1.5]",
+            "[\"1\"]",
+            "[null]",
+            "[1e20]",
+        ] {
             assert!(serde_json::from_str::<Ids>(bad).is_err(), "{bad}");
         }
     }

@@ -69,20 +69,23 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
     let nvext = body.nvext.unwrap_or_default();
     let engine = nvext.engine_data.unwrap_or_default();
 
-    let (ids, ids_from) =
-        match (engine.completion_token_ids, nvext.completion_token_ids, choice.token_ids) {
-            (Some(Ids(ids)), _, _) => (ids, ENGINE_COMPLETION_IDS),
-            (None, Some(Ids(ids)), _) => (ids, NVEXT_COMPLETION_IDS),
-            (None, None, Some(Ids(ids))) => (ids, TOKEN_IDS),
-            (None, None, None) => {
-                return Err(cx.error(format_args!(
+    let (ids, ids_from) = match (
+        engine.completion_token_ids,
+        nvext.completion_token_ids,
+        choice.token_ids,
+    ) {
+        (Some(Ids(ids)), _, _) => (ids, ENGINE_COMPLETION_IDS),
+        (None, Some(Ids(ids)), _) => (ids, NVEXT_COMPLETION_IDS),
+        (None, None, Some(Ids(ids))) => (ids, TOKEN_IDS),
+        (None, None, None) => {
+            return Err(cx.error(format_args!(
                 "expected the completion's token ids, found none of `{ENGINE_COMPLETION_IDS}`, \
                  `{NVEXT_COMPLETION_IDS}` or `{TOKEN_IDS}`. Request them with \
                  `nvext.extra_fields: [\"engine_data\"]` (Dynamo >= 1.3 with the vLLM worker; \
                  wire.md C.1, C.2)"
             )))
-            }
-        };
+        }
+    };
     let mut out = Parsed::new(ids, ids_from);
 
     let logprobs = match engine.completion_logprobs {
@@ -94,14 +97,24 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
         set_logprobs(&mut out, lp, from);
     }
 
-    out.prompt_ids = engine.prompt_token_ids.or(nvext.prompt_token_ids).map(|Ids(ids)| ids);
+    out.prompt_ids = engine
+        .prompt_token_ids
+        .or(nvext.prompt_token_ids)
+        .map(|Ids(ids)| ids);
     out.usage = body.usage;
     out.response_id = body.id;
-    let stop = choice.stop_reason.filter(|r| r.get() != "null").or(nvext.stop_reason);
+    let stop = choice
+        .stop_reason
+        .filter(|r| r.get() != "null")
+        .or(nvext.stop_reason);
     super::vllm_chat::fill_choice(cx, &mut out, choice.message, choice.finish_reason, stop)?;
-    let experts = [choice.routed_experts, nvext.routed_experts, engine.routed_experts]
-        .into_iter()
-        .find_map(|raw| routed(cx, raw));
+    let experts = [
+        choice.routed_experts,
+        nvext.routed_experts,
+        engine.routed_experts,
+    ]
+    .into_iter()
+    .find_map(|raw| routed(cx, raw));
     if let Some((raw, span)) = experts {
         out.routed_experts = Some(raw);
         out.routed_experts_span = Some(span);
@@ -127,7 +140,10 @@ mod tests {
         let p = p.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.completion_ids, vec![5]);
         assert_eq!(p.completion_ids_from, "choices[0].token_ids");
-        assert_eq!(p.completion_logprobs_from, Some("choices[0].logprobs.content"));
+        assert_eq!(
+            p.completion_logprobs_from,
+            Some("choices[0].logprobs.content")
+        );
     }
 
     #[test]

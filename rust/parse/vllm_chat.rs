@@ -123,7 +123,13 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
     out.prompt_ids = body.prompt_token_ids.map(|Ids(ids)| ids);
     out.usage = body.usage;
     out.response_id = body.id;
-    fill_choice(cx, &mut out, choice.message, choice.finish_reason, choice.stop_reason)?;
+    fill_choice(
+        cx,
+        &mut out,
+        choice.message,
+        choice.finish_reason,
+        choice.stop_reason,
+    )?;
     if let Some((raw, span)) = routed(cx, choice.routed_experts) {
         out.routed_experts = Some(raw);
         out.routed_experts_span = Some(span);
@@ -142,7 +148,12 @@ pub(crate) fn fill_choice(
     if let Some(message) = message {
         out.content = message.content;
         out.reasoning_content = message.reasoning_content.or(message.reasoning);
-        for (i, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
+        for (i, call) in message
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             out.tool_calls.push(tool_call(cx, i, call)?);
         }
     }
@@ -181,12 +192,18 @@ fn tool_call(cx: Cx<'_>, i: usize, call: ToolCall<'_>) -> Result<ParsedToolCall>
         }
         Some(raw) if raw.get().starts_with('"') => serde_json::from_str::<String>(raw.get())
             .map_err(|e| {
-                cx.error(format_args!("`{path}.arguments` is not a valid JSON string: {e}"))
+                cx.error(format_args!(
+                    "`{path}.arguments` is not a valid JSON string: {e}"
+                ))
             })?,
         // Some servers send the arguments object itself: keep its text as sent.
         Some(raw) => raw.get().to_owned(),
     };
-    Ok(ParsedToolCall { id: call.id, name, arguments })
+    Ok(ParsedToolCall {
+        id: call.id,
+        name,
+        arguments,
+    })
 }
 
 #[cfg(test)]

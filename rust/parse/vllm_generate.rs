@@ -81,8 +81,11 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
                 out.completion_ids[*i]
             )));
         }
-        if let Some(i) =
-            lp.tokens.iter().zip(&out.completion_ids).position(|(tag, id)| *tag != Some(*id))
+        if let Some(i) = lp
+            .tokens
+            .iter()
+            .zip(&out.completion_ids)
+            .position(|(tag, id)| *tag != Some(*id))
         {
             return Err(cx.error(format_args!(
                 "expected `{LOGPROBS}[{i}].token` to be \"token_id:{}\" (the id at \
@@ -112,7 +115,11 @@ mod tests {
     use crate::parse::{parse_response, ParseOptions, Wire};
 
     fn parse(body: &str) -> crate::Result<crate::parse::Parsed> {
-        parse_response(body.as_bytes(), Wire::VllmGenerate, &ParseOptions::default())
+        parse_response(
+            body.as_bytes(),
+            Wire::VllmGenerate,
+            &ParseOptions::default(),
+        )
     }
 
     #[test]
@@ -124,8 +131,14 @@ mod tests {
         let swapped = parse(
             r#"{"choices":[{"token_ids":[7,8],"logprobs":{"content":[{"token":"token_id:8","logprob":-0.1},{"token":"token_id:7","logprob":-0.2}]}}]}"#,
         );
-        let text = swapped.err().map(|e| e.text().to_owned()).unwrap_or_default();
-        assert!(text.contains("content[0].token") && text.contains("token_id:7"), "{text}");
+        let text = swapped
+            .err()
+            .map(|e| e.text().to_owned())
+            .unwrap_or_default();
+        assert!(
+            text.contains("content[0].token") && text.contains("token_id:7"),
+            "{text}"
+        );
     }
 
     #[test]

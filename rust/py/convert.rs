@@ -94,12 +94,17 @@ fn convert(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Json> {
         return Ok(Json::Object(map));
     }
     let ty = obj.get_type();
-    let module: String = ty.getattr(intern!(py, "__module__"))?.extract().unwrap_or_default();
+    let module: String = ty
+        .getattr(intern!(py, "__module__"))?
+        .extract()
+        .unwrap_or_default();
     if module == "numpy" && obj.hasattr(intern!(py, "item"))? {
         let item = obj.call_method0(intern!(py, "item"))?;
         return convert(&item, what, depth + 1);
     }
-    if obj.hasattr(intern!(py, "__dataclass_fields__"))? && !obj.is_instance_of::<pyo3::types::PyType>() {
+    if obj.hasattr(intern!(py, "__dataclass_fields__"))?
+        && !obj.is_instance_of::<pyo3::types::PyType>()
+    {
         let dataclasses = py.import(intern!(py, "dataclasses"))?;
         let fields = dataclasses.call_method1(intern!(py, "fields"), (obj,))?;
         let mut map = Map::new();
@@ -134,7 +139,9 @@ fn dict_key(key: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
         Ok(s) => text(s, what),
         Err(_) => Err(MessageError::new_err(format!(
             "{what} has the dict key {}, but chat data keys must be strings",
-            key.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into())
+            key.repr()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| "?".into())
         ))),
     }
 }

@@ -27,7 +27,11 @@ impl TokenIds {
     pub fn new(ids: impl Into<Arc<[u32]>>) -> Self {
         let ids: Arc<[u32]> = ids.into();
         let shape = ids.len() as isize;
-        Self { ids, shape, stride: 4 }
+        Self {
+            ids,
+            shape,
+            stride: 4,
+        }
     }
 
     /// The ids.
@@ -67,16 +71,20 @@ pub fn ids_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Arc<[u32]>> {
                 Err(_) => {
                     return Err(PyValueError::new_err(format!(
                         "{what}[{i}] is {}, but token ids are ints in 0..2**32",
-                        list.get_item(i).map(|v| v.repr().map(|r| r.to_string()).unwrap_or_default()).unwrap_or_default()
+                        list.get_item(i)
+                            .map(|v| v.repr().map(|r| r.to_string()).unwrap_or_default())
+                            .unwrap_or_default()
                     )))
                 }
             }
         }
         return Ok(out.into());
     }
-    obj.extract::<Vec<u32>>()
-        .map(Into::into)
-        .map_err(|_| PyValueError::new_err(format!("{what} must be a list of token ids (ints in 0..2**32)")))
+    obj.extract::<Vec<u32>>().map(Into::into).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a list of token ids (ints in 0..2**32)"
+        ))
+    })
 }
 
 /// Reads a sequence of ints from Python: a `TokenIds`, or any iterable of ints.
@@ -98,7 +106,11 @@ impl TokenIds {
         self.ids.len()
     }
 
-    fn __getitem__<'py>(&self, py: Python<'py>, index: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        index: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         if let Ok(slice) = index.cast::<PySlice>() {
             let idx = slice.indices(self.ids.len() as isize)?;
             let mut out = Vec::with_capacity(idx.slicelength);
@@ -113,13 +125,18 @@ impl TokenIds {
         let n = self.ids.len() as isize;
         let j = if i < 0 { i + n } else { i };
         if !(0..n).contains(&j) {
-            return Err(PyIndexError::new_err(format!("TokenIds index {i} out of range for {n} ids")));
+            return Err(PyIndexError::new_err(format!(
+                "TokenIds index {i} out of range for {n} ids"
+            )));
         }
         Ok(self.ids[j as usize].into_pyobject(py)?.into_any())
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PyList::new(py, self.ids.iter())?.into_any().try_iter().map(Bound::into_any)
+        PyList::new(py, self.ids.iter())?
+            .into_any()
+            .try_iter()
+            .map(Bound::into_any)
     }
 
     fn __contains__(&self, id: i64) -> bool {
@@ -157,13 +174,23 @@ impl TokenIds {
         !self.__eq__(other)
     }
 
-    fn __add__<'py>(&self, py: Python<'py>, other: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-        let rest = extract_ids(other).ok_or_else(|| PyValueError::new_err("can only add a sequence of ids"))?;
+    fn __add__<'py>(
+        &self,
+        py: Python<'py>,
+        other: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let rest = extract_ids(other)
+            .ok_or_else(|| PyValueError::new_err("can only add a sequence of ids"))?;
         PyList::new(py, self.ids.iter().copied().chain(rest))
     }
 
-    fn __radd__<'py>(&self, py: Python<'py>, other: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-        let mut first = extract_ids(other).ok_or_else(|| PyValueError::new_err("can only add a sequence of ids"))?;
+    fn __radd__<'py>(
+        &self,
+        py: Python<'py>,
+        other: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut first = extract_ids(other)
+            .ok_or_else(|| PyValueError::new_err("can only add a sequence of ids"))?;
         first.extend_from_slice(&self.ids);
         PyList::new(py, first)
     }
@@ -171,10 +198,18 @@ impl TokenIds {
     fn __repr__(&self) -> String {
         let head: Vec<String> = self.ids.iter().take(8).map(u32::to_string).collect();
         let more = if self.ids.len() > 8 { ", ..." } else { "" };
-        format!("TokenIds([{}{more}], len={})", head.join(", "), self.ids.len())
+        format!(
+            "TokenIds([{}{more}], len={})",
+            head.join(", "),
+            self.ids.len()
+        )
     }
 
-    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
         if view.is_null() {
             return Err(PyBufferError::new_err("view is null"));
         }
@@ -201,8 +236,16 @@ impl TokenIds {
                 std::ptr::null_mut()
             };
             (*view).ndim = 1;
-            (*view).shape = if (flags & ffi::PyBUF_ND) == ffi::PyBUF_ND { shape } else { std::ptr::null_mut() };
-            (*view).strides = if (flags & ffi::PyBUF_STRIDES) == ffi::PyBUF_STRIDES { stride } else { std::ptr::null_mut() };
+            (*view).shape = if (flags & ffi::PyBUF_ND) == ffi::PyBUF_ND {
+                shape
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).strides = if (flags & ffi::PyBUF_STRIDES) == ffi::PyBUF_STRIDES {
+                stride
+            } else {
+                std::ptr::null_mut()
+            };
             (*view).suboffsets = std::ptr::null_mut();
             (*view).internal = std::ptr::null_mut();
         }

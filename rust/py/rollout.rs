@@ -47,9 +47,16 @@ const TAG_OBJECT: usize = usize::MAX - 3;
 /// the same leaf objects in the same places, so they are equal: verifiers rebuilds its message
 /// dicts every turn (`to_native_prompt`) around the same strings, and such a rebuilt message is
 /// recognised without reading or hashing its text again.
-fn walk<'py>(obj: &Bound<'py, PyAny>, shape: &mut Vec<usize>, mut leaves: Option<&mut Vec<Bound<'py, PyAny>>>, depth: usize) -> PyResult<()> {
+fn walk<'py>(
+    obj: &Bound<'py, PyAny>,
+    shape: &mut Vec<usize>,
+    mut leaves: Option<&mut Vec<Bound<'py, PyAny>>>,
+    depth: usize,
+) -> PyResult<()> {
     if depth > 32 {
-        return Err(MessageError::new_err("a message is nested more than 32 levels deep"));
+        return Err(MessageError::new_err(
+            "a message is nested more than 32 levels deep",
+        ));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
         shape.push(TAG_DICT);
@@ -121,7 +128,11 @@ impl SeenCache {
 
     /// The hash and JSON of a message of this `shape`, if one was seen in the last two turns.
     fn get(&mut self, key: u64, shape: &[usize]) -> Option<(u128, Arc<Json>)> {
-        if let Some(s) = self.current.get(&key).and_then(|v| v.iter().find(|s| s.shape == shape)) {
+        if let Some(s) = self
+            .current
+            .get(&key)
+            .and_then(|v| v.iter().find(|s| s.shape == shape))
+        {
             return Some((s.hash, s.json.clone()));
         }
         let older = self.previous.get_mut(&key)?;
@@ -137,7 +148,11 @@ impl SeenCache {
 
     /// Messages held, in both generations.
     fn len(&self) -> usize {
-        self.current.values().chain(self.previous.values()).map(Vec::len).sum()
+        self.current
+            .values()
+            .chain(self.previous.values())
+            .map(Vec::len)
+            .sum()
     }
 }
 
@@ -149,7 +164,11 @@ struct State {
 
 /// The engine's view of one Python message: converted and hashed, from the cache if a message
 /// of the same shape was seen in the last two turns.
-fn intern_message(seen: &mut SeenCache, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(u128, Arc<Json>)> {
+fn intern_message(
+    seen: &mut SeenCache,
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+) -> PyResult<(u128, Arc<Json>)> {
     let mut shape = Vec::with_capacity(32);
     walk(obj, &mut shape, None, 0)?;
     let mut h = FxHasher::default();
@@ -167,7 +186,15 @@ fn intern_message(seen: &mut SeenCache, obj: &Bound<'_, PyAny>, what: &str) -> P
     let mut leaves = Vec::with_capacity(16);
     walk(obj, &mut again, Some(&mut leaves), 0)?;
     let leaves = leaves.into_iter().map(Bound::unbind).collect();
-    seen.insert(key, Seen { shape, _leaves: leaves, hash, json: json.clone() });
+    seen.insert(
+        key,
+        Seen {
+            shape,
+            _leaves: leaves,
+            hash,
+            json: json.clone(),
+        },
+    );
     Ok((hash, json))
 }
 
@@ -240,7 +267,9 @@ impl PyPlan {
     /// Verify mode's comparison of stitched and re-rendered ids, as a dict, when it ran.
     #[getter]
     fn verify<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(r) = &self.plan.verify else { return Ok(None) };
+        let Some(r) = &self.plan.verify else {
+            return Ok(None);
+        };
         let d = PyDict::new(py);
         d.set_item("identical", r.identical)?;
         d.set_item("first_diff", r.first_diff)?;
@@ -292,7 +321,10 @@ impl PyPendingBridge {
 pub(super) fn json_to_py(py: Python<'_>, value: &Json) -> PyResult<Py<PyAny>> {
     Ok(match value {
         Json::Null => py.None(),
-        Json::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any().unbind(),
+        Json::Bool(b) => pyo3::types::PyBool::new(py, *b)
+            .to_owned()
+            .into_any()
+            .unbind(),
         Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => i.into_pyobject(py)?.into_any().unbind(),
             (None, Some(u), _) => u.into_pyobject(py)?.into_any().unbind(),
@@ -349,16 +381,24 @@ impl PyRollout {
         }
         let mut jsons = Vec::new();
         let mut hashes = Vec::new();
-        let iter = messages.try_iter().map_err(|_| MessageError::new_err("messages must be a list of chat messages"))?;
+        let iter = messages
+            .try_iter()
+            .map_err(|_| MessageError::new_err("messages must be a list of chat messages"))?;
         for (i, message) in iter.enumerate() {
-            let (hash, json) = intern_message(&mut state.seen, &message?, &format!("messages[{i}]"))?;
+            let (hash, json) =
+                intern_message(&mut state.seen, &message?, &format!("messages[{i}]"))?;
             hashes.push(hash);
             jsons.push(json);
         }
         if jsons.is_empty() {
-            return Err(MessageError::new_err("messages is empty; a turn needs at least one message"));
+            return Err(MessageError::new_err(
+                "messages is empty; a turn needs at least one message",
+            ));
         }
-        let tools = tools.filter(|t| !t.is_none()).map(|t| to_json_list(t, "tools")).transpose()?;
+        let tools = tools
+            .filter(|t| !t.is_none())
+            .map(|t| to_json_list(t, "tools"))
+            .transpose()?;
         let kwargs = match chat_template_kwargs.filter(|k| !k.is_none()) {
             Some(k) => match to_json(k, "chat_template_kwargs")? {
                 Json::Object(map) => map,
@@ -367,8 +407,19 @@ impl PyRollout {
             None => Map::new(),
         };
         let tools_fp = fingerprint(tools.as_ref().map(|t| Json::Array(t.clone())).as_ref());
-        let kwargs_fp = fingerprint((!kwargs.is_empty()).then(|| Json::Object(kwargs.clone())).as_ref());
-        Ok(Prepared { prefix: prefix_hashes(&hashes), jsons, tools, kwargs, tools_fp, kwargs_fp })
+        let kwargs_fp = fingerprint(
+            (!kwargs.is_empty())
+                .then(|| Json::Object(kwargs.clone()))
+                .as_ref(),
+        );
+        Ok(Prepared {
+            prefix: prefix_hashes(&hashes),
+            jsons,
+            tools,
+            kwargs,
+            tools_fp,
+            kwargs_fp,
+        })
     }
 }
 
@@ -376,15 +427,28 @@ impl PyRollout {
 impl PyRollout {
     #[new]
     #[pyo3(signature = (tokenizer = None, *, stop_token_ids = None, verify = false))]
-    fn new(tokenizer: Option<&Bound<'_, PyTokenizer>>, stop_token_ids: Option<Vec<u32>>, verify: bool) -> PyResult<Self> {
+    fn new(
+        tokenizer: Option<&Bound<'_, PyTokenizer>>,
+        stop_token_ids: Option<Vec<u32>>,
+        verify: bool,
+    ) -> PyResult<Self> {
         let tokenizer = tokenizer.map(|t| t.get().core());
         if verify && tokenizer.is_none() {
-            return Err(PyValueError::new_err("verify=True needs a local tokenizer to re-render with"));
+            return Err(PyValueError::new_err(
+                "verify=True needs a local tokenizer to re-render with",
+            ));
         }
         let stops = stop_token_ids
             .or_else(|| tokenizer.as_ref().map(|t| t.stop_token_ids().to_vec()))
             .unwrap_or_default();
-        Ok(Self { tokenizer, verify, state: Mutex::new(State { rollout: Rollout::new(stops), ..Default::default() }) })
+        Ok(Self {
+            tokenizer,
+            verify,
+            state: Mutex::new(State {
+                rollout: Rollout::new(stops),
+                ..Default::default()
+            }),
+        })
     }
 
     /// Number of recorded turns.
@@ -429,9 +493,21 @@ impl PyRollout {
         let state = &self.state;
         let plan = py.detach(move || {
             let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
-            let input = TurnInput { messages: &refs, prefix: &p.prefix, tools_fp: p.tools_fp, kwargs_fp: p.kwargs_fp };
+            let input = TurnInput {
+                messages: &refs,
+                prefix: &p.prefix,
+                tools_fp: p.tools_fp,
+                kwargs_fp: p.kwargs_fp,
+            };
             let guard = state.lock();
-            guard.rollout.prepare_local(&tok, &input, p.tools.as_deref(), &p.kwargs, render_mito, verify)
+            guard.rollout.prepare_local(
+                &tok,
+                &input,
+                p.tools.as_deref(),
+                &p.kwargs,
+                render_mito,
+                verify,
+            )
         });
         Ok(PyPlan { plan })
     }
@@ -448,14 +524,27 @@ impl PyRollout {
     ) -> PyResult<Py<PyAny>> {
         let p = self.prepare_inputs(messages, tools, chat_template_kwargs, true)?;
         let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
-        let input = TurnInput { messages: &refs, prefix: &p.prefix, tools_fp: p.tools_fp, kwargs_fp: p.kwargs_fp };
+        let input = TurnInput {
+            messages: &refs,
+            prefix: &p.prefix,
+            tools_fp: p.tools_fp,
+            kwargs_fp: p.kwargs_fp,
+        };
         let begun = self.state.lock().rollout.begin(&input);
         match begun {
             Begin::Fallback(plan) => Ok(Py::new(py, PyPlan { plan })?.into_any()),
             Begin::Bridge(pending) => {
                 let full = json_to_py(py, &Json::Array(pending.inputs.full.clone()))?;
                 let base = json_to_py(py, &Json::Array(pending.inputs.base.clone()))?;
-                Ok(Py::new(py, PyPendingBridge { pending: Mutex::new(Some(pending)), full, base })?.into_any())
+                Ok(Py::new(
+                    py,
+                    PyPendingBridge {
+                        pending: Mutex::new(Some(pending)),
+                        full,
+                        base,
+                    },
+                )?
+                .into_any())
             }
         }
     }
@@ -463,9 +552,18 @@ impl PyRollout {
     /// Completes a pending bridge from the ids of its `full_messages` and `base_messages`; with
     /// `None` for both (tokenization failed), the turn falls back to MITO.
     #[pyo3(signature = (pending, full_ids, base_ids))]
-    fn finish(&self, pending: &Bound<'_, PyPendingBridge>, full_ids: Option<&Bound<'_, PyAny>>, base_ids: Option<&Bound<'_, PyAny>>) -> PyResult<PyPlan> {
-        let full_ids = full_ids.map(|ids| ids_from_py(ids, "full_ids")).transpose()?;
-        let base_ids = base_ids.map(|ids| ids_from_py(ids, "base_ids")).transpose()?;
+    fn finish(
+        &self,
+        pending: &Bound<'_, PyPendingBridge>,
+        full_ids: Option<&Bound<'_, PyAny>>,
+        base_ids: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyPlan> {
+        let full_ids = full_ids
+            .map(|ids| ids_from_py(ids, "full_ids"))
+            .transpose()?;
+        let base_ids = base_ids
+            .map(|ids| ids_from_py(ids, "base_ids"))
+            .transpose()?;
         let pending = pending
             .get()
             .pending
@@ -506,7 +604,16 @@ impl PyRollout {
         }
         let p = self.prepare_inputs(all.as_any(), tools, chat_template_kwargs, false)?;
         let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
-        self.state.lock().rollout.ingest(&refs, &p.prefix, prompt_len, prompt_ids, completion_ids, is_truncated, p.tools_fp, p.kwargs_fp);
+        self.state.lock().rollout.ingest(
+            &refs,
+            &p.prefix,
+            prompt_len,
+            prompt_ids,
+            completion_ids,
+            is_truncated,
+            p.tools_fp,
+            p.kwargs_fp,
+        );
         Ok(())
     }
 
@@ -523,7 +630,9 @@ impl PyRollout {
     ) -> PyResult<()> {
         let plan = &plan.get().plan;
         let completion_ids = ids_from_py(completion_ids, "completion_ids")?.to_vec();
-        let prompt_ids = prompt_ids.map(|ids| ids_from_py(ids, "prompt_ids")).transpose()?;
+        let prompt_ids = prompt_ids
+            .map(|ids| ids_from_py(ids, "prompt_ids"))
+            .transpose()?;
         let prompt_ids = match prompt_ids.or_else(|| plan.prompt_ids.clone()) {
             Some(ids) => ids,
             None => {
@@ -535,7 +644,9 @@ impl PyRollout {
         };
         let mut state = self.state.lock();
         let (hash, _) = intern_message(&mut state.seen, message, "message")?;
-        state.rollout.record(plan, prompt_ids, completion_ids, hash, finish_reason);
+        state
+            .rollout
+            .record(plan, prompt_ids, completion_ids, hash, finish_reason);
         Ok(())
     }
 }

@@ -49,18 +49,35 @@ impl PyTokenizer {
     #[staticmethod]
     #[pyo3(signature = (path, *, template_fuel = RenderLimits::default().fuel, cache_bytes = LoadOptions::default().cache_bytes,
                         template_recursion = RenderLimits::default().recursion))]
-    fn from_dir(py: Python<'_>, path: PathBuf, template_fuel: u64, cache_bytes: usize, template_recursion: usize) -> PyResult<Self> {
+    fn from_dir(
+        py: Python<'_>,
+        path: PathBuf,
+        template_fuel: u64,
+        cache_bytes: usize,
+        template_recursion: usize,
+    ) -> PyResult<Self> {
         let options = LoadOptions {
-            limits: RenderLimits { fuel: template_fuel, recursion: template_recursion },
+            limits: RenderLimits {
+                fuel: template_fuel,
+                recursion: template_recursion,
+            },
             cache_bytes,
         };
         let inner = py.detach(|| Tokenizer::from_dir(&path, &options))?;
-        Ok(Self { inner: Arc::new(inner), decoder: std::sync::OnceLock::new() })
+        Ok(Self {
+            inner: Arc::new(inner),
+            decoder: std::sync::OnceLock::new(),
+        })
     }
 
     /// Encodes text, without special tokens unless `add_special_tokens`.
     #[pyo3(signature = (text, add_special_tokens = false))]
-    fn encode(&self, py: Python<'_>, text: &Bound<'_, PyString>, add_special_tokens: bool) -> PyResult<Vec<u32>> {
+    fn encode(
+        &self,
+        py: Python<'_>,
+        text: &Bound<'_, PyString>,
+        add_special_tokens: bool,
+    ) -> PyResult<Vec<u32>> {
         let tok = self.inner.clone();
         let text = text.to_str().map(str::to_owned).map_err(|_| {
             TokenizationError::new_err(
@@ -96,9 +113,15 @@ impl PyTokenizer {
         template_kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let mut list = Vec::new();
-        for (i, message) in messages.try_iter().map_err(|_| {
-            MessageError::new_err("messages must be a list of chat messages (dicts or Pydantic models)")
-        })?.enumerate() {
+        for (i, message) in messages
+            .try_iter()
+            .map_err(|_| {
+                MessageError::new_err(
+                    "messages must be a list of chat messages (dicts or Pydantic models)",
+                )
+            })?
+            .enumerate()
+        {
             list.push(to_json(&message?, &format!("messages[{i}]"))?);
         }
         let mut kwargs = Map::new();
@@ -110,10 +133,19 @@ impl PyTokenizer {
             }
         }
         let options = ChatOptions {
-            tools: tools.filter(|t| !t.is_none()).map(|t| to_json_list(t, "tools")).transpose()?,
-            documents: documents.filter(|d| !d.is_none()).map(|d| to_json_list(d, "documents")).transpose()?,
+            tools: tools
+                .filter(|t| !t.is_none())
+                .map(|t| to_json_list(t, "tools"))
+                .transpose()?,
+            documents: documents
+                .filter(|d| !d.is_none())
+                .map(|d| to_json_list(d, "documents"))
+                .transpose()?,
             add_generation_prompt,
-            continue_final_message: continue_final_message.map(continue_field).transpose()?.flatten(),
+            continue_final_message: continue_final_message
+                .map(continue_field)
+                .transpose()?
+                .flatten(),
             template_name: chat_template,
             kwargs,
         };
@@ -164,7 +196,11 @@ impl PyTokenizer {
     /// Names of the chat templates (`["default"]` for a single one).
     #[getter]
     fn chat_template_names(&self) -> Vec<String> {
-        self.inner.template_names().into_iter().map(str::to_owned).collect()
+        self.inner
+            .template_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `model_max_length` from `tokenizer_config.json`, when it is a real bound.
@@ -206,19 +242,28 @@ impl PyTokenizer {
     /// `finish_reason_hint`, `family`, and `message` (the dict to append to the conversation,
     /// which the chat template renders back to these ids).
     #[pyo3(signature = (ids, family = None))]
-    pub(super) fn decode_completion<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, family: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+    pub(super) fn decode_completion<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+        family: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         use crate::decode::{Decoder, Family};
         let ids = super::ids::ids_from_py(ids, "ids")?;
         let explicit;
         let decoder = match family {
             Some(name) => {
                 let fam = Family::from_name(name).ok_or_else(|| {
-                    pyo3::exceptions::PyValueError::new_err(format!("unknown completion family {name:?}"))
+                    pyo3::exceptions::PyValueError::new_err(format!(
+                        "unknown completion family {name:?}"
+                    ))
                 })?;
                 explicit = Decoder::new(&self.inner, fam);
                 &explicit
             }
-            None => self.decoder.get_or_init(|| Decoder::for_tokenizer(&self.inner)),
+            None => self
+                .decoder
+                .get_or_init(|| Decoder::for_tokenizer(&self.inner)),
         };
         let tok = self.inner.clone();
         let turn = py.detach(|| decoder.decode(&tok, &ids))?;
@@ -246,12 +291,19 @@ impl PyTokenizer {
     }
 
     fn __repr__(&self) -> String {
-        format!("Tokenizer.from_dir({:?})", self.inner.path().display().to_string())
+        format!(
+            "Tokenizer.from_dir({:?})",
+            self.inner.path().display().to_string()
+        )
     }
 }
 
 impl PyTokenizer {
     fn special(&self, name: &str) -> Option<String> {
-        self.inner.special_tokens().iter().find(|(n, _)| n == name).map(|(_, t)| t.clone())
+        self.inner
+            .special_tokens()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
     }
 }

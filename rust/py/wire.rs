@@ -98,7 +98,9 @@ impl PyParsed {
     /// Token usage, if sent.
     #[getter]
     fn usage<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(u) = &self.parsed.usage else { return Ok(None) };
+        let Some(u) = &self.parsed.usage else {
+            return Ok(None);
+        };
         let d = PyDict::new(py);
         d.set_item("prompt_tokens", u.prompt_tokens)?;
         d.set_item("completion_tokens", u.completion_tokens)?;
@@ -115,7 +117,10 @@ impl PyParsed {
     /// The `routed_experts` sidecar as raw JSON bytes, not decoded.
     #[getter]
     fn routed_experts<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        self.parsed.routed_experts.as_ref().map(|raw| PyBytes::new(py, raw.get().as_bytes()))
+        self.parsed
+            .routed_experts
+            .as_ref()
+            .map(|raw| PyBytes::new(py, raw.get().as_bytes()))
     }
 
     /// The body the response was parsed from.
@@ -148,12 +153,24 @@ fn wire_of(name: &str) -> PyResult<Wire> {
 /// Parses a response body of `wire` (`"vllm-chat"`, `"vllm-generate"` or `"dynamo"`).
 #[pyfunction]
 #[pyo3(signature = (body, wire, *, max_body_bytes = ParseOptions::default().max_body_bytes, max_depth = ParseOptions::default().max_depth))]
-pub fn parse_response(py: Python<'_>, body: Bound<'_, PyBytes>, wire: &str, max_body_bytes: usize, max_depth: usize) -> PyResult<PyParsed> {
+pub fn parse_response(
+    py: Python<'_>,
+    body: Bound<'_, PyBytes>,
+    wire: &str,
+    max_body_bytes: usize,
+    max_depth: usize,
+) -> PyResult<PyParsed> {
     let wire = wire_of(wire)?;
-    let opts = ParseOptions { max_body_bytes, max_depth };
+    let opts = ParseOptions {
+        max_body_bytes,
+        max_depth,
+    };
     let bytes = body.as_bytes();
     let parsed = py.detach(|| parse::parse_response(bytes, wire, &opts))?;
-    Ok(PyParsed { parsed, body: body.unbind() })
+    Ok(PyParsed {
+        parsed,
+        body: body.unbind(),
+    })
 }
 
 fn raw_json(value: Json) -> PyResult<Box<RawValue>> {
@@ -184,7 +201,10 @@ pub fn request_body<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let ids = token_ids.map(|t| ids_from_py(t, "token_ids")).transpose()?;
     let messages = messages.map(|m| to_json_list(m, "messages")).transpose()?;
-    let tools = tools.filter(|t| !t.is_none()).map(|t| to_json_list(t, "tools")).transpose()?;
+    let tools = tools
+        .filter(|t| !t.is_none())
+        .map(|t| to_json_list(t, "tools"))
+        .transpose()?;
     let sampling = match sampling.filter(|s| !s.is_none()) {
         Some(s) => match to_json(s, "sampling")? {
             Json::Object(map) => map,
@@ -245,10 +265,16 @@ pub fn request_body<'py>(
         let tools = tools_raw.as_deref();
         match (kind, messages_raw.as_deref(), chat_target) {
             ("vllm-generate", _, _) => request::vllm_generate_body(model, ids, &sampling, &opts),
-            ("chat-tokens", Some(m), _) => request::chat_tokens_body(model, m, tools, ids, &sampling, &opts),
+            ("chat-tokens", Some(m), _) => {
+                request::chat_tokens_body(model, m, tools, ids, &sampling, &opts)
+            }
             ("dynamo", _, _) => request::dynamo_body(model, ids, &sampling, &opts),
-            (_, Some(m), Some(target)) => request::chat_body(model, m, tools, &sampling, target, &opts),
-            _ => Err(crate::Error::message(format!("request kind {kind:?} is missing its messages"))),
+            (_, Some(m), Some(target)) => {
+                request::chat_body(model, m, tools, &sampling, target, &opts)
+            }
+            _ => Err(crate::Error::message(format!(
+                "request kind {kind:?} is missing its messages"
+            ))),
         }
     })?;
     Ok(PyBytes::new(py, &body))

@@ -32,7 +32,10 @@ fn load(folder: &str) -> Option<Arc<Tokenizer>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Tokenizer>>>> = OnceLock::new();
     let dir = models_dir().join(folder);
     if !dir.join("tokenizer.json").is_file() {
-        eprintln!("skipping {folder}: no {}", dir.join("tokenizer.json").display());
+        eprintln!(
+            "skipping {folder}: no {}",
+            dir.join("tokenizer.json").display()
+        );
         return None;
     }
     let cache = CACHE.get_or_init(Default::default);
@@ -57,11 +60,15 @@ fn tools() -> Vec<Json> {
 /// A system and a user message; Mistral-Nemo's template moves the system message in front of
 /// the *last* user message only while it is the last message, so it gets none.
 fn conversation_for(model: &Model) -> Vec<Json> {
-    let user = json!({"role": "user", "content": "What is the weather in Paris, and the time there?"});
+    let user =
+        json!({"role": "user", "content": "What is the weather in Paris, and the time there?"});
     if model.family == Family::Mistral {
         return vec![user];
     }
-    vec![json!({"role": "system", "content": "You are a helpful assistant."}), user]
+    vec![
+        json!({"role": "system", "content": "You are a helpful assistant."}),
+        user,
+    ]
 }
 
 /// How a family's template takes messages; which shapes it can render.
@@ -104,10 +111,18 @@ const QWEN25: Model = Model {
     renders_calls: true,
     kwargs: no_kwargs,
 };
-const QWEN3: Model = Model { folder: "qwen3", renders_reasoning: true, ..QWEN25 };
+const QWEN3: Model = Model {
+    folder: "qwen3",
+    renders_reasoning: true,
+    ..QWEN25
+};
 // Its template prints no reasoning at all (Qwen3-Coder does not think).
-const QWEN3_CODER: Model =
-    Model { folder: "qwen3-coder", family: Family::Qwen3Coder, string_values: true, ..QWEN25 };
+const QWEN3_CODER: Model = Model {
+    folder: "qwen3-coder",
+    family: Family::Qwen3Coder,
+    string_values: true,
+    ..QWEN25
+};
 // "This model only supports single tool-calls at once!"; content next to a call is not printed.
 const LLAMA: Model = Model {
     folder: "llama-3.2",
@@ -118,8 +133,12 @@ const LLAMA: Model = Model {
     ..QWEN25
 };
 // Content next to tool calls is not printed.
-const MISTRAL: Model =
-    Model { folder: "mistral-nemo", family: Family::Mistral, content_with_calls: false, ..QWEN25 };
+const MISTRAL: Model = Model {
+    folder: "mistral-nemo",
+    family: Family::Mistral,
+    content_with_calls: false,
+    ..QWEN25
+};
 // Only `tool_calls[0]` is printed; content next to a call is printed as the analysis message.
 const GPT_OSS: Model = Model {
     folder: "gpt-oss",
@@ -130,11 +149,19 @@ const GPT_OSS: Model = Model {
     ..QWEN25
 };
 // Arguments must be a JSON string; R1 has no reasoning field.
-const DEEPSEEK_R1: Model =
-    Model { folder: "deepseek-r1", family: Family::DeepSeek, string_args: true, ..QWEN25 };
+const DEEPSEEK_R1: Model = Model {
+    folder: "deepseek-r1",
+    family: Family::DeepSeek,
+    string_args: true,
+    ..QWEN25
+};
 // V3 prints tool calls only when `content is none`, which transformers 5.x (and fasttito)
 // drop before rendering: no tool-call shape can round-trip.
-const DEEPSEEK_V3: Model = Model { folder: "deepseek-v3", renders_calls: false, ..DEEPSEEK_R1 };
+const DEEPSEEK_V3: Model = Model {
+    folder: "deepseek-v3",
+    renders_calls: false,
+    ..DEEPSEEK_R1
+};
 
 fn options(model: &Model, add_generation_prompt: bool) -> ChatOptions {
     ChatOptions {
@@ -155,7 +182,11 @@ fn completion_text(tok: &Tokenizer, model: &Model, assistant: &Json) -> (String,
     let mut with = conversation_for(model);
     with.push(assistant.clone());
     let full = render(tok, model, with, false);
-    assert!(full.starts_with(&prefix), "{}: the generation prompt is not a prefix of\n{full}", model.folder);
+    assert!(
+        full.starts_with(&prefix),
+        "{}: the generation prompt is not a prefix of\n{full}",
+        model.folder
+    );
     let rest = &full[prefix.len()..];
     let decoder = Decoder::new(tok, model.family);
     let stop_end = decoder
@@ -169,9 +200,16 @@ fn completion_text(tok: &Tokenizer, model: &Model, assistant: &Json) -> (String,
 }
 
 fn call(model: &Model, index: usize, name: &str, args: Json) -> Json {
-    let id =
-        if model.family == Family::Mistral { format!("abcDEF{index:03}") } else { format!("call_{index}") };
-    let arguments = if model.string_args { Json::String(python_json(&args)) } else { args };
+    let id = if model.family == Family::Mistral {
+        format!("abcDEF{index:03}")
+    } else {
+        format!("call_{index}")
+    };
+    let arguments = if model.string_args {
+        Json::String(python_json(&args))
+    } else {
+        args
+    };
     json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
 }
 
@@ -179,11 +217,16 @@ fn call(model: &Model, index: usize, name: &str, args: Json) -> Json {
 fn python_json(value: &Json) -> String {
     match value {
         Json::Object(map) => {
-            let items: Vec<String> =
-                map.iter().map(|(k, v)| format!("{}: {}", Json::String(k.clone()), python_json(v))).collect();
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Json::String(k.clone()), python_json(v)))
+                .collect();
             format!("{{{}}}", items.join(", "))
         }
-        Json::Array(items) => format!("[{}]", items.iter().map(python_json).collect::<Vec<_>>().join(", ")),
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(python_json).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }
@@ -212,21 +255,44 @@ fn expect(content: &str, reasoning: &str, calls: &[(&str, Json)]) -> Expect {
     Expect {
         content: content.to_owned(),
         reasoning: reasoning.to_owned(),
-        calls: calls.iter().map(|(n, a)| ((*n).to_owned(), a.clone())).collect(),
+        calls: calls
+            .iter()
+            .map(|(n, a)| ((*n).to_owned(), a.clone()))
+            .collect(),
     }
 }
 
 /// The round trip of one message shape.
-fn round_trip(tok: &Tokenizer, model: &Model, shape: &str, message: &Json, want: &Expect) -> DecodedTurn {
+fn round_trip(
+    tok: &Tokenizer,
+    model: &Model,
+    shape: &str,
+    message: &Json,
+    want: &Expect,
+) -> DecodedTurn {
     let (text, full) = completion_text(tok, model, message);
     let ids = tok.encode(&text, false).unwrap();
     let turn = decode_completion(tok, model.family, &ids).unwrap();
     let ctx = format!("{} / {shape}: completion {text:?}", model.folder);
-    assert!(turn.stop_token_id.is_some(), "{ctx}: stop token not recognized");
-    assert_eq!(turn.content.as_deref().unwrap_or(""), want.content, "{ctx}: content");
-    assert_eq!(turn.reasoning_content.as_deref().unwrap_or(""), want.reasoning, "{ctx}: reasoning");
-    let got: Vec<(String, Json)> =
-        turn.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
+    assert!(
+        turn.stop_token_id.is_some(),
+        "{ctx}: stop token not recognized"
+    );
+    assert_eq!(
+        turn.content.as_deref().unwrap_or(""),
+        want.content,
+        "{ctx}: content"
+    );
+    assert_eq!(
+        turn.reasoning_content.as_deref().unwrap_or(""),
+        want.reasoning,
+        "{ctx}: reasoning"
+    );
+    let got: Vec<(String, Json)> = turn
+        .tool_calls
+        .iter()
+        .map(|c| (c.name.clone(), c.arguments.clone()))
+        .collect();
     assert_eq!(got, want.calls, "{ctx}: tool calls");
     assert_eq!(turn.unparsed_tool_calls, 0, "{ctx}: unparsed calls");
     assert_eq!(
@@ -236,15 +302,27 @@ fn round_trip(tok: &Tokenizer, model: &Model, shape: &str, message: &Json, want:
     );
     if model.family == Family::Mistral {
         for (i, c) in turn.tool_calls.iter().enumerate() {
-            assert_eq!(c.id, format!("abcDEF{i:03}"), "{ctx}: Mistral ids come from the text");
+            assert_eq!(
+                c.id,
+                format!("abcDEF{i:03}"),
+                "{ctx}: Mistral ids come from the text"
+            );
             assert!(!c.generated_id);
         }
     }
     let mut again = conversation_for(model);
     again.push(turn.message.clone());
-    let rerendered = chat::render(tok, again, &options(model, false))
-        .unwrap_or_else(|e| panic!("{ctx}: the decoded message does not render: {e}\n{:#}", turn.message));
-    assert_eq!(rerendered, full, "{ctx}: re-render differs; decoded message {:#}", turn.message);
+    let rerendered = chat::render(tok, again, &options(model, false)).unwrap_or_else(|e| {
+        panic!(
+            "{ctx}: the decoded message does not render: {e}\n{:#}",
+            turn.message
+        )
+    });
+    assert_eq!(
+        rerendered, full,
+        "{ctx}: re-render differs; decoded message {:#}",
+        turn.message
+    );
     eprintln!("round trip: {} / {shape}", model.folder);
     turn
 }
@@ -254,13 +332,17 @@ fn weather() -> Json {
 }
 
 fn run_model(model: &Model) {
-    let Some(tok) = load(model.folder) else { return };
+    let Some(tok) = load(model.folder) else {
+        return;
+    };
     let tok = &*tok;
     let stringify = |args: Json| -> Json {
         if !model.string_values {
             return args;
         }
-        let Json::Object(map) = args else { unreachable!() };
+        let Json::Object(map) = args else {
+            unreachable!()
+        };
         Json::Object(
             map.into_iter()
                 .map(|(k, v)| {
@@ -276,14 +358,25 @@ fn run_model(model: &Model) {
     let text = "It is sunny in Paris: 21 °C ☀️, 東京 is cloudy.\nAnything else?";
     // Qwen3 prints an empty think block for the last assistant turn, which decodes as empty
     // reasoning; the expectations compare `None` and `""` alike.
-    round_trip(tok, model, "text", &assistant(text, None, vec![]), &expect(text, "", &[]));
+    round_trip(
+        tok,
+        model,
+        "text",
+        &assistant(text, None, vec![]),
+        &expect(text, "", &[]),
+    );
 
     if !model.renders_calls {
         return;
     }
     let one = assistant("", None, vec![call(model, 0, "get_weather", weather())]);
-    let turn =
-        round_trip(tok, model, "one call", &one, &expect("", "", &[("get_weather", stringify(weather()))]));
+    let turn = round_trip(
+        tok,
+        model,
+        "one call",
+        &one,
+        &expect("", "", &[("get_weather", stringify(weather()))]),
+    );
     if model.family != Family::Mistral {
         assert_eq!(turn.tool_calls[0].id, "call_0");
         assert!(turn.tool_calls[0].generated_id);
@@ -309,9 +402,19 @@ fn run_model(model: &Model) {
         let msg = assistant(
             "",
             None,
-            vec![call(model, 0, "get_weather", weather()), call(model, 1, "get_time", time.clone())],
+            vec![
+                call(model, 0, "get_weather", weather()),
+                call(model, 1, "get_time", time.clone()),
+            ],
         );
-        let want = expect("", "", &[("get_weather", stringify(weather())), ("get_time", stringify(time))]);
+        let want = expect(
+            "",
+            "",
+            &[
+                ("get_weather", stringify(weather())),
+                ("get_time", stringify(time)),
+            ],
+        );
         let turn = round_trip(tok, model, "two parallel calls", &msg, &want);
         if model.family != Family::Mistral {
             let ids: Vec<&str> = turn.tool_calls.iter().map(|c| c.id.as_str()).collect();
@@ -320,28 +423,60 @@ fn run_model(model: &Model) {
     }
 
     if model.content_with_calls {
-        let msg = assistant("Let me check.", None, vec![call(model, 0, "get_weather", weather())]);
-        let want = expect("Let me check.", "", &[("get_weather", stringify(weather()))]);
+        let msg = assistant(
+            "Let me check.",
+            None,
+            vec![call(model, 0, "get_weather", weather())],
+        );
+        let want = expect(
+            "Let me check.",
+            "",
+            &[("get_weather", stringify(weather()))],
+        );
         round_trip(tok, model, "content and a call", &msg, &want);
     }
 
     let reasoning = "The user wants the weather.\nI should call get_weather.";
     if model.renders_reasoning || [Family::Qwen3Coder, Family::DeepSeek].contains(&model.family) {
         // Where the template drops reasoning (Qwen3-Coder, R1), it is not in the sampled text.
-        let shown = if model.renders_reasoning { reasoning } else { "" };
-        let msg = assistant("", Some(reasoning), vec![call(model, 0, "get_weather", weather())]);
+        let shown = if model.renders_reasoning {
+            reasoning
+        } else {
+            ""
+        };
+        let msg = assistant(
+            "",
+            Some(reasoning),
+            vec![call(model, 0, "get_weather", weather())],
+        );
         let want = expect("", shown, &[("get_weather", stringify(weather()))]);
         round_trip(tok, model, "reasoning and a call", &msg, &want);
         let msg = assistant(text, Some(reasoning), vec![]);
-        round_trip(tok, model, "reasoning and text", &msg, &expect(text, shown, &[]));
+        round_trip(
+            tok,
+            model,
+            "reasoning and text",
+            &msg,
+            &expect(text, shown, &[]),
+        );
     }
 
     if model.family == Family::Harmony {
         // gpt-oss prints a tool-call message's content as the analysis message: it comes back
         // as reasoning, and that message renders the same text.
-        let msg = assistant("Let me check.", None, vec![call(model, 0, "get_weather", weather())]);
+        let msg = assistant(
+            "Let me check.",
+            None,
+            vec![call(model, 0, "get_weather", weather())],
+        );
         let want = expect("", "Let me check.", &[("get_weather", weather())]);
-        round_trip(tok, model, "content and a call (printed as analysis)", &msg, &want);
+        round_trip(
+            tok,
+            model,
+            "content and a call (printed as analysis)",
+            &msg,
+            &want,
+        );
     }
 }
 
@@ -385,20 +520,39 @@ fn deepseek_v3_round_trips_text() {
     run_model(&DEEPSEEK_V3);
 }
 
-const ALL: [&Model; 8] =
-    [&QWEN25, &QWEN3, &QWEN3_CODER, &LLAMA, &MISTRAL, &GPT_OSS, &DEEPSEEK_R1, &DEEPSEEK_V3];
+const ALL: [&Model; 8] = [
+    &QWEN25,
+    &QWEN3,
+    &QWEN3_CODER,
+    &LLAMA,
+    &MISTRAL,
+    &GPT_OSS,
+    &DEEPSEEK_R1,
+    &DEEPSEEK_V3,
+];
 
 #[test]
 fn families_are_detected_from_the_templates() {
     for model in ALL {
-        let Some(tok) = load(model.folder) else { continue };
+        let Some(tok) = load(model.folder) else {
+            continue;
+        };
         let source = &tok.select_template(None, false).unwrap().source;
         assert_eq!(Family::detect(source), model.family, "{}", model.folder);
-        assert_eq!(Decoder::for_tokenizer(&tok).family(), model.family, "{}", model.folder);
+        assert_eq!(
+            Decoder::for_tokenizer(&tok).family(),
+            model.family,
+            "{}",
+            model.folder
+        );
     }
     let glm = models_dir().join("_incomplete/glm-4.5/chat_template.jinja");
     if let Ok(source) = std::fs::read_to_string(glm) {
-        assert_eq!(Family::detect(&source), Family::Plain, "GLM's XML calls are not decoded");
+        assert_eq!(
+            Family::detect(&source),
+            Family::Plain,
+            "GLM's XML calls are not decoded"
+        );
     }
 }
 
@@ -414,11 +568,19 @@ fn reasoning_is_split_only_where_the_template_renders_it() {
     ];
     for (folder, family, split) in cases {
         let Some(tok) = load(folder) else { continue };
-        assert_eq!(Decoder::new(&tok, family).splits_reasoning(), split, "{folder}");
+        assert_eq!(
+            Decoder::new(&tok, family).splits_reasoning(),
+            split,
+            "{folder}"
+        );
     }
     // Qwen2.5 keeps a think block in the content, where its template prints it back.
     if let Some(tok) = load("qwen2.5") {
-        let d = decode(&tok, Family::Hermes, "<think>\nhmm\n</think>\n\nHi<|im_end|>");
+        let d = decode(
+            &tok,
+            Family::Hermes,
+            "<think>\nhmm\n</think>\n\nHi<|im_end|>",
+        );
         assert_eq!(d.content.as_deref(), Some("<think>\nhmm\n</think>\n\nHi"));
         assert_eq!(d.reasoning_content, None);
     }
@@ -462,7 +624,10 @@ fn real_model_forms_decode() {
             "<|channel|>commentary to=browser.open<|channel|>final<|message|>{}<|call|>",
         );
         assert_eq!(d.unparsed_tool_calls, 1);
-        assert_eq!(d.content.as_deref(), Some("commentary to=browser.openfinal{}"));
+        assert_eq!(
+            d.content.as_deref(),
+            Some("commentary to=browser.openfinal{}")
+        );
         // Plain text (no harmony structure) is content.
         let d = decode(&tok, Family::Harmony, "Hello<|return|>");
         assert_eq!(d.content.as_deref(), Some("Hello"));
@@ -478,7 +643,10 @@ fn real_model_forms_decode() {
         let d = decode(&tok, Family::DeepSeek, "<think>\nCall it.\n</think>\n\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\":\"Paris\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜>");
         assert_eq!(d.reasoning_content.as_deref(), Some("Call it."));
         assert_eq!(d.content, None);
-        assert_eq!(d.message["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert_eq!(
+            d.message["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Paris\"}"
+        );
         assert_eq!(d.tool_calls[0].arguments, weather());
         // DeepSeek-V3.1's form.
         let d = decode(&tok, Family::DeepSeek, "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{\"tz\": \"UTC\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>");
@@ -494,7 +662,11 @@ fn real_model_forms_decode() {
     }
     if let Some(tok) = load("qwen3") {
         // The prompt opened the think block (Qwen3-Thinking-2507's generation prompt).
-        let d = decode(&tok, Family::Hermes, "Reasoning here.\n</think>\n\nAnswer.<|im_end|>");
+        let d = decode(
+            &tok,
+            Family::Hermes,
+            "Reasoning here.\n</think>\n\nAnswer.<|im_end|>",
+        );
         assert_eq!(d.reasoning_content.as_deref(), Some("Reasoning here."));
         assert_eq!(d.content.as_deref(), Some("Answer."));
         // Cut by the length limit inside the think block: all reasoning, no stop token.
@@ -505,7 +677,10 @@ fn real_model_forms_decode() {
         let d = decode(&tok, Family::Hermes, "Hi <think>x</think> there");
         assert_eq!(d.content.as_deref(), Some("Hi <think>x</think> there"));
         // ... and the message says so, or Qwen3's template would split that content itself.
-        assert_eq!((d.reasoning_content, &d.message["reasoning_content"]), (None, &json!("")));
+        assert_eq!(
+            (d.reasoning_content, &d.message["reasoning_content"]),
+            (None, &json!(""))
+        );
         // Compact JSON parses (it re-renders in `json.dumps` form); text after a call moves
         // in front of the calls, where the template prints content.
         let d = decode(&tok, Family::Hermes, "<think>\nok\n</think>\n\n<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n</tool_call>\nDone.<|im_end|>");
@@ -513,7 +688,10 @@ fn real_model_forms_decode() {
         assert_eq!(d.content.as_deref(), Some("Done."));
         // `<|endoftext|>` is a stop too.
         let d = decode(&tok, Family::Hermes, "Done.<|endoftext|>");
-        assert_eq!((d.content.as_deref(), d.stop_token_id), (Some("Done."), Some(151643)));
+        assert_eq!(
+            (d.content.as_deref(), d.stop_token_id),
+            (Some("Done."), Some(151643))
+        );
     }
     if let Some(tok) = load("mistral-nemo") {
         // Without an id in the text: a generated 9-character one, which the template accepts.
@@ -539,19 +717,37 @@ fn real_model_forms_decode() {
         assert_eq!(d.content, None);
         // JSON that is not a call is an answer.
         let d = decode(&tok, Family::Llama3, "{\"temperature\": 21}<|eot_id|>");
-        assert_eq!((d.content.as_deref(), d.unparsed_tool_calls), (Some("{\"temperature\": 21}"), 0));
+        assert_eq!(
+            (d.content.as_deref(), d.unparsed_tool_calls),
+            (Some("{\"temperature\": 21}"), 0)
+        );
     }
 }
 
 /// A malformed completion: the raw text (stop token excluded, special tokens kept inside the
 /// unparsed call) is the content, with the count, and never a panic.
-fn malformed(folder: &str, family: Family, text: &str, content: &str, unparsed: usize, parsed: usize) {
+fn malformed(
+    folder: &str,
+    family: Family,
+    text: &str,
+    content: &str,
+    unparsed: usize,
+    parsed: usize,
+) {
     let Some(tok) = load(folder) else { return };
     let d = decode(&tok, family, text);
-    assert_eq!(d.content.as_deref().unwrap_or(""), content, "{folder}: {text:?}");
+    assert_eq!(
+        d.content.as_deref().unwrap_or(""),
+        content,
+        "{folder}: {text:?}"
+    );
     assert_eq!(d.unparsed_tool_calls, unparsed, "{folder}: {text:?}");
     assert_eq!(d.tool_calls.len(), parsed, "{folder}: {text:?}");
-    assert_eq!(d.finish_reason_hint.is_some(), parsed > 0, "{folder}: {text:?}");
+    assert_eq!(
+        d.finish_reason_hint.is_some(),
+        parsed > 0,
+        "{folder}: {text:?}"
+    );
 }
 
 #[test]
@@ -559,7 +755,14 @@ fn malformed_completions_are_kept_as_content() {
     let truncated = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par";
     malformed("qwen2.5", Family::Hermes, truncated, truncated, 1, 0);
     let unclosed = "Checking.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n";
-    malformed("qwen2.5", Family::Hermes, &format!("{unclosed}<|im_end|>"), unclosed, 1, 0);
+    malformed(
+        "qwen2.5",
+        Family::Hermes,
+        &format!("{unclosed}<|im_end|>"),
+        unclosed,
+        1,
+        0,
+    );
     let extra_key = "<tool_call>\n{\"name\": \"f\", \"arguments\": {}, \"x\": 1}\n</tool_call>";
     malformed("qwen3", Family::Hermes, extra_key, extra_key, 1, 0);
     malformed(
@@ -574,7 +777,14 @@ fn malformed_completions_are_kept_as_content() {
     malformed("qwen3", Family::Hermes, "<|im_end|>", "", 0, 0);
     // One bad call and one good: the bad one is the content, the good one a call.
     let mixed = "<tool_call>\n{bad}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>";
-    malformed("qwen2.5", Family::Hermes, mixed, "<tool_call>\n{bad}\n</tool_call>", 1, 1);
+    malformed(
+        "qwen2.5",
+        Family::Hermes,
+        mixed,
+        "<tool_call>\n{bad}\n</tool_call>",
+        1,
+        1,
+    );
     if let Some(tok) = load("qwen2.5") {
         // ... and that message renders back to exactly what was sampled.
         let d = decode(&tok, Family::Hermes, mixed);
@@ -587,26 +797,61 @@ fn malformed_completions_are_kept_as_content() {
 
     let no_param_end =
         "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</function>\n</tool_call>";
-    malformed("qwen3-coder", Family::Qwen3Coder, no_param_end, no_param_end, 1, 0);
+    malformed(
+        "qwen3-coder",
+        Family::Qwen3Coder,
+        no_param_end,
+        no_param_end,
+        1,
+        0,
+    );
     let cut = "Sure.\n\n<tool_call>\n<function=get_weather>\n<parameter=ci";
     malformed("qwen3-coder", Family::Qwen3Coder, cut, cut, 1, 0);
 
     let cut = "{\"name\": \"get_weather\", \"parameters\": {\"city\": ";
-    malformed("llama-3.2", Family::Llama3, &format!("{cut}<|eot_id|>"), cut, 1, 0);
+    malformed(
+        "llama-3.2",
+        Family::Llama3,
+        &format!("{cut}<|eot_id|>"),
+        cut,
+        1,
+        0,
+    );
     let two = "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}; {\"name\": \"get_time\", \"parameters\": {\"tz\": \"UTC\"}}";
     malformed("llama-3.2", Family::Llama3, two, two, 2, 0);
-    malformed("llama-3.2", Family::Llama3, "<|python_tag|>garbage", "<|python_tag|>garbage", 1, 0);
+    malformed(
+        "llama-3.2",
+        Family::Llama3,
+        "<|python_tag|>garbage",
+        "<|python_tag|>garbage",
+        1,
+        0,
+    );
 
     let cut = "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par";
     malformed("mistral-nemo", Family::Mistral, cut, cut, 1, 0);
     let bad_id = "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {}, \"id\": \"call_1\"}]";
-    malformed("mistral-nemo", Family::Mistral, &format!("{bad_id}</s>"), bad_id, 1, 0);
+    malformed(
+        "mistral-nemo",
+        Family::Mistral,
+        &format!("{bad_id}</s>"),
+        bad_id,
+        1,
+        0,
+    );
     let half = "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {}}, {\"name\": 3}]";
     malformed("mistral-nemo", Family::Mistral, half, half, 2, 0);
 
     let cut = "<|channel|>analysis<|message|>Hmm.<|end|><|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{\"city\": ";
     let raw = "<|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{\"city\": ";
-    malformed("gpt-oss", Family::Harmony, &format!("{cut}<|call|>"), raw, 1, 0);
+    malformed(
+        "gpt-oss",
+        Family::Harmony,
+        &format!("{cut}<|call|>"),
+        raw,
+        1,
+        0,
+    );
     malformed(
         "gpt-oss",
         Family::Harmony,
@@ -616,7 +861,14 @@ fn malformed_completions_are_kept_as_content() {
         0,
     );
     // Another role is not the assistant's turn any more: plain text, special tokens skipped.
-    malformed("gpt-oss", Family::Harmony, "<|message|><|end|><|start|>user<|message|>x", "userx", 0, 0);
+    malformed(
+        "gpt-oss",
+        Family::Harmony,
+        "<|message|><|end|><|start|>user<|message|>x",
+        "userx",
+        0,
+        0,
+    );
 
     let cut = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Paris\"}";
     malformed("deepseek-r1", Family::DeepSeek, cut, cut, 1, 0);
@@ -635,13 +887,20 @@ fn out_of_vocabulary_ids_are_typed_errors() {
 #[test]
 fn plain_content_equals_skip_special_decode() {
     for model in ALL {
-        let Some(tok) = load(model.folder) else { continue };
+        let Some(tok) = load(model.folder) else {
+            continue;
+        };
         let decoder = Decoder::new(&tok, Family::Plain);
         if decoder.splits_reasoning() {
             continue;
         }
-        let specials: Vec<u32> =
-            tok.hf().get_added_vocabulary().get_added_tokens_decoder().keys().copied().collect();
+        let specials: Vec<u32> = tok
+            .hf()
+            .get_added_vocabulary()
+            .get_added_tokens_decoder()
+            .keys()
+            .copied()
+            .collect();
         let mut rng = Lcg(7);
         for _ in 0..50 {
             let ids: Vec<u32> = (0..rng.below(40))
@@ -654,7 +913,11 @@ fn plain_content_equals_skip_special_decode() {
                 })
                 .collect();
             let d = decoder.decode(&tok, &ids).unwrap();
-            let kept = if d.stop_token_id.is_some() { &ids[..ids.len() - 1] } else { &ids[..] };
+            let kept = if d.stop_token_id.is_some() {
+                &ids[..ids.len() - 1]
+            } else {
+                &ids[..]
+            };
             assert_eq!(
                 d.content.unwrap_or_default(),
                 tok.decode(kept, true).unwrap(),
@@ -669,7 +932,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n.max(1)
     }
 }
@@ -722,7 +988,17 @@ fn fuzzed_completions_decode_and_render() {
                 "<|im_start|>",
             ],
         ),
-        (&QWEN3, &[HERMES_CALL, HERMES_CALL, "<tool_call>", "</tool_call>", "<|im_end|>", "<|im_start|>"]),
+        (
+            &QWEN3,
+            &[
+                HERMES_CALL,
+                HERMES_CALL,
+                "<tool_call>",
+                "</tool_call>",
+                "<|im_end|>",
+                "<|im_start|>",
+            ],
+        ),
         (
             &QWEN3_CODER,
             &[
@@ -737,7 +1013,16 @@ fn fuzzed_completions_decode_and_render() {
                 "<|im_end|>",
             ],
         ),
-        (&LLAMA, &["<|python_tag|>", "<|eot_id|>", "<|eom_id|>", ";", "<|start_header_id|>"]),
+        (
+            &LLAMA,
+            &[
+                "<|python_tag|>",
+                "<|eot_id|>",
+                "<|eom_id|>",
+                ";",
+                "<|start_header_id|>",
+            ],
+        ),
         (
             &MISTRAL,
             &[
@@ -807,7 +1092,9 @@ fn fuzzed_completions_decode_and_render() {
         ),
     ];
     for (model, markers) in per_family {
-        let Some(tok) = load(model.folder) else { continue };
+        let Some(tok) = load(model.folder) else {
+            continue;
+        };
         let decoder = Decoder::new(&tok, model.family);
         let alphabet: Vec<&str> = common.iter().chain(markers.iter()).copied().collect();
         let mut rng = Lcg(model.folder.len() as u64);
@@ -824,11 +1111,17 @@ fn fuzzed_completions_decode_and_render() {
                 })
                 .collect();
             let ids = tok.encode(&text, false).unwrap();
-            let d = decoder.decode(&tok, &ids).unwrap_or_else(|e| panic!("{}: {text:?}: {e}", model.folder));
+            let d = decoder
+                .decode(&tok, &ids)
+                .unwrap_or_else(|e| panic!("{}: {text:?}: {e}", model.folder));
             assert_eq!(d.finish_reason_hint.is_some(), !d.tool_calls.is_empty());
             // Nothing is dropped: with no call, no unparsed call and no reasoning, the content is
             // the whole text (special tokens skipped); an unparsed call leaves content behind.
-            let kept = if d.stop_token_id.is_some() { &ids[..ids.len() - 1] } else { &ids[..] };
+            let kept = if d.stop_token_id.is_some() {
+                &ids[..ids.len() - 1]
+            } else {
+                &ids[..]
+            };
             if d.tool_calls.is_empty()
                 && d.unparsed_tool_calls == 0
                 && d.reasoning_content.is_none()
@@ -838,7 +1131,12 @@ fn fuzzed_completions_decode_and_render() {
                 if model.family == Family::Llama3 {
                     whole = whole.trim().to_owned(); // printed `| trim`
                 }
-                assert_eq!(d.content.clone().unwrap_or_default(), whole, "{}: {text:?}", model.folder);
+                assert_eq!(
+                    d.content.clone().unwrap_or_default(),
+                    whole,
+                    "{}: {text:?}",
+                    model.folder
+                );
             }
             if d.unparsed_tool_calls > 0 {
                 assert!(d.content.is_some(), "{}: {text:?}", model.folder);
@@ -854,7 +1152,8 @@ fn fuzzed_completions_decode_and_render() {
             }
             // Qwen3 prints the last turn's content with `lstrip('\n')`, so a leading newline sampled
             // without a think block cannot come back.
-            if model.folder == "qwen3" && d.content.as_deref().is_some_and(|c| c.starts_with('\n')) {
+            if model.folder == "qwen3" && d.content.as_deref().is_some_and(|c| c.starts_with('\n'))
+            {
                 continue;
             }
             // Content holding the format's own markup (moved in front of the calls by the
@@ -863,7 +1162,10 @@ fn fuzzed_completions_decode_and_render() {
                 (m.starts_with('<') && m.ends_with('>') || m.starts_with('[') && m.ends_with(']'))
                     && !m.contains(' ')
             });
-            if tags.into_iter().any(|t| d.content.as_deref().unwrap_or("").contains(t)) {
+            if tags
+                .into_iter()
+                .any(|t| d.content.as_deref().unwrap_or("").contains(t))
+            {
                 continue;
             }
             // DeepSeek-V3 cannot print tool calls (transformers 5.x semantics).
@@ -871,7 +1173,11 @@ fn fuzzed_completions_decode_and_render() {
                 continue;
             }
             // DeepSeek-R1 drops reasoning from the rendered turn.
-            if !model.renders_reasoning && d.reasoning_content.as_deref().is_some_and(|r| !r.is_empty()) {
+            if !model.renders_reasoning
+                && d.reasoning_content
+                    .as_deref()
+                    .is_some_and(|r| !r.is_empty())
+            {
                 continue;
             }
             // Llama, Mistral and gpt-oss do not print content next to tool calls.
@@ -879,7 +1185,9 @@ fn fuzzed_completions_decode_and_render() {
                 continue;
             }
             let (again, _) = completion_text(&tok, model, &d.message);
-            let d2 = decoder.decode(&tok, &tok.encode(&again, false).unwrap()).unwrap();
+            let d2 = decoder
+                .decode(&tok, &tok.encode(&again, false).unwrap())
+                .unwrap();
             // Qwen3 prints an empty think block for the last turn: "" and no reasoning are alike.
             let normalized = |m: &Json| {
                 let mut m = m.clone();

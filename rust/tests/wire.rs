@@ -90,17 +90,23 @@ fn raw(v: Value) -> Box<RawValue> {
 }
 
 fn logprobs(p: &Parsed) -> &[f64] {
-    p.completion_logprobs.as_deref().unwrap_or_else(|| panic!("no logprobs in {p:?}"))
+    p.completion_logprobs
+        .as_deref()
+        .unwrap_or_else(|| panic!("no logprobs in {p:?}"))
 }
 
 /// A vLLM chat body with `choice` as `choices[0]`.
 fn chat_with(choice: Value) -> Vec<u8> {
-    json!({"id": "x", "choices": [choice]}).to_string().into_bytes()
+    json!({"id": "x", "choices": [choice]})
+        .to_string()
+        .into_bytes()
 }
 
 /// A Dynamo body with `choice` as `choices[0]` and `nvext`.
 fn dynamo_with(choice: Value, nvext: Value) -> Vec<u8> {
-    json!({"choices": [choice], "nvext": nvext}).to_string().into_bytes()
+    json!({"choices": [choice], "nvext": nvext})
+        .to_string()
+        .into_bytes()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -124,7 +130,10 @@ fn a3_vllm_chat_completion() {
     assert_eq!(p.completion_ids, [11613, 3542, 13, 151645]);
     assert_eq!(p.completion_ids_from, "choices[0].token_ids");
     assert_eq!(logprobs(&p), [-0.21, -0.05, -0.01, -0.002]);
-    assert_eq!(p.completion_logprobs_from, Some("choices[0].logprobs.content"));
+    assert_eq!(
+        p.completion_logprobs_from,
+        Some("choices[0].logprobs.content")
+    );
     assert_eq!((p.null_logprobs, p.clamped_logprobs), (0, 0));
     let prompt = p.prompt_ids.as_deref().unwrap_or_default();
     assert_eq!(prompt.len(), 26);
@@ -134,12 +143,19 @@ fn a3_vllm_chat_completion() {
     assert!(p.tool_calls.is_empty());
     assert_eq!(p.finish_reason.as_deref(), Some("stop"));
     assert_eq!(p.stop_reason, None);
-    let usage =
-        Usage { prompt_tokens: Some(26), completion_tokens: Some(4), total_tokens: Some(30) };
+    let usage = Usage {
+        prompt_tokens: Some(26),
+        completion_tokens: Some(4),
+        total_tokens: Some(30),
+    };
     assert_eq!(p.usage, Some(usage));
     assert_eq!(p.response_id.as_deref(), Some("chatcmpl-7f3c"));
     // routed_experts: passed through raw, and its span slices the very same bytes out of the body
-    let experts = p.routed_experts.as_ref().map(|r| r.get()).unwrap_or_default();
+    let experts = p
+        .routed_experts
+        .as_ref()
+        .map(|r| r.get())
+        .unwrap_or_default();
     assert_eq!(
         json_of(experts.as_bytes()),
         json!({"data": "AAECAwQFBgcAAQIDBAUGBwABAgMEBQYHAAECAwQ=", "shape": [29, 1, 1], "start": 0, "dtype": "uint8"})
@@ -171,10 +187,16 @@ fn c2_dynamo_engine_data() {
     let body = fixture("wire_c2_dynamo.json");
     let p = ok(&body, Wire::Dynamo);
     assert_eq!(p.completion_ids, [11613, 3542, 13, 151645]);
-    assert_eq!(p.completion_ids_from, "nvext.engine_data.completion_token_ids");
+    assert_eq!(
+        p.completion_ids_from,
+        "nvext.engine_data.completion_token_ids"
+    );
     // choices[0].logprobs.content is null: the engine channel carries them
     assert_eq!(logprobs(&p), [-0.21, -0.05, -0.01, -0.002]);
-    assert_eq!(p.completion_logprobs_from, Some("nvext.engine_data.completion_logprobs"));
+    assert_eq!(
+        p.completion_logprobs_from,
+        Some("nvext.engine_data.completion_logprobs")
+    );
     assert_eq!(p.prompt_ids.as_ref().map(Vec::len), Some(10));
     assert_eq!(p.content.as_deref(), Some("Two files."));
     let span = p.routed_experts_span.clone().unwrap_or_default();
@@ -185,18 +207,30 @@ fn c2_dynamo_engine_data() {
 fn dynamo_1_6_1_observed_response() {
     let p = ok(fixture("dynamo_1_6_1_observed.json"), Wire::Dynamo);
     assert_eq!(p.completion_ids, [2403, 151645]);
-    assert_eq!(p.completion_ids_from, "nvext.engine_data.completion_token_ids");
+    assert_eq!(
+        p.completion_ids_from,
+        "nvext.engine_data.completion_token_ids"
+    );
     assert_eq!(logprobs(&p), [-1.6875, -1.625]);
-    assert_eq!(p.completion_logprobs_from, Some("nvext.engine_data.completion_logprobs"));
+    assert_eq!(
+        p.completion_logprobs_from,
+        Some("nvext.engine_data.completion_logprobs")
+    );
     assert_eq!(
         p.prompt_ids.as_deref().unwrap_or_default(),
         [151644, 872, 198, 852, 3542, 151645, 198, 151644, 77091, 198]
     );
-    assert_eq!(p.content.as_deref(), Some("All done: the tools were called."));
+    assert_eq!(
+        p.content.as_deref(),
+        Some("All done: the tools were called.")
+    );
     assert_eq!(p.finish_reason.as_deref(), Some("stop"));
     assert_eq!(p.usage.and_then(|u| u.completion_tokens), Some(2));
     assert_eq!(p.routed_experts_span, None);
-    assert_eq!(p.response_id.as_deref(), Some("chatcmpl-5cdd6327-5f1e-415b-87f7-28df4b701bdd"));
+    assert_eq!(
+        p.response_id.as_deref(),
+        Some("chatcmpl-5cdd6327-5f1e-415b-87f7-28df4b701bdd")
+    );
 }
 
 #[test]
@@ -207,7 +241,10 @@ fn dynamo_1_6_1_observed_choice_channel_alone_agrees() {
     v["nvext"] = json!({"engine_data": {"completion_token_ids": [2403, 151645]}});
     let p = ok(v.to_string(), Wire::Dynamo);
     assert_eq!(logprobs(&p), [-1.6875, -1.625]);
-    assert_eq!(p.completion_logprobs_from, Some("choices[0].logprobs.content"));
+    assert_eq!(
+        p.completion_logprobs_from,
+        Some("choices[0].logprobs.content")
+    );
     v["nvext"] = json!({});
     let text = err(v.to_string(), Wire::Dynamo);
     assert_contains(
@@ -227,7 +264,10 @@ fn dynamo_1_6_1_nvext_opt_ins_without_engine_data() {
     assert_eq!(p.completion_ids_from, "nvext.completion_token_ids");
     assert_eq!(p.completion_ids.len(), 9);
     assert_eq!(p.completion_ids.last(), Some(&151645));
-    assert_eq!(p.completion_logprobs_from, Some("choices[0].logprobs.content"));
+    assert_eq!(
+        p.completion_logprobs_from,
+        Some("choices[0].logprobs.content")
+    );
     assert_eq!(logprobs(&p).len(), 9);
     assert_eq!(p.prompt_ids.as_ref().map(Vec::len), Some(10));
     assert_eq!(p.stop_reason, Some(StopReason::TokenId(151645)));
@@ -237,10 +277,17 @@ fn dynamo_1_6_1_nvext_opt_ins_without_engine_data() {
 fn dynamo_1_6_1_mito_and_length() {
     let p = ok(fixture("dynamo_1_6_1_mito_tools.json"), Wire::Dynamo);
     // Dynamo 1.6.1 without a tool parser returns the call as text: no tool_calls, no promotion
-    assert!(p.content.as_deref().unwrap_or_default().starts_with("<tool_call>"));
+    assert!(p
+        .content
+        .as_deref()
+        .unwrap_or_default()
+        .starts_with("<tool_call>"));
     assert!(p.tool_calls.is_empty());
     assert_eq!(p.finish_reason.as_deref(), Some("stop"));
-    assert!(p.prompt_ids.as_ref().map_or(0, Vec::len) > 100, "tools are rendered into the prompt");
+    assert!(
+        p.prompt_ids.as_ref().map_or(0, Vec::len) > 100,
+        "tools are rendered into the prompt"
+    );
     let p = ok(fixture("dynamo_1_6_1_length.json"), Wire::Dynamo);
     assert_eq!(p.finish_reason.as_deref(), Some("length"));
     assert_eq!(p.completion_ids, [2403, 2814, 25]);
@@ -269,7 +316,10 @@ fn engine_vllm_chat_tool_call() {
 #[test]
 fn engine_vllm_tokens_route_and_text() {
     let p = ok(fixture("engine_vllm_chat_tokens.json"), Wire::VllmChat);
-    assert_eq!(p.content.as_deref(), Some("Final answer after 1 tool calls."));
+    assert_eq!(
+        p.content.as_deref(),
+        Some("Final answer after 1 tool calls.")
+    );
     assert!(p.tool_calls.is_empty());
     assert_eq!(p.finish_reason.as_deref(), Some("stop"));
     assert_eq!(p.prompt_ids.as_ref().map(Vec::len), Some(204));
@@ -284,7 +334,10 @@ fn engine_vllm_generate_stop_and_length() {
     assert_eq!(logprobs(&p).len(), p.completion_ids.len());
     assert_eq!(p.prompt_ids.as_ref().map(Vec::len), Some(204));
     assert_eq!(p.finish_reason.as_deref(), Some("stop"));
-    let p = ok(fixture("engine_vllm_generate_length.json"), Wire::VllmGenerate);
+    let p = ok(
+        fixture("engine_vllm_generate_length.json"),
+        Wire::VllmGenerate,
+    );
     assert_eq!(p.finish_reason.as_deref(), Some("length"));
     assert_eq!(p.completion_ids, [19357, 4226, 1283]);
 }
@@ -294,13 +347,23 @@ fn cross_wire_shapes() {
     // A vLLM chat body read as Dynamo: no nvext, so the ids come from the choice channel.
     let p = ok(fixture("wire_a3_vllm_chat.json"), Wire::Dynamo);
     assert_eq!(p.completion_ids_from, "choices[0].token_ids");
-    assert_eq!(p.prompt_ids, None, "Dynamo reads prompt ids only from nvext (wire.md C.2)");
+    assert_eq!(
+        p.prompt_ids, None,
+        "Dynamo reads prompt ids only from nvext (wire.md C.2)"
+    );
     // A Dynamo body read as vLLM chat: no choices[0].token_ids.
     let text = err(fixture("dynamo_1_6_1_observed.json"), Wire::VllmChat);
     assert_contains(&text, &["choices[0].token_ids", "return_token_ids"]);
     // A chat body read as generate: its text tokens are not token_id:N labels.
     let text = err(fixture("wire_a3_vllm_chat.json"), Wire::VllmGenerate);
-    assert_contains(&text, &["choices[0].logprobs.content[0].token", "\"Two\"", "token_id:11613"]);
+    assert_contains(
+        &text,
+        &[
+            "choices[0].logprobs.content[0].token",
+            "\"Two\"",
+            "token_id:11613",
+        ],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,18 +374,28 @@ fn cross_wire_shapes() {
 fn vllm_chat_needs_token_ids() {
     for choice in [json!({"finish_reason": "stop"}), json!({"token_ids": null})] {
         let text = err(chat_with(choice), Wire::VllmChat);
-        assert_contains(&text, &["choices[0].token_ids", "return_token_ids: true", "found none"]);
+        assert_contains(
+            &text,
+            &[
+                "choices[0].token_ids",
+                "return_token_ids: true",
+                "found none",
+            ],
+        );
     }
     // an empty list is a valid zero-token completion
-    assert!(ok(chat_with(json!({"token_ids": []})), Wire::VllmChat).completion_ids.is_empty());
+    assert!(ok(chat_with(json!({"token_ids": []})), Wire::VllmChat)
+        .completion_ids
+        .is_empty());
 }
 
 #[test]
 fn logprob_length_mismatch_names_both_lengths() {
     for (n_ids, n_lp) in [(4, 3), (2, 3), (1, 0)] {
         let ids: Vec<u32> = (0..n_ids).collect();
-        let content: Vec<Value> =
-            (0..n_lp).map(|_| json!({"token": "a", "logprob": -1.0})).collect();
+        let content: Vec<Value> = (0..n_lp)
+            .map(|_| json!({"token": "a", "logprob": -1.0}))
+            .collect();
         let body = chat_with(json!({"token_ids": ids, "logprobs": {"content": content}}));
         let text = err(body, Wire::VllmChat);
         assert_contains(
@@ -362,7 +435,10 @@ fn logprobs_absent_or_null_mean_none() {
         json!({"token_ids": [1], "logprobs": {"content": null}}),
     ] {
         let p = ok(chat_with(choice), Wire::VllmChat);
-        assert_eq!((p.completion_logprobs, p.completion_logprobs_from), (None, None));
+        assert_eq!(
+            (p.completion_logprobs, p.completion_logprobs_from),
+            (None, None)
+        );
     }
 }
 
@@ -372,14 +448,20 @@ fn logprob_entry_without_logprob_is_an_error() {
         {"token": "a", "logprob": -1}, {"token": "b"}
     ]}}));
     let text = err(body, Wire::VllmChat);
-    assert_contains(&text, &["no \"logprob\" key", "choices[0].logprobs.content[1]"]);
+    assert_contains(
+        &text,
+        &["no \"logprob\" key", "choices[0].logprobs.content[1]"],
+    );
 }
 
 #[test]
 fn bad_token_ids_are_errors_with_their_path() {
     let cases: [(Value, &str); 6] = [
         (json!(-1), "negative token id -1"),
-        (json!(4294967296u64), "token id 4294967296 does not fit in u32"),
+        (
+            json!(4294967296u64),
+            "token id 4294967296 does not fit in u32",
+        ),
         (json!(1.5), "token id 1.5 is not an integer"),
         (json!("7"), "invalid type: string \"7\""),
         (json!(null), "invalid type: null"),
@@ -387,12 +469,21 @@ fn bad_token_ids_are_errors_with_their_path() {
     ];
     for (bad, what) in cases {
         let text = err(chat_with(json!({"token_ids": [5, bad]})), Wire::VllmChat);
-        assert_contains(&text, &[what, "at `choices[0].token_ids[1]`", "wire.md A.3"]);
+        assert_contains(
+            &text,
+            &[what, "at `choices[0].token_ids[1]`", "wire.md A.3"],
+        );
         let body = json!({"prompt_token_ids": [bad], "choices": [{"token_ids": [1]}]}).to_string();
-        assert_contains(&err(body, Wire::VllmChat), &[what, "at `prompt_token_ids[0]`"]);
+        assert_contains(
+            &err(body, Wire::VllmChat),
+            &[what, "at `prompt_token_ids[0]`"],
+        );
     }
     // the largest u32 is fine
-    let p = ok(chat_with(json!({"token_ids": [0, 4294967295u64]})), Wire::VllmChat);
+    let p = ok(
+        chat_with(json!({"token_ids": [0, 4294967295u64]})),
+        Wire::VllmChat,
+    );
     assert_eq!(p.completion_ids, [0, u32::MAX]);
     // 1e20 and -0.0 are not integers
     assert_contains(
@@ -407,22 +498,35 @@ fn message_fields() {
         chat_with(json!({"token_ids": [1], "message": {"content": "hi", "reasoning": "r"}})),
         Wire::VllmChat,
     );
-    assert_eq!((p.content.as_deref(), p.reasoning_content.as_deref()), (Some("hi"), Some("r")));
+    assert_eq!(
+        (p.content.as_deref(), p.reasoning_content.as_deref()),
+        (Some("hi"), Some("r"))
+    );
     let p = ok(
         chat_with(
             json!({"token_ids": [1], "message": {"reasoning_content": "rc", "reasoning": "r"}}),
         ),
         Wire::VllmChat,
     );
-    assert_eq!(p.reasoning_content.as_deref(), Some("rc"), "reasoning_content wins");
+    assert_eq!(
+        p.reasoning_content.as_deref(),
+        Some("rc"),
+        "reasoning_content wins"
+    );
     let p = ok(
         chat_with(
             json!({"token_ids": [1], "message": {"content": null, "reasoning_content": null, "reasoning": "r"}}),
         ),
         Wire::VllmChat,
     );
-    assert_eq!((p.content, p.reasoning_content.as_deref()), (None, Some("r")));
-    let p = ok(chat_with(json!({"token_ids": [1], "message": null})), Wire::VllmChat);
+    assert_eq!(
+        (p.content, p.reasoning_content.as_deref()),
+        (None, Some("r"))
+    );
+    let p = ok(
+        chat_with(json!({"token_ids": [1], "message": null})),
+        Wire::VllmChat,
+    );
     assert_eq!((p.content, p.tool_calls.len()), (None, 0));
 }
 
@@ -435,9 +539,15 @@ fn tool_calls_keep_arguments_as_sent_and_promote_stop() {
         "message": {"content": null, "tool_calls": [call, {"function": {"name": "g", "arguments": "{}"}}]}}));
     let p = ok(body, Wire::VllmChat);
     assert_eq!(p.tool_calls.len(), 2);
-    assert_eq!(p.tool_calls[0].arguments, args, "decoded JSON string, byte for byte");
+    assert_eq!(
+        p.tool_calls[0].arguments, args,
+        "decoded JSON string, byte for byte"
+    );
     assert_eq!(p.tool_calls[0].id.as_deref(), Some("call_0"));
-    assert_eq!((p.tool_calls[1].id.as_deref(), p.tool_calls[1].name.as_str()), (None, "g"));
+    assert_eq!(
+        (p.tool_calls[1].id.as_deref(), p.tool_calls[1].name.as_str()),
+        (None, "g")
+    );
     assert_eq!(p.finish_reason.as_deref(), Some("tool_calls"));
     // "length" is never rewritten (truncation marks the turn), nor is a missing finish_reason
     for (finish, want) in [
@@ -450,7 +560,10 @@ fn tool_calls_keep_arguments_as_sent_and_promote_stop() {
         assert_eq!(ok(body, Wire::VllmChat).finish_reason.as_deref(), want);
     }
     // finish_reason values outside OpenAI's set are kept as sent
-    let p = ok(chat_with(json!({"token_ids": [1], "finish_reason": "abort"})), Wire::VllmChat);
+    let p = ok(
+        chat_with(json!({"token_ids": [1], "finish_reason": "abort"})),
+        Wire::VllmChat,
+    );
     assert_eq!(p.finish_reason.as_deref(), Some("abort"));
 }
 
@@ -458,9 +571,18 @@ fn tool_calls_keep_arguments_as_sent_and_promote_stop() {
 fn malformed_tool_calls_are_errors() {
     let cases = [
         (json!([{"id": "a"}]), "tool_calls[0].function` object"),
-        (json!([{"function": {"arguments": "{}"}}]), "tool_calls[0].function.name"),
-        (json!([{"function": {"name": "f"}}]), "tool_calls[0].function.arguments"),
-        (json!([{"function": {"name": "f", "arguments": null}}]), "found none (absent or null)"),
+        (
+            json!([{"function": {"arguments": "{}"}}]),
+            "tool_calls[0].function.name",
+        ),
+        (
+            json!([{"function": {"name": "f"}}]),
+            "tool_calls[0].function.arguments",
+        ),
+        (
+            json!([{"function": {"name": "f", "arguments": null}}]),
+            "found none (absent or null)",
+        ),
         (
             json!([{"function": {"name": 5, "arguments": "{}"}}]),
             "choices[0].message.tool_calls[0].function.name",
@@ -484,11 +606,16 @@ fn stop_reason_shapes() {
         (json!(null), None),
     ];
     for (sent, want) in cases {
-        let p = ok(chat_with(json!({"token_ids": [1], "stop_reason": sent})), Wire::VllmChat);
+        let p = ok(
+            chat_with(json!({"token_ids": [1], "stop_reason": sent})),
+            Wire::VllmChat,
+        );
         assert_eq!(p.stop_reason, want);
     }
-    let p =
-        ok(chat_with(json!({"token_ids": [1], "stop_reason": {"kind": "eos"}})), Wire::VllmChat);
+    let p = ok(
+        chat_with(json!({"token_ids": [1], "stop_reason": {"kind": "eos"}})),
+        Wire::VllmChat,
+    );
     match p.stop_reason {
         Some(StopReason::Other(raw)) => {
             assert_eq!(json_of(raw.get().as_bytes()), json!({"kind": "eos"}))
@@ -524,7 +651,10 @@ fn missing_or_empty_choices_quote_server_errors() {
         &err(body, Wire::Dynamo),
         &["the server sent an error", "Unsupported parameter(s)"],
     );
-    assert_contains(&err(body, Wire::VllmGenerate), &["Unsupported parameter(s)"]);
+    assert_contains(
+        &err(body, Wire::VllmGenerate),
+        &["Unsupported parameter(s)"],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -542,12 +672,19 @@ fn generate_token_labels_must_match_the_ids() {
     let entry = |t: &str| json!({"token": t, "logprob": -0.5});
     // swapped ids
     let text = err(
-        generate_with(json!([7, 8]), json!([entry("token_id:7"), entry("token_id:9")])),
+        generate_with(
+            json!([7, 8]),
+            json!([entry("token_id:7"), entry("token_id:9")]),
+        ),
         Wire::VllmGenerate,
     );
     assert_contains(
         &text,
-        &["`choices[0].logprobs.content[1].token`", "\"token_id:8\"", "found \"token_id:9\""],
+        &[
+            "`choices[0].logprobs.content[1].token`",
+            "\"token_id:8\"",
+            "found \"token_id:9\"",
+        ],
     );
     // not of the token_id:N form
     for (bad, found) in [
@@ -557,19 +694,30 @@ fn generate_token_labels_must_match_the_ids() {
         ("token_id:8 ", "found \"token_id:8 \""),
         ("token_id:99999999999", "found \"token_id:99999999999\""),
     ] {
-        let text = err(generate_with(json!([8]), json!([entry(bad)])), Wire::VllmGenerate);
+        let text = err(
+            generate_with(json!([8]), json!([entry(bad)])),
+            Wire::VllmGenerate,
+        );
         assert_contains(&text, &["content[0].token", "\"token_id:8\"", found]);
     }
     // no token key, a null token, a null entry
-    let text = err(generate_with(json!([8]), json!([{"logprob": -1}])), Wire::VllmGenerate);
+    let text = err(
+        generate_with(json!([8]), json!([{"logprob": -1}])),
+        Wire::VllmGenerate,
+    );
     assert_contains(&text, &["no \"token\" key"]);
-    let text =
-        err(generate_with(json!([8]), json!([{"logprob": -1, "token": null}])), Wire::VllmGenerate);
+    let text = err(
+        generate_with(json!([8]), json!([{"logprob": -1, "token": null}])),
+        Wire::VllmGenerate,
+    );
     assert_contains(&text, &["found null"]);
     let text = err(generate_with(json!([8]), json!([null])), Wire::VllmGenerate);
     assert_contains(&text, &["null entry"]);
     // a length mismatch is reported as such, before any label
-    let text = err(generate_with(json!([7, 8]), json!([entry("Two")])), Wire::VllmGenerate);
+    let text = err(
+        generate_with(json!([7, 8]), json!([entry("Two")])),
+        Wire::VllmGenerate,
+    );
     assert_contains(&text, &["found 1 logprobs", "for 2 ids"]);
 }
 
@@ -593,7 +741,10 @@ fn generate_keeps_null_and_clamped_logprobs() {
 #[test]
 fn generate_rules() {
     // ids are required
-    let text = err(br#"{"choices":[{"finish_reason":"stop"}]}"#, Wire::VllmGenerate);
+    let text = err(
+        br#"{"choices":[{"finish_reason":"stop"}]}"#,
+        Wire::VllmGenerate,
+    );
     assert_contains(&text, &["choices[0].token_ids", "found none"]);
     // there is no message, so a stop is never promoted to tool_calls
     let p = ok(
@@ -602,16 +753,25 @@ fn generate_rules() {
     );
     assert_eq!(p.finish_reason.as_deref(), Some("stop"));
     // prime-rl's pre-0.20 flat logprob list is another route: a typed error with the path
-    let text = err(br#"{"choices":[{"token_ids":[1],"logprobs":[-0.5]}]}"#, Wire::VllmGenerate);
+    let text = err(
+        br#"{"choices":[{"token_ids":[1],"logprobs":[-0.5]}]}"#,
+        Wire::VllmGenerate,
+    );
     assert_contains(
         &text,
-        &["invalid type: sequence, expected a logprobs object", "at `choices[0].logprobs`"],
+        &[
+            "invalid type: sequence, expected a logprobs object",
+            "at `choices[0].logprobs`",
+        ],
     );
     let p = ok(
         br#"{"choices":[{"token_ids":[1],"stop_reason":1}],"prompt_token_ids":[4,5]}"#,
         Wire::VllmGenerate,
     );
-    assert_eq!((p.stop_reason, p.prompt_ids), (Some(StopReason::TokenId(1)), Some(vec![4, 5])));
+    assert_eq!(
+        (p.stop_reason, p.prompt_ids),
+        (Some(StopReason::TokenId(1)), Some(vec![4, 5]))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -627,12 +787,18 @@ fn dynamo_completion_id_precedence() {
         (p.completion_ids.as_slice(), p.completion_ids_from),
         (&[1][..], "nvext.engine_data.completion_token_ids")
     );
-    let p = ok(dynamo_with(choice.clone(), json!({"completion_token_ids": [2]})), Wire::Dynamo);
+    let p = ok(
+        dynamo_with(choice.clone(), json!({"completion_token_ids": [2]})),
+        Wire::Dynamo,
+    );
     assert_eq!(
         (p.completion_ids.as_slice(), p.completion_ids_from),
         (&[2][..], "nvext.completion_token_ids")
     );
-    let p = ok(dynamo_with(choice.clone(), json!({"engine_data": {}})), Wire::Dynamo);
+    let p = ok(
+        dynamo_with(choice.clone(), json!({"engine_data": {}})),
+        Wire::Dynamo,
+    );
     assert_eq!(
         (p.completion_ids.as_slice(), p.completion_ids_from),
         (&[3][..], "choices[0].token_ids")
@@ -649,14 +815,23 @@ fn dynamo_completion_id_precedence() {
         (p.completion_ids.len(), p.completion_ids_from),
         (0, "nvext.engine_data.completion_token_ids")
     );
-    let p = ok(dynamo_with(json!({}), json!({"completion_token_ids": []})), Wire::Dynamo);
+    let p = ok(
+        dynamo_with(json!({}), json!({"completion_token_ids": []})),
+        Wire::Dynamo,
+    );
     assert!(p.completion_ids.is_empty());
     // absent everywhere is an error
     let text = err(
-        dynamo_with(json!({"message": {"content": "x"}}), json!({"engine_data": {}})),
+        dynamo_with(
+            json!({"message": {"content": "x"}}),
+            json!({"engine_data": {}}),
+        ),
         Wire::Dynamo,
     );
-    assert_contains(&text, &["found none of", "extra_fields", "wire.md C.1, C.2"]);
+    assert_contains(
+        &text,
+        &["found none of", "extra_fields", "wire.md C.1, C.2"],
+    );
 }
 
 #[test]
@@ -670,7 +845,10 @@ fn dynamo_prompt_id_precedence() {
         Wire::Dynamo,
     );
     assert_eq!(p.prompt_ids, Some(vec![1]));
-    let p = ok(dynamo_with(choice.clone(), json!({"prompt_token_ids": [2]})), Wire::Dynamo);
+    let p = ok(
+        dynamo_with(choice.clone(), json!({"prompt_token_ids": [2]})),
+        Wire::Dynamo,
+    );
     assert_eq!(p.prompt_ids, Some(vec![2]));
     // the vLLM top-level field is not a Dynamo channel
     let body = json!({"choices": [choice], "prompt_token_ids": [9]}).to_string();
@@ -682,8 +860,14 @@ fn dynamo_logprob_precedence() {
     let choice =
         json!({"token_ids": [1, 2], "logprobs": {"content": [{"logprob": -1}, {"logprob": -2}]}});
     let engine = |lp: Value| json!({"engine_data": {"completion_token_ids": [1, 2], "completion_logprobs": lp}});
-    let p = ok(dynamo_with(choice.clone(), engine(json!([-0.5, null]))), Wire::Dynamo);
-    assert_eq!(p.completion_logprobs_from, Some("nvext.engine_data.completion_logprobs"));
+    let p = ok(
+        dynamo_with(choice.clone(), engine(json!([-0.5, null]))),
+        Wire::Dynamo,
+    );
+    assert_eq!(
+        p.completion_logprobs_from,
+        Some("nvext.engine_data.completion_logprobs")
+    );
     assert_eq!(logprobs(&p)[0], -0.5);
     assert!(logprobs(&p)[1].is_nan());
     assert_eq!(p.null_logprobs, 1);
@@ -691,7 +875,10 @@ fn dynamo_logprob_precedence() {
     let text = err(dynamo_with(choice.clone(), engine(json!([]))), Wire::Dynamo);
     assert_contains(
         &text,
-        &["found 0 logprobs at `nvext.engine_data.completion_logprobs`", "for 2 ids"],
+        &[
+            "found 0 logprobs at `nvext.engine_data.completion_logprobs`",
+            "for 2 ids",
+        ],
     );
     let p = ok(
         dynamo_with(
@@ -702,14 +889,23 @@ fn dynamo_logprob_precedence() {
     );
     assert_eq!(p.completion_logprobs, Some(vec![]));
     // null or absent key: the choice channel
-    for nvext in [engine(json!(null)), json!({"engine_data": {"completion_token_ids": [1, 2]}})] {
+    for nvext in [
+        engine(json!(null)),
+        json!({"engine_data": {"completion_token_ids": [1, 2]}}),
+    ] {
         let p = ok(dynamo_with(choice.clone(), nvext), Wire::Dynamo);
         assert_eq!(logprobs(&p), [-1.0, -2.0]);
-        assert_eq!(p.completion_logprobs_from, Some("choices[0].logprobs.content"));
+        assert_eq!(
+            p.completion_logprobs_from,
+            Some("choices[0].logprobs.content")
+        );
     }
     // neither: no logprobs
     let p = ok(
-        dynamo_with(json!({"token_ids": [1], "logprobs": {"content": null}}), json!({})),
+        dynamo_with(
+            json!({"token_ids": [1], "logprobs": {"content": null}}),
+            json!({}),
+        ),
         Wire::Dynamo,
     );
     assert_eq!(p.completion_logprobs, None);
@@ -719,8 +915,9 @@ fn dynamo_logprob_precedence() {
 fn dynamo_choice_logprobs_off_by_one_is_fatal() {
     // NeMo-Gym #1963: 566 engine ids against 565 choice logprobs
     let ids: Vec<u32> = (0..566).collect();
-    let content: Vec<Value> =
-        (0..565).map(|i| json!({"token": "", "logprob": -0.1, "token_id": i})).collect();
+    let content: Vec<Value> = (0..565)
+        .map(|i| json!({"token": "", "logprob": -0.1, "token_id": i}))
+        .collect();
     let body = dynamo_with(
         json!({"logprobs": {"content": content}}),
         json!({"engine_data": {"completion_token_ids": ids}}),
@@ -740,13 +937,23 @@ fn dynamo_choice_logprobs_off_by_one_is_fatal() {
 fn dynamo_routed_experts_and_stop_reason_precedence() {
     let re = |n: u32| json!({"data": "AQI=", "shape": [n, 1, 1], "start": 0, "dtype": "uint8"});
     let shape = |p: &Parsed| {
-        let raw = p.routed_experts.as_ref().map(|r| r.get().to_owned()).unwrap_or_default();
+        let raw = p
+            .routed_experts
+            .as_ref()
+            .map(|r| r.get().to_owned())
+            .unwrap_or_default();
         json_of(raw.as_bytes())["shape"][0].clone()
     };
     let nvext = json!({"routed_experts": re(2), "engine_data": {"routed_experts": re(3), "completion_token_ids": [1]}});
-    let p = ok(dynamo_with(json!({"routed_experts": re(1)}), nvext.clone()), Wire::Dynamo);
+    let p = ok(
+        dynamo_with(json!({"routed_experts": re(1)}), nvext.clone()),
+        Wire::Dynamo,
+    );
     assert_eq!(shape(&p), json!(1));
-    let p = ok(dynamo_with(json!({"routed_experts": null}), nvext), Wire::Dynamo);
+    let p = ok(
+        dynamo_with(json!({"routed_experts": null}), nvext),
+        Wire::Dynamo,
+    );
     assert_eq!(shape(&p), json!(2));
     let body = dynamo_with(
         json!({}),
@@ -758,9 +965,15 @@ fn dynamo_routed_experts_and_stop_reason_precedence() {
     assert_eq!(json_of(&body[span]), re(3));
     // stop_reason: the choice's, then nvext's
     let nvext = json!({"completion_token_ids": [1], "stop_reason": 151645});
-    let p = ok(dynamo_with(json!({"stop_reason": "</s>"}), nvext.clone()), Wire::Dynamo);
+    let p = ok(
+        dynamo_with(json!({"stop_reason": "</s>"}), nvext.clone()),
+        Wire::Dynamo,
+    );
     assert_eq!(p.stop_reason, Some(StopReason::Text("</s>".into())));
-    let p = ok(dynamo_with(json!({"stop_reason": null}), nvext), Wire::Dynamo);
+    let p = ok(
+        dynamo_with(json!({"stop_reason": null}), nvext),
+        Wire::Dynamo,
+    );
     assert_eq!(p.stop_reason, Some(StopReason::TokenId(151645)));
 }
 
@@ -779,7 +992,10 @@ fn dynamo_tool_calls_promote_stop() {
 fn dynamo_ignores_unknown_engine_data_keys_but_checks_read_ones() {
     let nvext = json!({"engine_data": {"completion_token_ids": [1], "policy": {"x": [1, {"y": null}]}, "request": "…"},
                         "timing": {"ttft_ms": 1.5}, "worker_id": {"prefill_worker_id": 18402328803606963855u64}});
-    assert_eq!(ok(dynamo_with(json!({}), nvext), Wire::Dynamo).completion_ids, [1]);
+    assert_eq!(
+        ok(dynamo_with(json!({}), nvext), Wire::Dynamo).completion_ids,
+        [1]
+    );
     let nvext = json!({"engine_data": {"completion_token_ids": [1], "completion_logprobs": ["a"]}});
     let text = err(dynamo_with(json!({}), nvext), Wire::Dynamo);
     assert_contains(
@@ -791,10 +1007,19 @@ fn dynamo_ignores_unknown_engine_data_keys_but_checks_read_ones() {
         ],
     );
     // (serde reads a derived struct from an array positionally: the error names the element)
-    let text = err(dynamo_with(json!({}), json!({"engine_data": [1]})), Wire::Dynamo);
+    let text = err(
+        dynamo_with(json!({}), json!({"engine_data": [1]})),
+        Wire::Dynamo,
+    );
     assert_contains(&text, &["at `nvext.engine_data[0]`"]);
-    let text = err(dynamo_with(json!({}), json!({"completion_token_ids": [1, -2]})), Wire::Dynamo);
-    assert_contains(&text, &["negative token id -2", "at `nvext.completion_token_ids[1]`"]);
+    let text = err(
+        dynamo_with(json!({}), json!({"completion_token_ids": [1, -2]})),
+        Wire::Dynamo,
+    );
+    assert_contains(
+        &text,
+        &["negative token id -2", "at `nvext.completion_token_ids[1]`"],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -811,7 +1036,10 @@ fn non_json_bodies_are_typed_errors() {
         (b"[]", "choices"),
         (b"\"str\"", "has an unexpected value"),
         (b"42", "has an unexpected value"),
-        (b"{\"choices\":[{\"token_ids\":[1]}]} trailing", "is not valid JSON"),
+        (
+            b"{\"choices\":[{\"token_ids\":[1]}]} trailing",
+            "is not valid JSON",
+        ),
         (
             b"{\"choices\":[{\"token_ids\":[1],\"logprobs\":{\"content\":[{\"logprob\":NaN}]}}]}",
             "is not valid JSON",
@@ -833,7 +1061,10 @@ fn wrong_types_name_their_path() {
     let cases: [(Value, &str); 8] = [
         (json!({"choices": {}}), "at `choices`"),
         (json!({"choices": [5]}), "at `choices[0]`"),
-        (json!({"choices": [{"token_ids": [1], "message": 5}]}), "at `choices[0].message`"),
+        (
+            json!({"choices": [{"token_ids": [1], "message": 5}]}),
+            "at `choices[0].message`",
+        ),
         (
             json!({"choices": [{"token_ids": [1], "message": {"content": 5}}]}),
             "at `choices[0].message.content`",
@@ -862,7 +1093,10 @@ fn wrong_types_name_their_path() {
     // paths survive pretty-printed (multi-line) bodies
     let pretty = serde_json::to_string_pretty(&json!({"choices": [{"token_ids": [1, 2, -3]}]}))
         .unwrap_or_default();
-    assert_contains(&err(pretty, Wire::VllmChat), &["at `choices[0].token_ids[2]`", "(line 7,"]);
+    assert_contains(
+        &err(pretty, Wire::VllmChat),
+        &["at `choices[0].token_ids[2]`", "(line 7,"],
+    );
 }
 
 #[test]
@@ -875,23 +1109,38 @@ fn truncated_bodies_error_with_eof() {
 #[test]
 fn oversized_bodies_are_rejected_before_parsing() {
     let body = fixture("wire_a3_vllm_chat.json");
-    let at = ParseOptions { max_body_bytes: body.len(), ..ParseOptions::default() };
+    let at = ParseOptions {
+        max_body_bytes: body.len(),
+        ..ParseOptions::default()
+    };
     assert!(parse_response(&body, Wire::VllmChat, &at).is_ok());
-    let under = ParseOptions { max_body_bytes: body.len() - 1, ..ParseOptions::default() };
+    let under = ParseOptions {
+        max_body_bytes: body.len() - 1,
+        ..ParseOptions::default()
+    };
     let e = parse_response(&body, Wire::VllmChat, &under)
         .err()
         .map(|e| (e.kind(), e.text().to_owned()));
     let (kind, text) = e.unwrap_or((ErrorKind::Load, String::new()));
     assert_eq!(kind, ErrorKind::Parse);
-    assert_contains(&text, &[&format!("is {} bytes", body.len()), "max_body_bytes"]);
+    assert_contains(
+        &text,
+        &[&format!("is {} bytes", body.len()), "max_body_bytes"],
+    );
     // checked before parsing: even garbage gets the size error
     let e = parse_response(
         b"not json",
         Wire::Dynamo,
-        &ParseOptions { max_body_bytes: 3, max_depth: 64 },
+        &ParseOptions {
+            max_body_bytes: 3,
+            max_depth: 64,
+        },
     );
     assert_contains(
-        e.err().map(|e| e.text().to_owned()).as_deref().unwrap_or_default(),
+        e.err()
+            .map(|e| e.text().to_owned())
+            .as_deref()
+            .unwrap_or_default(),
         &["over the limit"],
     );
 }
@@ -909,7 +1158,12 @@ fn nested(depth: usize) -> String {
 /// inside a multi-byte character of a key and panicked.
 #[test]
 fn error_paths_through_long_non_ascii_keys_are_cut_on_char_boundaries() {
-    for key in ["é".repeat(101), "日本".repeat(60), r"\u00e9".repeat(101), r"\ud83d".repeat(40)] {
+    for key in [
+        "é".repeat(101),
+        "日本".repeat(60),
+        r"\u00e9".repeat(101),
+        r"\ud83d".repeat(40),
+    ] {
         let body = format!("{{\"{key}\": {{\"{key}\": {{\"{key}\": [1, ]}}}}}}");
         for wire in Wire::ALL {
             let text = err(&body, wire);
@@ -918,7 +1172,10 @@ fn error_paths_through_long_non_ascii_keys_are_cut_on_char_boundaries() {
     }
     let body = fixture("engine_vllm_chat_text.json");
     let mut mangled = body[..body.len() / 2].to_vec();
-    mangled.splice(2..2, format!("\"{}\": {{\"{}\": 1}}, ", "é".repeat(200), "ü".repeat(200)).into_bytes());
+    mangled.splice(
+        2..2,
+        format!("\"{}\": {{\"{}\": 1}}, ", "é".repeat(200), "ü".repeat(200)).into_bytes(),
+    );
     for wire in Wire::ALL {
         err(&mangled, wire);
     }
@@ -933,26 +1190,41 @@ fn over_deep_bodies_are_typed_errors() {
     let text = e.map(|e| e.text().to_owned()).unwrap_or_default();
     assert_contains(
         &text,
-        &["deeper than 64 levels", "at `choices[0].x", "ParseOptions.max_depth"],
+        &[
+            "deeper than 64 levels",
+            "at `choices[0].x",
+            "ParseOptions.max_depth",
+        ],
     );
     // a limit above serde_json's own acts as serde_json's, and stays typed
-    let loose = ParseOptions { max_depth: usize::MAX, ..opts };
-    assert!(
-        parse_response(nested(SERDE_JSON_MAX_DEPTH - 3).as_bytes(), Wire::VllmChat, &loose).is_ok()
-    );
+    let loose = ParseOptions {
+        max_depth: usize::MAX,
+        ..opts
+    };
+    assert!(parse_response(
+        nested(SERDE_JSON_MAX_DEPTH - 3).as_bytes(),
+        Wire::VllmChat,
+        &loose
+    )
+    .is_ok());
     for depth in [SERDE_JSON_MAX_DEPTH - 2, 200, 100_000] {
         for wire in Wire::ALL {
             let e = parse_response(nested(depth).as_bytes(), wire, &loose).err();
             let kind = e.as_ref().map(|e| e.kind());
             assert_eq!(kind, Some(ErrorKind::Parse), "{depth} {wire}");
             assert_contains(
-                e.map(|e| e.text().to_owned()).as_deref().unwrap_or_default(),
+                e.map(|e| e.text().to_owned())
+                    .as_deref()
+                    .unwrap_or_default(),
                 &["deeper than 127 levels"],
             );
         }
     }
     // brackets inside strings do not count
-    let body = format!("{{\"choices\":[{{\"token_ids\":[1],\"x\":\"{}\"}}]}}", "[{".repeat(1000));
+    let body = format!(
+        "{{\"choices\":[{{\"token_ids\":[1],\"x\":\"{}\"}}]}}",
+        "[{".repeat(1000)
+    );
     assert!(parse_response(body.as_bytes(), Wire::VllmChat, &opts).is_ok());
     // a typed field nested deep (not only skipped values): still the depth error, never a stack issue
     let deep_tools = format!(
@@ -990,7 +1262,10 @@ fn every_truncation_of_every_fixture_is_ok_or_a_typed_error() {
             }
         }
         // the whole body minus trailing whitespace still parses
-        assert!(parse_response(&body[..complete], own, &ParseOptions::default()).is_ok(), "{name}");
+        assert!(
+            parse_response(&body[..complete], own, &ParseOptions::default()).is_ok(),
+            "{name}"
+        );
     }
     assert!(errors > 35_000, "{errors}");
 }
@@ -1068,11 +1343,18 @@ fn opts<'a>(
     salt: Option<&'a str>,
     priority: Option<i64>,
 ) -> RequestOptions<'a> {
-    RequestOptions { stop_token_ids: stop, cache_salt: salt, priority, ..RequestOptions::default() }
+    RequestOptions {
+        stop_token_ids: stop,
+        cache_salt: salt,
+        priority,
+        ..RequestOptions::default()
+    }
 }
 
 fn keys(v: &Value) -> Vec<&str> {
-    v.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default()
+    v.as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -1080,8 +1362,12 @@ fn generate_body_b2_exact() {
     // renderers PR #79 test_generate_builds_request_body_and_parses_response (wire.md B.2)
     let sampling =
         map(json!({"temperature": 0.3, "max_tokens": 7, "min_tokens": 2, "cache_salt": "ckpt-42"}));
-    let body =
-        vllm_generate_body("test-model", &[1, 2, 3], &sampling, &opts(Some(&[99]), None, None));
+    let body = vllm_generate_body(
+        "test-model",
+        &[1, 2, 3],
+        &sampling,
+        &opts(Some(&[99]), None, None),
+    );
     let body = body.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         json_of(&body),
@@ -1120,9 +1406,10 @@ fn generate_body_rules() {
                "cache_salt": "opt-salt", "priority": 3, "request_id": "r-1", "kv_transfer_params": {"a": 1}})
     );
     // without options: the caller's max_completion_tokens (renamed), stop ids, salt and priority
-    let sampling =
-        map(json!({"max_tokens": 10, "max_completion_tokens": 50, "stop_token_ids": [5],
-                              "cache_salt": "", "priority": -2, "logprobs": 0}));
+    let sampling = map(
+        json!({"max_tokens": 10, "max_completion_tokens": 50, "stop_token_ids": [5],
+                              "cache_salt": "", "priority": -2, "logprobs": 0}),
+    );
     let body = json_of(
         &vllm_generate_body("m", &[u32::MAX], &sampling, &RequestOptions::default())
             .unwrap_or_default(),
@@ -1146,8 +1433,10 @@ fn a2_messages() -> Box<RawValue> {
 }
 
 fn a2_tools() -> Box<RawValue> {
-    raw(json!([{"type": "function", "function": {"name": "ls", "parameters": {"type": "object",
-               "properties": {"path": {"type": "string"}}}}}]))
+    raw(
+        json!([{"type": "function", "function": {"name": "ls", "parameters": {"type": "object",
+               "properties": {"path": {"type": "string"}}}}}]),
+    )
 }
 
 const A2_TOKENS: [u32; 26] = [
@@ -1159,8 +1448,10 @@ const A2_TOKENS: [u32; 26] = [
 fn chat_tokens_body_a2_exact() {
     // wire.md A.2: sampling args as prime-rl passes them (cache_salt and chat_template_kwargs in
     // extra_body), normalized by verifiers' normalize_sampling_args
-    let sampling = map(json!({"max_tokens": 2048, "temperature": 1.0, "top_p": null,
-        "extra_body": {"cache_salt": "17", "chat_template_kwargs": {"enable_thinking": true}}}));
+    let sampling = map(
+        json!({"max_tokens": 2048, "temperature": 1.0, "top_p": null,
+        "extra_body": {"cache_salt": "17", "chat_template_kwargs": {"enable_thinking": true}}}),
+    );
     let body = chat_tokens_body(
         "Qwen/Qwen3-8B",
         &a2_messages(),
@@ -1215,8 +1506,15 @@ fn chat_tokens_body_rules() {
     );
     // a caller's top_logprobs wins over an integer logprobs; no stop ids unless given
     let sampling = map(json!({"logprobs": 5, "top_logprobs": 2, "stop_token_ids": [7]}));
-    let body = chat_tokens_body("m", &messages, None, &[], &sampling, &RequestOptions::default())
-        .unwrap_or_default();
+    let body = chat_tokens_body(
+        "m",
+        &messages,
+        None,
+        &[],
+        &sampling,
+        &RequestOptions::default(),
+    )
+    .unwrap_or_default();
     let v = json_of(&body);
     assert_eq!(
         (&v["top_logprobs"], &v["stop_token_ids"], &v["logprobs"]),
@@ -1229,14 +1527,23 @@ fn chat_tokens_body_rules() {
 fn chat_body_targets() {
     let messages = raw(json!([{"role": "user", "content": "hi"}]));
     let tools = a2_tools();
-    let sampling = map(json!({"max_tokens": 64, "temperature": 0.7, "tool_choice": "auto",
+    let sampling = map(
+        json!({"max_tokens": 64, "temperature": 0.7, "tool_choice": "auto",
         "return_token_ids": true, "spaces_between_special_tokens": false, "priority": 2,
-        "routed_experts_prompt_start": 3, "cache_salt": "s", "top_k": 20}));
+        "routed_experts_prompt_start": 3, "cache_salt": "s", "top_k": 20}),
+    );
     let o = opts(Some(&[151645]), None, None);
     // vLLM: ids and logprobs requested, root options
     let v = json_of(
-        &chat_body("m", &messages, Some(&tools), &sampling, ChatTarget::Vllm, &o)
-            .unwrap_or_default(),
+        &chat_body(
+            "m",
+            &messages,
+            Some(&tools),
+            &sampling,
+            ChatTarget::Vllm,
+            &o,
+        )
+        .unwrap_or_default(),
     );
     assert_eq!(
         v,
@@ -1247,8 +1554,15 @@ fn chat_body_targets() {
     );
     // tools omitted when there are none (wire.md A.2 step 2: `tools?`)
     let v = json_of(
-        &chat_body("m", &messages, None, &Map::new(), ChatTarget::Vllm, &RequestOptions::default())
-            .unwrap_or_default(),
+        &chat_body(
+            "m",
+            &messages,
+            None,
+            &Map::new(),
+            ChatTarget::Vllm,
+            &RequestOptions::default(),
+        )
+        .unwrap_or_default(),
     );
     assert_eq!(
         v,
@@ -1266,8 +1580,15 @@ fn chat_body_targets() {
     // Dynamo MITO: real messages and tools, nvext routing, no token_data, nothing Dynamo rejects
     let o = opts(Some(&[151645]), None, Some(9));
     let v = json_of(
-        &chat_body("m", &messages, Some(&tools), &sampling, ChatTarget::Dynamo, &o)
-            .unwrap_or_default(),
+        &chat_body(
+            "m",
+            &messages,
+            Some(&tools),
+            &sampling,
+            ChatTarget::Dynamo,
+            &o,
+        )
+        .unwrap_or_default(),
     );
     assert_eq!(
         v,
@@ -1317,10 +1638,26 @@ fn dynamo_cache_salt_reaches_nvext_never_the_root() {
     // vf #1289 finding D1: the salt must arrive, inside nvext
     let cases = [
         (json!({"cache_salt": "root"}), None, "root"),
-        (json!({"extra_body": {"cache_salt": "extra"}}), None, "extra"),
-        (json!({"cache_salt": "root", "nvext": {"cache_salt": "nv"}}), None, "nv"),
-        (json!({"cache_salt": "root", "nvext": {"cache_salt": "nv"}}), Some("opt"), "opt"),
-        (json!({"cache_salt": "root", "nvext": {"cache_salt": ""}}), Some(""), "root"),
+        (
+            json!({"extra_body": {"cache_salt": "extra"}}),
+            None,
+            "extra",
+        ),
+        (
+            json!({"cache_salt": "root", "nvext": {"cache_salt": "nv"}}),
+            None,
+            "nv",
+        ),
+        (
+            json!({"cache_salt": "root", "nvext": {"cache_salt": "nv"}}),
+            Some("opt"),
+            "opt",
+        ),
+        (
+            json!({"cache_salt": "root", "nvext": {"cache_salt": ""}}),
+            Some(""),
+            "root",
+        ),
     ];
     for (sampling, salt, want) in cases {
         let body = dynamo_body("m", &[1], &map(sampling.clone()), &opts(None, salt, None))
@@ -1330,10 +1667,19 @@ fn dynamo_cache_salt_reaches_nvext_never_the_root() {
         assert_eq!(v.get("cache_salt"), None, "{sampling}");
     }
     let v = json_of(
-        &dynamo_body("m", &[1], &map(json!({"cache_salt": ""})), &RequestOptions::default())
-            .unwrap_or_default(),
+        &dynamo_body(
+            "m",
+            &[1],
+            &map(json!({"cache_salt": ""})),
+            &RequestOptions::default(),
+        )
+        .unwrap_or_default(),
     );
-    assert_eq!(v["nvext"].get("cache_salt"), None, "empty salts count as absent (wire.md C.1)");
+    assert_eq!(
+        v["nvext"].get("cache_salt"),
+        None,
+        "empty salts count as absent (wire.md C.1)"
+    );
 }
 
 #[test]
@@ -1344,25 +1690,39 @@ fn dynamo_priority_goes_to_agent_hints_never_the_root() {
     );
     let v =
         json_of(&dynamo_body("m", &[1], &sampling, &RequestOptions::default()).unwrap_or_default());
-    assert_eq!(v["nvext"]["agent_hints"], json!({"osl": 100, "priority": 4}));
+    assert_eq!(
+        v["nvext"]["agent_hints"],
+        json!({"osl": 100, "priority": 4})
+    );
     assert_eq!(v.get("priority"), None);
     let v = json_of(
         &dynamo_body("m", &[1], &sampling, &opts(None, None, Some(17))).unwrap_or_default(),
     );
-    assert_eq!(v["nvext"]["agent_hints"], json!({"osl": 100, "priority": 17}));
+    assert_eq!(
+        v["nvext"]["agent_hints"],
+        json!({"osl": 100, "priority": 17})
+    );
     // the caller's hints alone are kept as they are
     let sampling = map(json!({"nvext": {"agent_hints": {"osl": 100, "priority": 1}}}));
     let v =
         json_of(&dynamo_body("m", &[1], &sampling, &RequestOptions::default()).unwrap_or_default());
-    assert_eq!(v["nvext"]["agent_hints"], json!({"osl": 100, "priority": 1}));
+    assert_eq!(
+        v["nvext"]["agent_hints"],
+        json!({"osl": 100, "priority": 1})
+    );
     // no priority anywhere: no agent_hints
     let v = json_of(
         &dynamo_body("m", &[1], &Map::new(), &RequestOptions::default()).unwrap_or_default(),
     );
     assert_eq!(v["nvext"].get("agent_hints"), None);
     assert!(!String::from_utf8_lossy(
-        &dynamo_body("m", &[1], &map(json!({"priority": 4})), &RequestOptions::default())
-            .unwrap_or_default()
+        &dynamo_body(
+            "m",
+            &[1],
+            &map(json!({"priority": 4})),
+            &RequestOptions::default()
+        )
+        .unwrap_or_default()
     )
     .contains("\"priority\":4,"));
 }
@@ -1433,9 +1793,15 @@ fn dynamo_logprobs_stop_ids_and_template_kwargs() {
         (v["logprobs"].clone(), v.get("top_logprobs").cloned())
     };
     assert_eq!(logprob_keys(json!({})), (json!(true), None));
-    assert_eq!(logprob_keys(json!({"logprobs": false})), (json!(true), None));
+    assert_eq!(
+        logprob_keys(json!({"logprobs": false})),
+        (json!(true), None)
+    );
     assert_eq!(logprob_keys(json!({"logprobs": 0})), (json!(true), None));
-    assert_eq!(logprob_keys(json!({"logprobs": 1})), (json!(true), Some(json!(1))));
+    assert_eq!(
+        logprob_keys(json!({"logprobs": 1})),
+        (json!(true), Some(json!(1)))
+    );
     assert_eq!(
         logprob_keys(json!({"logprobs": 4, "top_logprobs": 2})),
         (json!(true), Some(json!(2)))
@@ -1470,34 +1836,73 @@ fn dynamo_logprobs_stop_ids_and_template_kwargs() {
 #[test]
 fn caller_arguments_of_the_wrong_type_are_message_errors() {
     let cases = [
-        (json!({"nvext": 5}), "`nvext` must be an object, found a number"),
+        (
+            json!({"nvext": 5}),
+            "`nvext` must be an object, found a number",
+        ),
         (
             json!({"nvext": {"extra_fields": "engine_data"}}),
             "`nvext.extra_fields` must be a list of strings",
         ),
-        (json!({"nvext": {"extra_fields": [1]}}), "`nvext.extra_fields[]` must be a string"),
-        (json!({"nvext": {"agent_hints": []}}), "`nvext.agent_hints` must be an object"),
-        (json!({"priority": "high"}), "`priority` must be an integer, found a string"),
-        (json!({"priority": 1.5}), "`priority` must be an integer, found a number"),
-        (json!({"cache_salt": 17}), "`cache_salt` must be a string, found a number"),
-        (json!({"nvext": {"cache_salt": true}}), "`nvext.cache_salt` must be a string"),
-        (json!({"extra_body": []}), "`extra_body` must be an object, found a list"),
-        (json!({"priority": 3_000_000_000u64}), "does not fit nvext.agent_hints.priority"),
+        (
+            json!({"nvext": {"extra_fields": [1]}}),
+            "`nvext.extra_fields[]` must be a string",
+        ),
+        (
+            json!({"nvext": {"agent_hints": []}}),
+            "`nvext.agent_hints` must be an object",
+        ),
+        (
+            json!({"priority": "high"}),
+            "`priority` must be an integer, found a string",
+        ),
+        (
+            json!({"priority": 1.5}),
+            "`priority` must be an integer, found a number",
+        ),
+        (
+            json!({"cache_salt": 17}),
+            "`cache_salt` must be a string, found a number",
+        ),
+        (
+            json!({"nvext": {"cache_salt": true}}),
+            "`nvext.cache_salt` must be a string",
+        ),
+        (
+            json!({"extra_body": []}),
+            "`extra_body` must be an object, found a list",
+        ),
+        (
+            json!({"priority": 3_000_000_000u64}),
+            "does not fit nvext.agent_hints.priority",
+        ),
     ];
     for (sampling, want) in cases {
-        let e = dynamo_body("m", &[1], &map(sampling.clone()), &RequestOptions::default()).err();
+        let e = dynamo_body(
+            "m",
+            &[1],
+            &map(sampling.clone()),
+            &RequestOptions::default(),
+        )
+        .err();
         let e = e.unwrap_or_else(|| panic!("{sampling} was accepted"));
         assert_eq!(e.kind(), ErrorKind::Message);
         assert_contains(e.text(), &[want]);
     }
     let e = dynamo_body("m", &[1], &Map::new(), &opts(None, None, Some(i64::MAX))).err();
     assert_contains(
-        e.map(|e| e.text().to_owned()).as_deref().unwrap_or_default(),
+        e.map(|e| e.text().to_owned())
+            .as_deref()
+            .unwrap_or_default(),
         &["does not fit"],
     );
     // vLLM takes any integer priority, and rejects the same wrong types
     assert!(vllm_generate_body("m", &[1], &Map::new(), &opts(None, None, Some(i64::MAX))).is_ok());
-    for sampling in [json!({"priority": "x"}), json!({"cache_salt": 1}), json!({"extra_body": 1})] {
+    for sampling in [
+        json!({"priority": "x"}),
+        json!({"cache_salt": 1}),
+        json!({"extra_body": 1}),
+    ] {
         let e = vllm_generate_body("m", &[1], &map(sampling), &RequestOptions::default()).err();
         assert_eq!(e.map(|e| e.kind()), Some(ErrorKind::Message));
     }
@@ -1506,7 +1911,9 @@ fn caller_arguments_of_the_wrong_type_are_message_errors() {
 #[test]
 fn bodies_are_valid_json_for_awkward_keys_and_values() {
     let mut rng = Rng(42);
-    let keys = ["a\"b", "c\\d", "e\nf", "\u{0}", "ü", "😀", "", "stop", "x\u{1f}"];
+    let keys = [
+        "a\"b", "c\\d", "e\nf", "\u{0}", "ü", "😀", "", "stop", "x\u{1f}",
+    ];
     for _ in 0..200 {
         let mut sampling = Map::new();
         for _ in 0..rng.below(6) {
@@ -1524,7 +1931,11 @@ fn bodies_are_valid_json_for_awkward_keys_and_values() {
         let model = keys[rng.below(keys.len())];
         let messages = raw(json!([{"role": "user", "content": model}]));
         let salt = Some(keys[rng.below(keys.len())]);
-        let o = opts(Some(&ids[..ids.len().min(3)]), salt, Some(rng.below(10) as i64));
+        let o = opts(
+            Some(&ids[..ids.len().min(3)]),
+            salt,
+            Some(rng.below(10) as i64),
+        );
         for body in [
             vllm_generate_body(model, &ids, &sampling, &o),
             chat_tokens_body(model, &messages, None, &ids, &sampling, &o),

@@ -58,7 +58,9 @@ SYSTEM = (
     "You are a careful assistant that answers questions about the weather. Use the tools you are "
     "given whenever a question needs live data, call one tool at a time, and keep answers short. "
 ) * 6
-CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>'
+CALL = (
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>'
+)
 
 
 def _response(completion_ids: list[int]) -> bytes:
@@ -67,7 +69,11 @@ def _response(completion_ids: list[int]) -> bytes:
         "choices": [
             {
                 "index": 0,
-                "logprobs": {"content": [{"token": f"token_id:{t}", "logprob": -0.25} for t in completion_ids]},
+                "logprobs": {
+                    "content": [
+                        {"token": f"token_id:{t}", "logprob": -0.25} for t in completion_ids
+                    ]
+                },
                 "finish_reason": "stop",
                 "token_ids": completion_ids,
             }
@@ -85,7 +91,12 @@ def serve(completion_ids: list[int], lifetime: float) -> None:
 
     body = _response(completion_ids)
     models = json.dumps(
-        {"object": "list", "data": [{"id": SERVED, "object": "model", "owned_by": "vllm", "max_model_len": 1 << 20}]}
+        {
+            "object": "list",
+            "data": [
+                {"id": SERVED, "object": "model", "owned_by": "vllm", "max_model_len": 1 << 20}
+            ],
+        }
     ).encode()
 
     async def generate(request: web.Request) -> web.Response:
@@ -114,7 +125,7 @@ def serve(completion_ids: list[int], lifetime: float) -> None:
         loop.add_reader(sys.stdin.fileno(), on_stdin)
         try:
             await asyncio.wait_for(closed, lifetime)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await runner.cleanup()
 
@@ -128,7 +139,9 @@ class Server:
         ids = ",".join(map(str, completion_ids))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fasttito.bench.http", "--serve", ids, str(lifetime)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
@@ -148,7 +161,11 @@ class Server:
 
 
 def _tool_result(turn: int) -> dict[str, Any]:
-    return {"role": "tool", "tool_call_id": f"call_{turn}", "content": f'{{"temperature": {12 + turn}, "sky": "clear"}}'}
+    return {
+        "role": "tool",
+        "tool_call_id": f"call_{turn}",
+        "content": f'{{"temperature": {12 + turn}, "sky": "clear"}}',
+    }
 
 
 class _Recorder:
@@ -171,7 +188,10 @@ class _Recorder:
 
 async def _rollout(client: Any, turns: int) -> None:
     r = client.rollout()
-    messages: list[Any] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Weather in Paris?"}]
+    messages: list[Any] = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "Weather in Paris?"},
+    ]
     for k in range(turns):
         turn = await r.generate(messages, tools=TOOLS, max_tokens=64)
         if turn.mode != ("tito" if k else "mito"):
@@ -183,7 +203,9 @@ async def _record(url: str, tok: Any, turns: int) -> list[bytes]:
     import fasttito
 
     recorder = _Recorder()
-    async with fasttito.Client(url, SERVED, transport="vllm-generate", tokenizer=tok, http_client=recorder) as client:
+    async with fasttito.Client(
+        url, SERVED, transport="vllm-generate", tokenizer=tok, http_client=recorder
+    ) as client:
         await _rollout(client, turns)
     return recorder.bodies
 
@@ -285,19 +307,23 @@ def measure(quick: bool) -> list[dict[str, Any]]:
             bodies = asyncio.run(_record(server.url, tok, turns))
             ours = asyncio.run(_fasttito(server.url, tok, n, turns, rounds)) / count
             bare = asyncio.run(_aiohttp(server.url, bodies, n, rounds)) / count
-            other = asyncio.run(_httpx(server.url, bodies, n, rounds)) / count if have_httpx else None
-            rows.append({
-                "concurrent rollouts": f"{n:,}",
-                "turns timed": f"{count:,}",
-                "request body": f"{sum(map(len, bodies)) / len(bodies) / 1e3:.1f} kB",
-                "fasttito rollout.generate": _ms(ours),
-                "bare aiohttp POST + read": _ms(bare),
-                "httpx POST + read": _ms(other),
-                "fasttito / aiohttp": f"{ours / bare:.2f}x",
-                "httpx / fasttito": f"{other / ours:.1f}x" if other is not None else "-",
-                "_fasttito": ours,
-                "_rollouts": n,
-            })
+            other = (
+                asyncio.run(_httpx(server.url, bodies, n, rounds)) / count if have_httpx else None
+            )
+            rows.append(
+                {
+                    "concurrent rollouts": f"{n:,}",
+                    "turns timed": f"{count:,}",
+                    "request body": f"{sum(map(len, bodies)) / len(bodies) / 1e3:.1f} kB",
+                    "fasttito rollout.generate": _ms(ours),
+                    "bare aiohttp POST + read": _ms(bare),
+                    "httpx POST + read": _ms(other),
+                    "fasttito / aiohttp": f"{ours / bare:.2f}x",
+                    "httpx / fasttito": f"{other / ours:.1f}x" if other is not None else "-",
+                    "_fasttito": ours,
+                    "_rollouts": n,
+                }
+            )
     finally:
         server.stop()
     return rows
@@ -307,7 +333,9 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
     if len(rows) < 2:
         return []
     flat = rows[-1]["_fasttito"] / rows[0]["_fasttito"]
-    return [f"fasttito per-turn CPU at {rows[-1]['_rollouts']:,} vs {rows[0]['_rollouts']:,} rollouts: {flat:.2f}x"]
+    return [
+        f"fasttito per-turn CPU at {rows[-1]['_rollouts']:,} vs {rows[0]['_rollouts']:,} rollouts: {flat:.2f}x"
+    ]
 
 
 def _ms(s: float | None) -> str:

@@ -35,20 +35,45 @@ TITLE = "Response parsing and request bodies (vLLM chat completion, 16,384 promp
 def response(n: int, top: int, prompt: int = 16384, seed: int = 7) -> bytes:
     rng = random.Random(seed)
     ids = [rng.randrange(151000) for _ in range(n)]
+
     def entry(i: int) -> dict[str, Any]:
         text = f"t{i % 977}"
-        e: dict[str, Any] = {"token": text, "logprob": round(-rng.random() * 5, 6), "bytes": list(text.encode())}
-        e["top_logprobs"] = [{"token": f"a{j}", "logprob": round(-rng.random() * 8, 6), "bytes": [97, 48 + j]} for j in range(top)]
+        e: dict[str, Any] = {
+            "token": text,
+            "logprob": round(-rng.random() * 5, 6),
+            "bytes": list(text.encode()),
+        }
+        e["top_logprobs"] = [
+            {"token": f"a{j}", "logprob": round(-rng.random() * 8, 6), "bytes": [97, 48 + j]}
+            for j in range(top)
+        ]
         return e
+
     body = {
-        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1760000000, "model": "Qwen/Qwen3-8B",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * (n * 4), "refusal": None,
-                                             "tool_calls": [], "reasoning_content": None},
-                     "logprobs": {"content": [entry(i) for i in range(n)]}, "finish_reason": "length",
-                     "stop_reason": None, "token_ids": ids}],
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1760000000,
+        "model": "Qwen/Qwen3-8B",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "x" * (n * 4),
+                    "refusal": None,
+                    "tool_calls": [],
+                    "reasoning_content": None,
+                },
+                "logprobs": {"content": [entry(i) for i in range(n)]},
+                "finish_reason": "length",
+                "stop_reason": None,
+                "token_ids": ids,
+            }
+        ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n},
         "prompt_token_ids": [rng.randrange(151000) for _ in range(prompt)],
-        "prompt_logprobs": None, "kv_transfer_params": None,
+        "prompt_logprobs": None,
+        "kv_transfer_params": None,
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -83,7 +108,11 @@ def measure(quick: bool) -> list[dict[str, Any]]:
 
     def extract(d: dict[str, Any]) -> tuple[list[int], list[int], list[float]]:
         c = d["choices"][0]
-        return c["token_ids"], d["prompt_token_ids"], [e["logprob"] for e in c["logprobs"]["content"]]
+        return (
+            c["token_ids"],
+            d["prompt_token_ids"],
+            [e["logprob"] for e in c["logprobs"]["content"]],
+        )
 
     def via_openai(body: bytes) -> Any:
         r = ChatCompletion.model_validate_json(body)
@@ -101,28 +130,62 @@ def measure(quick: bool) -> list[dict[str, Any]]:
             body = response(n, top)
             a, b = via_fasttito(body), extract(orjson.loads(body))
             assert list(a[0]) == b[0] and list(a[1]) == b[1] and a[2] == b[2]
-            m = timeit_blocks({"openai": lambda _: via_openai(body), "json": lambda _: extract(json.loads(body)),
-                               "orjson": lambda _: extract(orjson.loads(body)), "fasttito": lambda _: via_fasttito(body)},
-                              min_rounds, min_seconds)
-            rows.append({
-                "completion tokens": n, "top_logprobs": top, "JSON": f"{len(body) / 1e6:.2f} MB",
-                "openai-python + parse_tokens": ms(m["openai"]), "json + extract": ms(m["json"]),
-                "orjson + extract": ms(m["orjson"]), "fasttito": ms(m["fasttito"]),
-                "vs openai-python": f"{m['openai'] / m['fasttito']:.1f}x",
-                "vs orjson": f"{m['orjson'] / m['fasttito']:.1f}x",
-            })
+            m = timeit_blocks(
+                {
+                    "openai": lambda _: via_openai(body),
+                    "json": lambda _: extract(json.loads(body)),
+                    "orjson": lambda _: extract(orjson.loads(body)),
+                    "fasttito": lambda _: via_fasttito(body),
+                },
+                min_rounds,
+                min_seconds,
+            )
+            rows.append(
+                {
+                    "completion tokens": n,
+                    "top_logprobs": top,
+                    "JSON": f"{len(body) / 1e6:.2f} MB",
+                    "openai-python + parse_tokens": ms(m["openai"]),
+                    "json + extract": ms(m["json"]),
+                    "orjson + extract": ms(m["orjson"]),
+                    "fasttito": ms(m["fasttito"]),
+                    "vs openai-python": f"{m['openai'] / m['fasttito']:.1f}x",
+                    "vs orjson": f"{m['orjson'] / m['fasttito']:.1f}x",
+                }
+            )
     for n in request_sizes:
         ids = [random.randrange(151000) for _ in range(n)]
         tid = fasttito.TokenIds(ids)
         sampling = {"temperature": 1.0, "top_p": 1.0}
-        m = timeit_blocks({
-            "orjson": lambda _: orjson.dumps({"model": "m", "token_ids": ids, "sampling_params": {**sampling, "max_tokens": 256, "logprobs": 1}}),
-            "tid": lambda _: _core.request_body("vllm-generate", "m", token_ids=cast(Sequence[int], tid), sampling=sampling, max_tokens=256),
-            "list": lambda _: _core.request_body("vllm-generate", "m", token_ids=ids, sampling=sampling, max_tokens=256),
-        }, min_rounds, min_seconds)
-        rows.append({
-            "request ids": n, "orjson.dumps (list)": ms(m["orjson"]),
-            "fasttito from TokenIds": f"{ms(m['tid'])} ({m['orjson'] / m['tid']:.1f}x)",
-            "fasttito from list": f"{ms(m['list'])} ({m['orjson'] / m['list']:.1f}x)",
-        })
+        m = timeit_blocks(
+            {
+                "orjson": lambda _: orjson.dumps(
+                    {
+                        "model": "m",
+                        "token_ids": ids,
+                        "sampling_params": {**sampling, "max_tokens": 256, "logprobs": 1},
+                    }
+                ),
+                "tid": lambda _: _core.request_body(
+                    "vllm-generate",
+                    "m",
+                    token_ids=cast(Sequence[int], tid),
+                    sampling=sampling,
+                    max_tokens=256,
+                ),
+                "list": lambda _: _core.request_body(
+                    "vllm-generate", "m", token_ids=ids, sampling=sampling, max_tokens=256
+                ),
+            },
+            min_rounds,
+            min_seconds,
+        )
+        rows.append(
+            {
+                "request ids": n,
+                "orjson.dumps (list)": ms(m["orjson"]),
+                "fasttito from TokenIds": f"{ms(m['tid'])} ({m['orjson'] / m['tid']:.1f}x)",
+                "fasttito from list": f"{ms(m['list'])} ({m['orjson'] / m['list']:.1f}x)",
+            }
+        )
     return rows

@@ -73,8 +73,11 @@ def make_conversation(turns: int, seed: int = 1234) -> list[dict[str, Any]]:
     )
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": system},
-        {"role": "user", "content": "The argument parser mis-handles abbreviations of long "
-         "options when two options share a prefix. Find the cause and propose a fix. " * 3},
+        {
+            "role": "user",
+            "content": "The argument parser mis-handles abbreviations of long "
+            "options when two options share a prefix. Find the cause and propose a fix. " * 3,
+        },
     ]
     state = seed
     pos = 0
@@ -100,7 +103,9 @@ def make_conversation(turns: int, seed: int = 1234) -> list[dict[str, Any]]:
                         "type": "function",
                         "function": {
                             "name": "bash",
-                            "arguments": json.dumps({"command": f"sed -n {pos},{pos + n_lines}p lib.py"}),
+                            "arguments": json.dumps(
+                                {"command": f"sed -n {pos},{pos + n_lines}p lib.py"}
+                            ),
                         },
                     }
                 ],
@@ -136,18 +141,39 @@ def bench_model(
             # The newest turn (assistant call + tool result) differs every round, so its text is
             # never in the cache, as in a real rollout.
             msgs = list(base)
-            msgs[-2] = {**msgs[-2], "reasoning_content": f"[round {i}] " + msgs[-2]["reasoning_content"]}
+            msgs[-2] = {
+                **msgs[-2],
+                "reasoning_content": f"[round {i}] " + msgs[-2]["reasoning_content"],
+            }
             msgs[-1] = {**msgs[-1], "content": f"[round {i}]\n" + msgs[-1]["content"]}
             return msgs
 
-        text = cold.apply_chat_template(base, tools=TOOLS, add_generation_prompt=True, tokenize=False, **kwargs)
-        ids = hf.apply_chat_template(base, tools=TOOLS, add_generation_prompt=True, tokenize=True, return_dict=False, **kwargs)
+        text = cold.apply_chat_template(
+            base, tools=TOOLS, add_generation_prompt=True, tokenize=False, **kwargs
+        )
+        ids = hf.apply_chat_template(
+            base,
+            tools=TOOLS,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+            **kwargs,
+        )
         mine = cold.apply_chat_template(base, tools=TOOLS, add_generation_prompt=True, **kwargs)
         if mine != ids:
-            raise AssertionError(f"{model_dir.name}: fasttito ids differ from transformers at {turns} turns")
+            raise AssertionError(
+                f"{model_dir.name}: fasttito ids differ from transformers at {turns} turns"
+            )
 
         def run_hf(i: int) -> None:
-            hf.apply_chat_template(grown(i), tools=TOOLS, add_generation_prompt=True, tokenize=True, return_dict=False, **kwargs)
+            hf.apply_chat_template(
+                grown(i),
+                tools=TOOLS,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=False,
+                **kwargs,
+            )
 
         def run_raw(i: int) -> None:
             raw.encode(f"[round {i}]" + text, add_special_tokens=False)

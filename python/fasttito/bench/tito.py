@@ -97,38 +97,66 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
             return vft.UserMessage(content=m["content"])
         if m["role"] == "tool":
             return vft.ToolMessage(tool_call_id=m["tool_call_id"], content=m["content"])
-        calls = [vft.ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"]) for c in m["tool_calls"]]
-        return vft.AssistantMessage(content=m.get("content"), reasoning_content=m.get("reasoning_content"), tool_calls=calls)
+        calls = [
+            vft.ToolCall(
+                id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"]
+            )
+            for c in m["tool_calls"]
+        ]
+        return vft.AssistantMessage(
+            content=m.get("content"), reasoning_content=m.get("reasoning_content"), tool_calls=calls
+        )
 
     vf_messages = [to_vf(m) for m in conversation]
     # Assistant messages sit at odd positions after system + user: index 2, 4, ...
     steps: list[dict[str, Any]] = []
     for i in range(2, len(conversation), 2):
         prompt = conversation[:i]
-        prompt_text = tok.apply_chat_template(prompt, tools=TOOLS, add_generation_prompt=True, tokenize=False)
+        prompt_text = tok.apply_chat_template(
+            prompt, tools=TOOLS, add_generation_prompt=True, tokenize=False
+        )
         full_text = tok.apply_chat_template(conversation[: i + 1], tools=TOOLS, tokenize=False)
         rest = full_text[len(prompt_text) :]
         completion_ids = tok.encode(rest[: rest.index(stop) + len(stop)])
         prompt_ids = tok.encode(prompt_text)
-        steps.append({
-            "prompt": vf_messages[:i],
-            "completion": [vf_messages[i]],
-            "tokens": {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "is_truncated": False},
-            "response": None,
-        })
+        steps.append(
+            {
+                "prompt": vf_messages[:i],
+                "completion": [vf_messages[i]],
+                "tokens": {
+                    "prompt_ids": prompt_ids,
+                    "completion_ids": completion_ids,
+                    "is_truncated": False,
+                },
+                "response": None,
+            }
+        )
 
     class InProcessTokenClient(OpenAIChatCompletionsTokenClient):  # type: ignore[misc]
         stub = False
 
         def __init__(self) -> None:  # no HTTP client: tokenize is served in process
-            self.logger = vf.logging.getLogger("bench") if hasattr(vf, "logging") else __import__("logging").getLogger("bench")
+            self.logger = (
+                vf.logging.getLogger("bench")
+                if hasattr(vf, "logging")
+                else __import__("logging").getLogger("bench")
+            )
 
         async def tokenize(self, messages, tools, model, extra_kwargs=None, **kwargs):  # type: ignore[no-untyped-def]
             if self.stub:
                 return [1, 2, 3]
             extra = dict(extra_kwargs or {})
             ctk = extra.pop("chat_template_kwargs", {}) or {}
-            return list(hf.apply_chat_template(messages, tools=tools, add_generation_prompt=extra.get("add_generation_prompt", True), tokenize=True, return_dict=False, **ctk))
+            return list(
+                hf.apply_chat_template(
+                    messages,
+                    tools=tools,
+                    add_generation_prompt=extra.get("add_generation_prompt", True),
+                    tokenize=True,
+                    return_dict=False,
+                    **ctk,
+                )
+            )
 
     client = InProcessTokenClient()
     loop = asyncio.new_event_loop()
@@ -140,7 +168,10 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
         # per-turn costs compare like for like.
         new_tool = {**conversation[1 + 2 * k], "content": conversation[3]["content"]}
         prompt_dicts = [*conversation[: 1 + 2 * k], new_tool]
-        vf_prompt = [*vf_messages[: 1 + 2 * k], vft.ToolMessage(tool_call_id=new_tool["tool_call_id"], content=new_tool["content"])]
+        vf_prompt = [
+            *vf_messages[: 1 + 2 * k],
+            vft.ToolMessage(tool_call_id=new_tool["tool_call_id"], content=new_tool["content"]),
+        ]
         native_prompt, _ = loop.run_until_complete(client.to_native_prompt(vf_prompt))
         state = {"trajectory": trajectory, "model": "qwen3"}
         prev = steps[k - 1]["tokens"]
@@ -148,7 +179,10 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
 
         def vf_turn(_: int) -> None:
             client.stub = False
-            assert loop.run_until_complete(client.get_prompt_ids(state, native_prompt, TOOLS)) is not None
+            assert (
+                loop.run_until_complete(client.get_prompt_ids(state, native_prompt, TOOLS))
+                is not None
+            )
 
         def vf_prefix(_: int) -> None:
             client.stub = True
@@ -160,7 +194,12 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
             return {**new_tool, "content": f"[{who} T{T} round {i}] " + new_tool["content"]}
 
         def renderers_bridge(i: int) -> None:
-            out = renderer.bridge_to_next_turn(prev["prompt_ids"], prev["completion_ids"], [fresh_tool(i, "renderers")], tools=TOOLS)
+            out = renderer.bridge_to_next_turn(
+                prev["prompt_ids"],
+                prev["completion_ids"],
+                [fresh_tool(i, "renderers")],
+                tools=TOOLS,
+            )
             assert out is not None
 
         def ft_turn(i: int) -> None:
@@ -168,7 +207,14 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
             # turn ingests the newest step, then plans (untimed set-up in ft_setup below).
             traj = ft_state["traj"]
             traj.append(steps[k - 1])
-            prompt = native_prompt if i < 0 else [*native_prompt[:-1], {**native_prompt[-1], "content": fresh_tool(i, "turn")["content"]}]
+            prompt = (
+                native_prompt
+                if i < 0
+                else [
+                    *native_prompt[:-1],
+                    {**native_prompt[-1], "content": fresh_tool(i, "turn")["content"]},
+                ]
+            )
             plan = ft_state["rollouts"].prompt_ids(traj, prompt, TOOLS)
             assert plan.mode == "tito", plan.fallback_reason
             ft_state["result"] = plan.prompt_ids
@@ -195,7 +241,9 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
             assert isinstance(rollout.begin(prompt_dicts, TOOLS), fasttito.PendingBridge)
 
         def ft_bridge(i: int) -> None:
-            assert rollout.prepare([*prompt_dicts[:-1], fresh_tool(i, "bridge")], TOOLS).mode == "tito"
+            assert (
+                rollout.prepare([*prompt_dicts[:-1], fresh_tool(i, "bridge")], TOOLS).mode == "tito"
+            )
 
         def floor(i: int) -> None:
             tok.encode(fresh_tool(i, "floor")["content"])
@@ -204,7 +252,15 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
         turn_samples: list[float] = []
         ft_setup()
         ft_turn(-1)
-        expected = list(hf.apply_chat_template(prompt_dicts, tools=TOOLS, add_generation_prompt=True, tokenize=True, return_dict=False))
+        expected = list(
+            hf.apply_chat_template(
+                prompt_dicts,
+                tools=TOOLS,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=False,
+            )
+        )
         assert ft_state["result"] == expected, "fasttito's stitched ids differ from transformers"
         t_end = time.perf_counter() + turn_seconds
         while time.perf_counter() < t_end or len(turn_samples) < min_rounds:
@@ -212,26 +268,38 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
             t0 = time.perf_counter()
             ft_turn(len(turn_samples))
             turn_samples.append(time.perf_counter() - t0)
-        m = timeit_blocks({"vf_turn": vf_turn, "vf_prefix": vf_prefix, "renderers": renderers_bridge,
-                           "ft_prefix": ft_prefix, "ft_bridge": ft_bridge, "floor": floor}, min_rounds, min_seconds)
-        m["ft_turn"] = statistics.median(turn_samples)
-        rows.append({
-            "turn T": T,
-            "prompt tokens": len(expected),
-            "verifiers get_prompt_ids": us(m["vf_turn"]),
-            "fasttito turn (vs verifiers)": f"{us(m['ft_turn'])} ({m['vf_turn'] / m['ft_turn']:.0f}x)",
-            "verifiers prefix match": us(m["vf_prefix"]),
-            "fasttito prefix match (vs verifiers)": f"{us(m['ft_prefix'])} ({m['vf_prefix'] / m['ft_prefix']:.0f}x)",
-            "renderers bridge": us(m["renderers"]),
-            "fasttito bridge (vs renderers)": f"{us(m['ft_bridge'])} ({m['renderers'] / m['ft_bridge']:.1f}x)",
-            "encode floor (fasttito bridge / floor)": f"{us(m['floor'])} ({m['ft_bridge'] / m['floor']:.2f}x)",
-            "_turns": T,
-            "_series": {
-                "verifiers get_prompt_ids": m["vf_turn"],
-                "fasttito turn": m["ft_turn"],
-                "renderers bridge": m["renderers"],
-                "fasttito bridge": m["ft_bridge"],
+        m = timeit_blocks(
+            {
+                "vf_turn": vf_turn,
+                "vf_prefix": vf_prefix,
+                "renderers": renderers_bridge,
+                "ft_prefix": ft_prefix,
+                "ft_bridge": ft_bridge,
+                "floor": floor,
             },
-        })
+            min_rounds,
+            min_seconds,
+        )
+        m["ft_turn"] = statistics.median(turn_samples)
+        rows.append(
+            {
+                "turn T": T,
+                "prompt tokens": len(expected),
+                "verifiers get_prompt_ids": us(m["vf_turn"]),
+                "fasttito turn (vs verifiers)": f"{us(m['ft_turn'])} ({m['vf_turn'] / m['ft_turn']:.0f}x)",
+                "verifiers prefix match": us(m["vf_prefix"]),
+                "fasttito prefix match (vs verifiers)": f"{us(m['ft_prefix'])} ({m['vf_prefix'] / m['ft_prefix']:.0f}x)",
+                "renderers bridge": us(m["renderers"]),
+                "fasttito bridge (vs renderers)": f"{us(m['ft_bridge'])} ({m['renderers'] / m['ft_bridge']:.1f}x)",
+                "encode floor (fasttito bridge / floor)": f"{us(m['floor'])} ({m['ft_bridge'] / m['floor']:.2f}x)",
+                "_turns": T,
+                "_series": {
+                    "verifiers get_prompt_ids": m["vf_turn"],
+                    "fasttito turn": m["ft_turn"],
+                    "renderers bridge": m["renderers"],
+                    "fasttito bridge": m["ft_bridge"],
+                },
+            }
+        )
     loop.close()
     return rows

@@ -177,8 +177,13 @@ async def _rollout(client: Any, server: Recorded, turns: int) -> tuple[list[floa
     import verifiers as vf
     from verifiers.legacy.utils.response_utils import parse_response_message, parse_response_tokens
 
-    tool_defs = [vf.Tool(name="read_file", description=TOOL["function"]["description"],
-                         parameters=TOOL["function"]["parameters"])]
+    tool_defs = [
+        vf.Tool(
+            name="read_file",
+            description=TOOL["function"]["description"],
+            parameters=TOOL["function"]["parameters"],
+        )
+    ]
     messages: list[Any] = [
         vf.SystemMessage(content="You are a coding agent. Use the tools."),
         vf.UserMessage(content="Read every module and summarize the handlers."),
@@ -311,15 +316,19 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         b = base[r["turns"]]
-        out.append({
-            "turns": r["turns"],
-            "client": r["candidate"],
-            "get_native_response, ms/turn (last turn)": f"{r['native_ms_per_turn']:.3f} ({r['native_ms_last_turn']:.3f})",
-            "vs verifiers": f"{b['native_ms_per_turn'] / r['native_ms_per_turn']:.1f}x",
-            "client part of a turn, ms/turn (last turn)": f"{r['client_ms_per_turn']:.3f} ({r['client_ms_last_turn']:.3f})",
-            "vs verifiers (client part)": f"{b['client_ms_per_turn'] / r['client_ms_per_turn']:.1f}x",
-            "TITO turns": "" if r["tito_turns"] is None else f"{r['tito_turns']}/{r['turns'] - 1}",
-        })
+        out.append(
+            {
+                "turns": r["turns"],
+                "client": r["candidate"],
+                "get_native_response, ms/turn (last turn)": f"{r['native_ms_per_turn']:.3f} ({r['native_ms_last_turn']:.3f})",
+                "vs verifiers": f"{b['native_ms_per_turn'] / r['native_ms_per_turn']:.1f}x",
+                "client part of a turn, ms/turn (last turn)": f"{r['client_ms_per_turn']:.3f} ({r['client_ms_last_turn']:.3f})",
+                "vs verifiers (client part)": f"{b['client_ms_per_turn'] / r['client_ms_per_turn']:.1f}x",
+                "TITO turns": ""
+                if r["tito_turns"] is None
+                else f"{r['tito_turns']}/{r['turns'] - 1}",
+            }
+        )
     return out
 
 

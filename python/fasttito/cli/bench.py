@@ -75,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             importlib.import_module("matplotlib")
         except ImportError:
-            print(
-                "error: --plot needs matplotlib: pip install 'fasttito[plot]'", file=sys.stderr
-            )
+            print("error: --plot needs matplotlib: pip install 'fasttito[plot]'", file=sys.stderr)
             return 2
     options: dict[str, Any] = {
         "turns": [int(t) for t in args.turns.split(",")] if args.turns else None,
@@ -113,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
             print(line + "\n")
     if args.plot:
         drawn = _plot(results, Path(args.plot))
-        print(f"plot: {args.plot} ({drawn})" if drawn else "plot: nothing to draw (no per-turn suite ran)")
+        print(
+            f"plot: {args.plot} ({drawn})"
+            if drawn
+            else "plot: nothing to draw (no per-turn suite ran)"
+        )
     return 0 if results or not skipped else 1
 
 

@@ -170,17 +170,13 @@ def diagnose_shape(
             conv, tools=TOOLS, add_generation_prompt=True, tokenize=False, **ctk
         )
         try:
-            full = tok.apply_chat_template(
-                [*conv, assistant], tools=TOOLS, tokenize=False, **ctk
-            )
+            full = tok.apply_chat_template([*conv, assistant], tools=TOOLS, tokenize=False, **ctk)
         except TemplateError:
             if not assistant.get("tool_calls"):
                 raise
             # DeepSeek's templates want the arguments as a JSON string
             assistant = _string_arguments(assistant)
-            full = tok.apply_chat_template(
-                [*conv, assistant], tools=TOOLS, tokenize=False, **ctk
-            )
+            full = tok.apply_chat_template([*conv, assistant], tools=TOOLS, tokenize=False, **ctk)
         conv2 = [*conv, assistant, *shape.tail]
         rendered = tok.apply_chat_template(conv2, tools=TOOLS, add_generation_prompt=True, **ctk)
     except TemplateError as exc:
@@ -254,7 +250,9 @@ def diagnose_shape(
     res.stitched_context = report.get("stitched_context")
     res.rendered_context = report.get("rendered_context")
     bridge = stitched[plan.tokens_reused :]
-    bridge_as_rendered = len(rendered) >= len(bridge) and rendered[len(rendered) - len(bridge) :] == bridge
+    bridge_as_rendered = (
+        len(rendered) >= len(bridge) and rendered[len(rendered) - len(bridge) :] == bridge
+    )
     if diff < plan.tokens_reused and bridge_as_rendered:
         res.status = "rewrites history"
         res.detail += (
@@ -376,13 +374,18 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         with progress(f"loading {args.model_dir} and playing two turns per conversation shape"):
-            report = diagnose(
-                args.model_dir, strict=args.strict, stop_token_ids=args.stop_token_id
-            )
+            report = diagnose(args.model_dir, strict=args.strict, stop_token_ids=args.stop_token_id)
     except FasttitoError as exc:
         if args.json:
-            print(json.dumps({"model": args.model_dir, "error": f"{type(exc).__name__}: {exc}",
-                              "exit_code": 2}))
+            print(
+                json.dumps(
+                    {
+                        "model": args.model_dir,
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "exit_code": 2,
+                    }
+                )
+            )
         else:
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -390,7 +393,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(report), indent=2, ensure_ascii=False))
         return report.exit_code
     print(f"fasttito {fasttito.__version__} ({_core.build_profile} build) doctor: {report.model}")
-    stops = ", ".join(f"{n} ({i})" for n, i in zip(report.stop_tokens, report.stop_token_ids, strict=True))
+    stops = ", ".join(
+        f"{n} ({i})" for n, i in zip(report.stop_tokens, report.stop_token_ids, strict=True)
+    )
     print(f"stop tokens: {stops or 'none'}")
     for problem in report.problems:
         print(f"problem: {problem}")
@@ -398,10 +403,27 @@ def run(args: argparse.Namespace) -> int:
         print("the template renders: ok")
     if report.shapes:
         print()
-        headers = ("shape", "result", "mode / reason", "reused", "bridge", "gap", "dedupe", "first diff")
+        headers = (
+            "shape",
+            "result",
+            "mode / reason",
+            "reused",
+            "bridge",
+            "gap",
+            "dedupe",
+            "first diff",
+        )
         rows = [
-            [r.shape, r.status, r.fallback_reason or r.mode, r.reused, r.bridge, r.gap,
-             r.deduped, r.first_diff]
+            [
+                r.shape,
+                r.status,
+                r.fallback_reason or r.mode,
+                r.reused,
+                r.bridge,
+                r.gap,
+                r.deduped,
+                r.first_diff,
+            ]
             for r in report.shapes
         ]
         print(text_table(headers, rows))

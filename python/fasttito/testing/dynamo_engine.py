@@ -264,13 +264,20 @@ class Script:
             while calls < 64 and self.signature(name, calls + 1) in seg:
                 calls += 1
         if name is not None and calls < max_calls:
-            return {"last_turn": last, "tool": name, "calls_so_far": calls, "action": "call",
-                    "step": calls + 1}
+            return {
+                "last_turn": last,
+                "tool": name,
+                "calls_so_far": calls,
+                "action": "call",
+                "step": calls + 1,
+            }
         return {"last_turn": last, "tool": name, "calls_so_far": calls, "action": "answer"}
 
     # -- the completion
 
-    def completion(self, action: str, name: str | None, step: int, stops: frozenset[int]) -> list[int]:
+    def completion(
+        self, action: str, name: str | None, step: int, stops: frozenset[int]
+    ) -> list[int]:
         """Ids of the scripted turn: tool call ``step`` (action ``call``) or the text answer
         after ``step`` calls (action ``answer``), cut after the first stop id."""
         key = (f"{action}:{name}", step, stops)
@@ -454,7 +461,9 @@ def _engine_class() -> type:
                 llm=LlmRegistration(context_length=self.context_length, kv_cache_block_size=16),
             )
 
-        async def generate(self, request: dict[str, Any], context: Any) -> AsyncGenerator[dict[str, Any], None]:
+        async def generate(
+            self, request: dict[str, Any], context: Any
+        ) -> AsyncGenerator[dict[str, Any], None]:
             assert self.script is not None
             script = self.script
             knobs = self.controls.snapshot()
@@ -478,8 +487,13 @@ def _engine_class() -> type:
             else:
                 faulty = True
             if not faulty:
-                knobs = {**knobs, "strip_stop": False, "oov_token_id": False,
-                         "logprobs_delta": 0, "drop_engine_data": False}
+                knobs = {
+                    **knobs,
+                    "strip_stop": False,
+                    "oov_token_id": False,
+                    "logprobs_delta": 0,
+                    "drop_engine_data": False,
+                }
             if knobs["strip_stop"] and ids and ids[-1] in (stops | {script.eos_id}):
                 ids = ids[:-1]
             max_tokens = stop_conditions.get("max_tokens")
@@ -490,7 +504,12 @@ def _engine_class() -> type:
             top_k, _ = parse_logprob_options(request.get("output_options") or {})
             fail = knobs["_fail"]
             fail_at = int(knobs["error_after"]) if fail else -1
-            log.info("request: %d prompt ids, decision %s, %d completion ids", len(prompt), decision, len(ids))
+            log.info(
+                "request: %d prompt ids, decision %s, %d completion ids",
+                len(prompt),
+                decision,
+                len(ids),
+            )
 
             if float(knobs["delay"]) > 0:
                 await asyncio.sleep(float(knobs["delay"]))
@@ -545,7 +564,11 @@ def _engine_class() -> type:
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _top(script: Script, tid: int, lp: float, k: int) -> list[dict[str, Any]]:

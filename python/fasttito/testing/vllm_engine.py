@@ -946,8 +946,13 @@ def parse_random(obj: Any) -> dict[str, Any] | None:
     seed = obj.get("seed", 0)
     if not isinstance(seed, int):
         raise bad_request("random fault seed must be an integer")
-    return {"rate": float(rate), "modes": modes, "seed": seed, "templates": templates,
-            "rng": random.Random(seed)}
+    return {
+        "rate": float(rate),
+        "modes": modes,
+        "seed": seed,
+        "templates": templates,
+        "rng": random.Random(seed),
+    }
 
 
 def mutate_body(payload: dict[str, Any], mode: str, model: Model, generate: bool) -> None:
@@ -1386,7 +1391,9 @@ class Engine:
         rnd = self.random_faults
         if rnd is not None and rnd["rate"] > 0 and rnd["rng"].random() < rnd["rate"]:
             candidates = [
-                t for t in rnd["templates"] if t["mode"] not in BODY_FAULTS or path in COMPLETION_PATHS
+                t
+                for t in rnd["templates"]
+                if t["mode"] not in BODY_FAULTS or path in COMPLETION_PATHS
             ]
             if candidates:
                 taken = dict(rnd["rng"].choice(candidates))
