@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "fuzz" / "seeds"
 FIXTURES = ROOT / "rust" / "tests" / "fixtures"
 MODELS = [ROOT / "models" / "qwen2.5", *sorted((ROOT.parent / "shared" / "models").glob("*/"))]
-WIRES = {"vllm_chat": 0, "vllm_generate": 1, "dynamo": 2}
+WIRES = {"vllm_chat": 0, "vllm_generate": 1, "dynamo": 2, "sglang": 3}
 
 CONVERSATION = {
     "messages": [
@@ -76,11 +76,14 @@ def main() -> None:
     shutil.rmtree(SEEDS, ignore_errors=True)
     for path in sorted(FIXTURES.glob("*.json")):
         body = path.read_bytes()
-        wire = (
-            "dynamo"
-            if path.name.startswith(("dynamo", "wire_c2"))
-            else ("vllm_generate" if "generate" in path.name or "b2" in path.name else "vllm_chat")
-        )
+        if path.name.startswith("sglang"):
+            wire = "sglang"
+        elif path.name.startswith(("dynamo", "wire_c2")):
+            wire = "dynamo"
+        elif "generate" in path.name or "b2" in path.name:
+            wire = "vllm_generate"
+        else:
+            wire = "vllm_chat"
         write("parse_response", path.stem, bytes([WIRES[wire]]) + body)
 
     context = json.dumps(CONVERSATION).encode()

@@ -22,6 +22,9 @@ pub enum ErrorKind {
     Tokenize,
     /// A server response is malformed: Python `ResponseParseError`.
     Parse,
+    /// The engine aborted the request and said so in its response (SGLang `finish_reason`
+    /// `{"type": "abort", "message"}`). Python: `EngineAbortError`.
+    Abort,
 }
 
 /// The core's error: a kind plus a human-readable message.

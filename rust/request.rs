@@ -25,6 +25,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
+mod sglang;
+pub use sglang::{sglang_generate_body, SGLANG_SAMPLING_KEYS};
+
 /// Typed options a writer applies on top of the caller's sampling arguments.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestOptions<'a> {
@@ -44,6 +47,9 @@ pub struct RequestOptions<'a> {
     /// Chat-template variables; override the caller's `chat_template_kwargs`. Not sent on the
     /// generate route, which renders no template.
     pub chat_template_kwargs: Option<&'a Map<String, Value>>,
+    /// How many top alternatives to return per sampled token (SGLang `top_logprobs_num`).
+    /// Overrides the caller's `logprobs` / `top_logprobs` counts.
+    pub top_logprobs: Option<u32>,
 }
 
 /// Which server a plain chat completion ([`chat_body`]) goes to.

@@ -159,7 +159,7 @@ def test_transport_names_aliases_and_unknown() -> None:
         )
         assert c.transport == want
     with pytest.raises(fasttito.ConfigError) as ei:
-        fasttito.Client("http://127.0.0.1:9/v1", MODEL, transport="sglang")
+        fasttito.Client("http://127.0.0.1:9/v1", MODEL, transport="tgi")
     assert isinstance(ei.value, ValueError)
     for name in (
         "vllm-generate",

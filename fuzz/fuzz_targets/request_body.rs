@@ -6,7 +6,7 @@
 
 mod common;
 
-use fasttito::request::{chat_body, chat_tokens_body, dynamo_body, vllm_generate_body, ChatTarget, RequestOptions};
+use fasttito::request::{chat_body, chat_tokens_body, dynamo_body, sglang_generate_body, vllm_generate_body, ChatTarget, RequestOptions};
 use fasttito::ErrorKind;
 use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
@@ -43,14 +43,16 @@ fuzz_target!(|data: &[u8]| {
         cache_salt: salt.as_deref(),
         priority,
         chat_template_kwargs: ctk.as_ref(),
+        top_logprobs: (head[0] & 0x20 != 0).then_some(u32::from(head[1] & 0x0f)),
     };
-    let kind = head[0] % 6;
+    let kind = head[0] % 7;
     let out = match kind {
         0 => vllm_generate_body("m", &ids, &sampling, &opts),
         1 => chat_tokens_body("m", &messages_raw, tools_raw.as_deref(), &ids, &sampling, &opts),
         2 => dynamo_body("m", &ids, &sampling, &opts),
         3 => chat_body("m", &messages_raw, tools_raw.as_deref(), &sampling, ChatTarget::Vllm, &opts),
         4 => chat_body("m", &messages_raw, tools_raw.as_deref(), &sampling, ChatTarget::Dynamo, &opts),
+        5 => sglang_generate_body(&ids, &sampling, &opts),
         _ => chat_body("m", &messages_raw, tools_raw.as_deref(), &sampling, ChatTarget::OpenAi, &opts),
     };
     let body = match out {
@@ -74,6 +76,7 @@ fuzz_target!(|data: &[u8]| {
         0 => assert_eq!(sent_ids(root.get("token_ids")), ids),
         1 => assert_eq!(sent_ids(root.get("tokens")), ids),
         2 => assert_eq!(sent_ids(root.get("nvext").and_then(|n| n.get("token_data"))), ids),
+        5 => assert_eq!(sent_ids(root.get("input_ids")), ids),
         _ => {}
     }
     if kind == 2 || kind == 4 {

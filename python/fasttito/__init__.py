@@ -12,7 +12,9 @@ from fasttito.client import Client as Client
 from fasttito.client import ClientRollout as ClientRollout
 from fasttito.client import Turn as Turn
 from fasttito.errors import ConfigError as ConfigError
+from fasttito.errors import EngineAbortError as EngineAbortError
 from fasttito.errors import FasttitoError as FasttitoError
+from fasttito.errors import InvalidTokenIdError as InvalidTokenIdError
 from fasttito.errors import MessageError as MessageError
 from fasttito.errors import OverlongPromptError as OverlongPromptError
 from fasttito.errors import RequestTimeoutError as RequestTimeoutError
@@ -35,7 +37,9 @@ __all__ = [
     "Client",
     "ClientRollout",
     "ConfigError",
+    "EngineAbortError",
     "FasttitoError",
+    "InvalidTokenIdError",
     "MessageError",
     "OverlongPromptError",
     "ParsedResponse",

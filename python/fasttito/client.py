@@ -17,10 +17,12 @@ plan of every turn is the rollout's (:class:`fasttito.Rollout`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import random
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -51,13 +53,14 @@ class Client:
     Args:
         base_url: the server, with or without the ``/v1`` suffix (``http://host:8000/v1``).
         model: the served model name.
-        transport: ``"vllm-generate"``, ``"vllm-chat-tokens"``, ``"dynamo-nvext"``, ``"chat"``,
-            ``"auto"`` (probe ``/v1/models`` and the routes once, then pick; see :meth:`probe`)
-            or an alias (``vllm_generate``, ``prime_vllm_generate``, ``dynamo_chat_nvext``,
-            ``dynamo``, ``dynamo_chat``). Unknown names raise :class:`ConfigError`.
+        transport: ``"vllm-generate"``, ``"vllm-chat-tokens"``, ``"dynamo-nvext"``,
+            ``"sglang-generate"``, ``"chat"``, ``"auto"`` (probe ``/v1/models`` and the routes
+            once, then pick; see :meth:`probe`) or an alias (``vllm_generate``,
+            ``prime_vllm_generate``, ``dynamo_chat_nvext``, ``dynamo``, ``dynamo_chat``,
+            ``sglang``, ``sglang_generate``). Unknown names raise :class:`ConfigError`.
         tokenizer: a :class:`fasttito.Tokenizer` or a model folder to load one from. Needed by
-            ``vllm-generate`` and ``dynamo-nvext``; ``vllm-chat-tokens`` uses the server's
-            ``/tokenize`` without one.
+            ``vllm-generate``, ``dynamo-nvext`` and ``sglang-generate``; ``vllm-chat-tokens``
+            uses the server's ``/tokenize`` without one.
         api_key: sent as ``Authorization: Bearer ...``; never in a repr, an error or a log.
         headers: extra headers of every request; their values are treated like the api key.
         timeout: seconds for each HTTP attempt.
@@ -77,7 +80,9 @@ class Client:
         dynamo_first_turn: ``"tokens"`` (turn 1 and fallbacks as locally rendered
             ``nvext.token_data``) or ``"messages"`` (Dynamo renders them).
         check_prompt_length: raise :class:`OverlongPromptError` before sending a prompt of
-            ``max_model_len`` ids or more (read once from ``GET /v1/models``).
+            ``max_model_len`` ids or more (read once from ``GET /v1/models``; on
+            ``sglang-generate`` without one there, ``max_req_input_len`` of ``GET
+            /server_info``).
         max_json_depth: the deepest nesting of arrays/objects accepted in a response (at most
             127); deeper: :class:`ResponseParseError` naming ``max_depth``.
         template_fuel, template_recursion: the render budget of the chat template, used when
@@ -87,6 +92,14 @@ class Client:
             :class:`RolloutLimitError` before anything is sent.
         max_rollout_tokens: the most prompt ids one turn may have; more:
             :class:`RolloutLimitError` before anything is sent.
+        routing_key_header: send each rollout's routing key (:attr:`ClientRollout.routing_key`,
+            stable for the whole conversation) in this header on every request of that rollout,
+            so a router that hashes on it keeps the rollout on one replica and its prefix cache
+            (``"X-SMG-Routing-Key"`` for sglang-router's ``consistent_hashing`` policy; see
+            docs/sglang.md). fasttito itself does no load balancing.
+        routing_key_buckets: send ``hash(routing key) % routing_key_buckets`` instead of the
+            key: for headers that take a replica number, such as vLLM's
+            ``X-data-parallel-rank`` with the data-parallel size.
     """
 
     def __init__(
@@ -115,6 +128,8 @@ class Client:
         template_recursion: int = 200,
         max_rollout_messages: int = DEFAULT_MAX_ROLLOUT_MESSAGES,
         max_rollout_tokens: int = DEFAULT_MAX_ROLLOUT_TOKENS,
+        routing_key_header: str | None = None,
+        routing_key_buckets: int | None = None,
     ) -> None:
         self.config = ClientConfig(
             base_url=base_url,
@@ -136,6 +151,8 @@ class Client:
             template_recursion=template_recursion,
             max_rollout_messages=max_rollout_messages,
             max_rollout_tokens=max_rollout_tokens,
+            routing_key_header=routing_key_header,
+            routing_key_buckets=routing_key_buckets,
         )
         if tokenizer is not None and not isinstance(tokenizer, _core.Tokenizer):
             tokenizer = _core.Tokenizer.from_dir(
@@ -162,6 +179,8 @@ class Client:
         self.chat_target: str = self.config.chat_target or "vllm"
         self._probe_lock: asyncio.Lock | None = None
         self._models_lock: asyncio.Lock | None = None
+        self._server_info: dict[str, Any] | None = None
+        self._server_info_known = False
 
     # -- public -----------------------------------------------------------------------------
     @property
@@ -173,16 +192,30 @@ class Client:
         """The transport in use; ``"auto"`` until :meth:`probe` (or the first turn) ran."""
         return self._transport.name if self._transport is not None else "auto"
 
-    def rollout(self) -> ClientRollout:
-        """A new multi-turn conversation."""
-        return ClientRollout(self)
+    def rollout(self, routing_key: str | None = None) -> ClientRollout:
+        """A new multi-turn conversation. ``routing_key`` (default: a random UUID) is sent in
+        the ``routing_key_header`` on every request of this conversation when that is set."""
+        return ClientRollout(self, routing_key)
+
+    def routing_headers(self, routing_key: str) -> dict[str, str] | None:
+        """The headers that carry ``routing_key`` (None without ``routing_key_header``)."""
+        header = self.config.routing_key_header
+        if header is None:
+            return None
+        buckets = self.config.routing_key_buckets
+        if buckets is None:
+            return {header: routing_key}
+        digest = hashlib.blake2b(routing_key.encode(), digest_size=8).digest()
+        return {header: str(int.from_bytes(digest, "big") % buckets)}
 
     async def probe(self) -> str:
         """Resolve ``transport="auto"`` once: ``GET /v1/models`` (Dynamo lists its models as
-        ``owned_by: "nvidia"``), then whether ``{root}/inference/v1/generate`` and
-        ``/v1/chat/completions/tokens`` exist (an empty POST answered with anything but 404/405).
-        Picks ``dynamo-nvext`` on Dynamo, else ``vllm-generate`` (with a tokenizer), else
-        ``vllm-chat-tokens``, else ``chat``. Logged at INFO; returns the transport id."""
+        ``owned_by: "nvidia"``, SGLang as ``owned_by: "sglang"``), else SGLang's ``GET
+        /get_model_info`` / ``GET /server_info``, then whether ``{root}/inference/v1/generate``
+        and ``/v1/chat/completions/tokens`` exist (an empty POST answered with anything but
+        404/405). Picks ``dynamo-nvext`` on Dynamo, ``sglang-generate`` on SGLang (with a
+        tokenizer), else ``vllm-generate`` (with a tokenizer), else ``vllm-chat-tokens``, else
+        ``chat``. Logged at INFO; returns the transport id."""
         if self._transport is not None:
             return self._transport.name
         lock = self._lock()
@@ -241,6 +274,13 @@ class Client:
             if self.config.chat_target is None:
                 self.chat_target = "dynamo"
             return "chat", "Dynamo without a local tokenizer: messages every turn"
+        sglang = "GET /v1/models: owned_by sglang" if owner == "sglang" else None
+        if sglang is None and models is None:
+            sglang = await self._sglang_signature()
+        if sglang is not None:
+            if self.tokenizer is not None:
+                return "sglang-generate", sglang
+            return "chat", f"{sglang} without a local tokenizer: messages every turn"
         if self.tokenizer is not None and await self._route_exists(
             self.config.root_url + "/inference/v1/generate"
         ):
@@ -248,6 +288,40 @@ class Client:
         if await self._route_exists(self.config.v1_url + "/chat/completions/tokens"):
             return "vllm-chat-tokens", "POST /v1/chat/completions/tokens exists"
         return "chat", "no token-in route found"
+
+    async def _sglang_signature(self) -> str | None:
+        """Why the server is SGLang (``GET /get_model_info`` names a ``model_path``, or ``GET
+        /server_info`` has ``max_req_input_len``), or None."""
+        resp = await self._send(
+            "GET", self.config.root_url + "/get_model_info", None, "auto", error_status=False
+        )
+        if resp.status == 200:
+            try:
+                info = json.loads(resp.body)
+            except ValueError:
+                info = None
+            if isinstance(info, dict) and "model_path" in info:
+                return "GET /get_model_info answers (SGLang)"
+        info = await self._fetch_server_info()
+        if info is not None and "max_req_input_len" in info:
+            return "GET /server_info answers (SGLang)"
+        return None
+
+    async def _fetch_server_info(self) -> dict[str, Any] | None:
+        """SGLang's ``GET /server_info`` (fetched once), or None elsewhere."""
+        if not self._server_info_known:
+            resp = await self._send(
+                "GET", self.config.root_url + "/server_info", None, "auto", error_status=False
+            )
+            info = None
+            if resp.status == 200:
+                try:
+                    info = json.loads(resp.body)
+                except ValueError:
+                    info = None
+            self._server_info = info if isinstance(info, dict) else None
+            self._server_info_known = True
+        return self._server_info
 
     async def _route_exists(self, url: str) -> bool:
         resp = await self._send("POST", url, b"{}", "auto", error_status=False)
@@ -299,15 +373,23 @@ class Client:
     async def _check_prompt_length(self, n: int, transport: str) -> None:
         if not self.config.check_prompt_length:
             return
-        info = await self._model_info()
-        if not info:
-            return
+        info = await self._model_info() or {}
         limit = (
             info.get("max_model_len") or info.get("context_window") or info.get("context_length")
         )
+        source = "max_model_len"
+        if limit is None and transport == "sglang-generate":
+            # SGLang behind a router that lists no length: the scheduler's own input limit
+            # (``The input (N tokens) is longer than the model's context length``, wire.md S)
+            if self._models_lock is None:
+                self._models_lock = asyncio.Lock()
+            async with self._models_lock:
+                server = await self._fetch_server_info()
+            limit = (server or {}).get("max_req_input_len")
+            source = "max_req_input_len (GET /server_info)"
         if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 and n >= limit:
             raise OverlongPromptError(
-                f"{transport}: the prompt has {n} tokens, the server's max_model_len is {limit}; "
+                f"{transport}: the prompt has {n} tokens, the server's {source} is {limit}; "
                 "the server would reject it, so it was not sent. Shorten the conversation (or "
                 "end the rollout).",
                 prompt_tokens=n,
@@ -417,12 +499,21 @@ class ClientRollout:
     """One multi-turn conversation over a :class:`Client`. Its ids stay in Rust
     (:attr:`engine`, a :class:`fasttito.Rollout`); :attr:`turns` lists the turns so far."""
 
-    __slots__ = ("_client", "_state", "_transport")
+    __slots__ = ("_client", "_routing_key", "_state", "_transport")
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, routing_key: str | None = None) -> None:
         self._client = client
         self._transport: Transport | None = None
         self._state: RolloutState | None = None
+        if routing_key is not None and (not isinstance(routing_key, str) or not routing_key):
+            raise ConfigError(f"routing_key must be a non-empty string, got {routing_key!r}")
+        self._routing_key = routing_key if routing_key is not None else uuid.uuid4().hex
+
+    @property
+    def routing_key(self) -> str:
+        """This conversation's routing key: sent in the Client's ``routing_key_header`` on
+        every request of this conversation (and nowhere else)."""
+        return self._routing_key
 
     @property
     def turns(self) -> list[Turn]:
@@ -449,15 +540,23 @@ class ClientRollout:
         cache_salt: str | None = None,
         priority: int | None = None,
         chat_template_kwargs: Mapping[str, Any] | None = None,
+        top_logprobs: int | None = None,
         **sampling: Any,
     ) -> Turn:
         """Generate the next assistant turn of ``messages`` (the whole conversation so far,
         OpenAI format, dicts or Pydantic models). Extra keyword arguments are sampling
         parameters (``top_p``, ``seed``, ``stop``, ``extra_body``...), forwarded where the
-        server takes them. Append ``turn.message()`` to ``messages`` for the next turn."""
+        server takes them. Append ``turn.message()`` to ``messages`` for the next turn.
+        ``top_logprobs=k`` asks for the k most likely tokens at every sampled position
+        (:attr:`Turn.completion_top_logprobs`; SGLang ``top_logprobs_num``)."""
+        if top_logprobs is not None and (
+            isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) or top_logprobs < 0
+        ):
+            raise ConfigError(f"top_logprobs must be an integer >= 0, got {top_logprobs!r}")
         if self._transport is None:
             self._transport = await self._client._transport_for_turn()
             self._state = self._transport.new_state()
+            self._state.headers = self._client.routing_headers(self._routing_key)
         assert self._state is not None
         limit = self._client.config.max_rollout_messages
         if self._state.rollout is None and len(messages) > limit:  # chat: no Rollout checks it
@@ -478,6 +577,7 @@ class ClientRollout:
             cache_salt=cache_salt,
             priority=priority,
             chat_template_kwargs=dict(chat_template_kwargs) if chat_template_kwargs else None,
+            top_logprobs=top_logprobs,
         )
         turn = await self._transport.generate(self._state, args)
         self._state.turns.append(turn)

@@ -27,10 +27,19 @@ __all__ = [
     "split_base_url",
 ]
 
-TransportName = Literal["vllm-generate", "vllm-chat-tokens", "dynamo-nvext", "chat", "auto"]
+TransportName = Literal[
+    "vllm-generate", "vllm-chat-tokens", "dynamo-nvext", "sglang-generate", "chat", "auto"
+]
 
 #: The transport ids (DESIGN.md, "Transports").
-TRANSPORTS: tuple[str, ...] = ("vllm-generate", "vllm-chat-tokens", "dynamo-nvext", "chat", "auto")
+TRANSPORTS: tuple[str, ...] = (
+    "vllm-generate",
+    "vllm-chat-tokens",
+    "dynamo-nvext",
+    "sglang-generate",
+    "chat",
+    "auto",
+)
 
 #: Names users already use (verifiers, renderers, prime-rl; wire.md "Transport-name history").
 TRANSPORT_ALIASES: Mapping[str, str] = MappingProxyType(
@@ -42,6 +51,8 @@ TRANSPORT_ALIASES: Mapping[str, str] = MappingProxyType(
         "dynamo_nvext": "dynamo-nvext",
         "dynamo": "dynamo-nvext",
         "dynamo_chat": "dynamo-nvext",
+        "sglang": "sglang-generate",
+        "sglang_generate": "sglang-generate",
     }
 )
 
@@ -117,6 +128,8 @@ class ClientConfig:
     template_recursion: int = 200
     max_rollout_messages: int = DEFAULT_MAX_ROLLOUT_MESSAGES
     max_rollout_tokens: int = DEFAULT_MAX_ROLLOUT_TOKENS
+    routing_key_header: str | None = None
+    routing_key_buckets: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "transport", resolve_transport(self.transport))
@@ -162,6 +175,26 @@ class ClientConfig:
             raise ConfigError(
                 f"chat_target must be one of {', '.join(CHAT_TARGETS)}, got {self.chat_target!r}"
             )
+        rk = self.routing_key_header
+        if rk is not None and (
+            not isinstance(rk, str) or not rk or not all(c.isalnum() or c in "-_" for c in rk)
+        ):
+            raise ConfigError(
+                "routing_key_header must be an HTTP header name such as 'X-SMG-Routing-Key' "
+                f"(letters, digits, '-' and '_'), got {rk!r}"
+            )
+        buckets = self.routing_key_buckets
+        if buckets is not None:
+            if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets <= 0:
+                raise ConfigError(
+                    f"routing_key_buckets must be a positive integer (the number of data-parallel "
+                    f"ranks), got {buckets!r}"
+                )
+            if rk is None:
+                raise ConfigError(
+                    "routing_key_buckets needs routing_key_header (the header that carries the "
+                    "bucket, e.g. 'X-data-parallel-rank')"
+                )
         if self.dynamo_first_turn not in ("tokens", "messages"):
             raise ConfigError(
                 f"dynamo_first_turn must be 'tokens' or 'messages', got {self.dynamo_first_turn!r}"

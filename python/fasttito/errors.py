@@ -9,7 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EngineAbortError",
     "FasttitoError",
+    "InvalidTokenIdError",
     "MessageError",
     "OverlongPromptError",
     "RequestTimeoutError",
@@ -65,6 +67,42 @@ class TokenizationError(FasttitoError, ValueError):
 class ResponseParseError(FasttitoError, ValueError):
     """A server response is malformed: not JSON, too large or too deep, token ids missing or out
     of range, or logprobs not 1:1 with the ids. Never a shorter list or a silent default."""
+
+
+class EngineAbortError(FasttitoError, RuntimeError):
+    """The engine answered, but aborted the request instead of completing it (SGLang's
+    ``finish_reason`` ``{"type": "abort", "message": ...}``). The message quotes the server's
+    reason; the turn is not recorded, so it can be retried or the rollout ended."""
+
+
+class InvalidTokenIdError(TokenizationError):
+    """A prompt id is below 0 or at or above the tokenizer's vocabulary size. Raised before
+    the request is sent: such an id makes some engines fail badly (SGLang 0.5.23's scheduler
+    dies with ``IndexError`` and the whole server exits, wire.md S).
+
+    Attributes:
+        token_id: the first offending id.
+        position: its index in the prompt.
+        vocab_size: the tokenizer's vocabulary size.
+    """
+
+    def __init__(self, message: str, *, token_id: int, position: int, vocab_size: int) -> None:
+        super().__init__(message)
+        self.token_id = token_id
+        self.position = position
+        self.vocab_size = vocab_size
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _make_invalid_id,
+            (str(self), self.token_id, self.position, self.vocab_size),
+        )
+
+
+def _make_invalid_id(
+    message: str, token_id: int, position: int, vocab_size: int
+) -> InvalidTokenIdError:
+    return InvalidTokenIdError(message, token_id=token_id, position=position, vocab_size=vocab_size)
 
 
 class ResponseTooLargeError(ResponseParseError):

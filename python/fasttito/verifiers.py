@@ -52,6 +52,7 @@ from fasttito.errors import ConfigError, ResponseParseError, ServerError
 from fasttito.http import HttpxPoster
 from fasttito.tokens import TokenIds
 from fasttito.trajectory import TrajectoryRollouts
+from fasttito.transports._base import check_prompt_ids
 from fasttito.transports._decode import decode_completion
 
 try:
@@ -541,6 +542,8 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         prompt_ids: Ids,
         extra_headers: Mapping[str, str] | None,
     ) -> Any:
+        if self._tokenizer is not None:  # a caller's get_prompt_ids may return any ids
+            check_prompt_ids(prompt_ids, self._tokenizer.vocab_size, self.transport)
         http = self._fast_http()
         if http is None:
             # not an AsyncOpenAI: verifiers' own request through the client's post()
@@ -622,6 +625,7 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
                     prompt, tools=tools or None, add_generation_prompt=True, **(ctk or {})
                 )
         if prompt_ids is not None:
+            check_prompt_ids(prompt_ids, tok.vocab_size, self.transport)
             body = _core.request_body(
                 "dynamo",
                 model,

@@ -6,6 +6,7 @@
 //! | [`Wire::VllmChat`] | vLLM `/v1/chat/completions`, prime-rl `.../completions/tokens` | A.3 |
 //! | [`Wire::VllmGenerate`] | vLLM `/inference/v1/generate` | B.2 |
 //! | [`Wire::Dynamo`] | NVIDIA Dynamo `/v1/chat/completions` with `nvext` | C.2 |
+//! | [`Wire::Sglang`] | SGLang native `/generate` | S |
 //!
 //! Invariants every parser keeps:
 //! * **Logprobs are 1:1 with the completion ids.** A list of another length is a
@@ -29,6 +30,7 @@
 //! zero-copy slice (verifiers' memoryview splice, wire.md A.5).
 
 mod nvext;
+mod sglang;
 mod vllm_chat;
 mod vllm_generate;
 
@@ -53,18 +55,26 @@ pub enum Wire {
     VllmGenerate,
     /// A Dynamo chat completion whose token data sits in `nvext` (wire.md C.2).
     Dynamo,
+    /// An SGLang native `/generate` response (wire.md S).
+    Sglang,
 }
 
 impl Wire {
     /// Every wire, in a stable order.
-    pub const ALL: [Wire; 3] = [Wire::VllmChat, Wire::VllmGenerate, Wire::Dynamo];
+    pub const ALL: [Wire; 4] = [
+        Wire::VllmChat,
+        Wire::VllmGenerate,
+        Wire::Dynamo,
+        Wire::Sglang,
+    ];
 
-    /// The wire's name: `"vllm_chat"`, `"vllm_generate"` or `"dynamo"`.
+    /// The wire's name: `"vllm_chat"`, `"vllm_generate"`, `"dynamo"` or `"sglang"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Wire::VllmChat => "vllm_chat",
             Wire::VllmGenerate => "vllm_generate",
             Wire::Dynamo => "dynamo",
+            Wire::Sglang => "sglang",
         }
     }
 
@@ -74,6 +84,7 @@ impl Wire {
             Wire::VllmChat => "vLLM chat completion",
             Wire::VllmGenerate => "vLLM /inference/v1/generate",
             Wire::Dynamo => "Dynamo chat completion",
+            Wire::Sglang => "SGLang /generate",
         }
     }
 
@@ -91,6 +102,11 @@ impl Wire {
             Wire::Dynamo => {
                 "Expected a non-streaming Dynamo chat completion with `nvext` (wire.md C.2); check \
                  that the server is a Dynamo frontend and that the request is not streamed"
+            }
+            Wire::Sglang => {
+                "Expected a non-streaming SGLang /generate response {\"output_ids\", \
+                 \"meta_info\"} (wire.md S); check that the server is SGLang and that the URL \
+                 is its native /generate route"
             }
         }
     }
@@ -174,6 +190,17 @@ pub struct Usage {
     /// `usage.total_tokens`.
     #[serde(default)]
     pub total_tokens: Option<u64>,
+    /// `usage.prompt_tokens_details` (vLLM with `--enable-prompt-tokens-details`, Dynamo).
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`: the prefix-cache hits of the prompt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct PromptTokensDetails {
+    /// `usage.prompt_tokens_details.cached_tokens`.
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
 }
 
 /// What one response says about its first choice (`choices[0]`; further choices are skipped).
@@ -186,6 +213,9 @@ pub struct Parsed {
     /// One logprob per completion id, or `None` when the response carries no logprobs.
     /// `null` entries are NaN; vLLM's `-9999.0` clamp is kept as is.
     pub completion_logprobs: Option<Vec<f64>>,
+    /// Per completion id, the engine's top alternatives as `(token id, logprob)`, when asked
+    /// for and sent (SGLang `output_top_logprobs`); 1:1 with the ids.
+    pub completion_top_logprobs: Option<Vec<Vec<(u32, f64)>>>,
     /// The JSON path the logprobs were read from, when there are logprobs.
     pub completion_logprobs_from: Option<&'static str>,
     /// How many logprobs were `null` (kept as NaN).
@@ -213,6 +243,9 @@ pub struct Parsed {
     pub routed_experts_span: Option<Range<usize>>,
     /// The response's `id` (chat) or `request_id` (generate).
     pub response_id: Option<String>,
+    /// How many prompt tokens the engine found in its prefix cache, when it says (SGLang
+    /// `meta_info.cached_tokens`; `usage.prompt_tokens_details.cached_tokens` elsewhere).
+    pub cached_tokens: Option<u64>,
 }
 
 /// Parses one response body of `wire`.
@@ -245,11 +278,19 @@ pub fn parse_response(body: &[u8], wire: Wire, opts: &ParseOptions) -> Result<Pa
         )));
     }
     let cx = Cx { body, wire };
-    match wire {
+    let mut out = match wire {
         Wire::VllmChat => vllm_chat::parse(cx),
         Wire::VllmGenerate => vllm_generate::parse(cx),
         Wire::Dynamo => nvext::parse(cx),
+        Wire::Sglang => sglang::parse(cx),
+    }?;
+    if out.cached_tokens.is_none() {
+        out.cached_tokens = out
+            .usage
+            .and_then(|u| u.prompt_tokens_details)
+            .and_then(|d| d.cached_tokens);
     }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -900,6 +941,7 @@ impl Parsed {
             completion_ids,
             completion_ids_from: from,
             completion_logprobs: None,
+            completion_top_logprobs: None,
             completion_logprobs_from: None,
             null_logprobs: 0,
             clamped_logprobs: 0,
@@ -913,6 +955,7 @@ impl Parsed {
             routed_experts: None,
             routed_experts_span: None,
             response_id: None,
+            cached_tokens: None,
         }
     }
 }

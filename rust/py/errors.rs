@@ -10,6 +10,7 @@ pyo3::import_exception!(fasttito.errors, TemplateLimitError);
 pyo3::import_exception!(fasttito.errors, MessageError);
 pyo3::import_exception!(fasttito.errors, TokenizationError);
 pyo3::import_exception!(fasttito.errors, ResponseParseError);
+pyo3::import_exception!(fasttito.errors, EngineAbortError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -21,6 +22,7 @@ impl From<Error> for PyErr {
             ErrorKind::Message => MessageError::new_err(text),
             ErrorKind::Tokenize => TokenizationError::new_err(text),
             ErrorKind::Parse => ResponseParseError::new_err(text),
+            ErrorKind::Abort => EngineAbortError::new_err(text),
         }
     }
 }

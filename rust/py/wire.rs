@@ -37,6 +37,19 @@ impl PyParsed {
         self.parsed.completion_logprobs.clone()
     }
 
+    /// Per completion id, the top alternatives as `(token id, logprob)` pairs, when the server
+    /// sent them (SGLang `output_top_logprobs`).
+    #[getter]
+    fn completion_top_logprobs(&self) -> Option<Vec<Vec<(u32, f64)>>> {
+        self.parsed.completion_top_logprobs.clone()
+    }
+
+    /// The prompt tokens the engine found in its prefix cache, when it reports them.
+    #[getter]
+    fn cached_tokens(&self) -> Option<u64> {
+        self.parsed.cached_tokens
+    }
+
     /// How many logprobs were `null`.
     #[getter]
     fn null_logprobs(&self) -> usize {
@@ -144,13 +157,15 @@ fn wire_of(name: &str) -> PyResult<Wire> {
         "vllm-chat" | "vllm_chat" => Ok(Wire::VllmChat),
         "vllm-generate" | "vllm_generate" => Ok(Wire::VllmGenerate),
         "dynamo" | "dynamo-nvext" => Ok(Wire::Dynamo),
+        "sglang" | "sglang-generate" => Ok(Wire::Sglang),
         other => Err(PyValueError::new_err(format!(
-            "unknown wire {other:?}; expected \"vllm-chat\", \"vllm-generate\" or \"dynamo\""
+            "unknown wire {other:?}; expected \"vllm-chat\", \"vllm-generate\", \"dynamo\" or \"sglang\""
         ))),
     }
 }
 
-/// Parses a response body of `wire` (`"vllm-chat"`, `"vllm-generate"` or `"dynamo"`).
+/// Parses a response body of `wire` (`"vllm-chat"`, `"vllm-generate"`, `"dynamo"` or
+/// `"sglang"`).
 #[pyfunction]
 #[pyo3(signature = (body, wire, *, max_body_bytes = ParseOptions::default().max_body_bytes, max_depth = ParseOptions::default().max_depth))]
 pub fn parse_response(
@@ -177,12 +192,12 @@ fn raw_json(value: Json) -> PyResult<Box<RawValue>> {
     RawValue::from_string(value.to_string()).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// Writes a request body: `kind` is `"vllm-generate"`, `"chat-tokens"`, `"dynamo"` or `"chat"`
-/// (`target` `"vllm"`, `"dynamo"` or `"openai"` for `"chat"`).
+/// Writes a request body: `kind` is `"vllm-generate"`, `"chat-tokens"`, `"dynamo"`,
+/// `"sglang-generate"` or `"chat"` (`target` `"vllm"`, `"dynamo"` or `"openai"` for `"chat"`).
 #[pyfunction]
 #[pyo3(signature = (kind, model, *, token_ids = None, messages = None, tools = None, sampling = None,
                     max_tokens = None, stop_token_ids = None, cache_salt = None, priority = None,
-                    chat_template_kwargs = None, target = "vllm"))]
+                    chat_template_kwargs = None, target = "vllm", top_logprobs = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn request_body<'py>(
     py: Python<'py>,
@@ -198,6 +213,7 @@ pub fn request_body<'py>(
     priority: Option<i64>,
     chat_template_kwargs: Option<&Bound<'py, PyAny>>,
     target: &str,
+    top_logprobs: Option<u32>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let ids = token_ids.map(|t| ids_from_py(t, "token_ids")).transpose()?;
     let messages = messages.map(|m| to_json_list(m, "messages")).transpose()?;
@@ -230,15 +246,15 @@ pub fn request_body<'py>(
                 "unknown chat target {other:?}; expected \"vllm\", \"dynamo\" or \"openai\""
             )))
         }
-        ("vllm-generate" | "chat-tokens" | "dynamo", _) => None,
+        ("vllm-generate" | "chat-tokens" | "dynamo" | "sglang-generate", _) => None,
         (other, _) => {
             return Err(PyValueError::new_err(format!(
-                "unknown request kind {other:?}; expected \"vllm-generate\", \"chat-tokens\", \"dynamo\" or \"chat\""
+                "unknown request kind {other:?}; expected \"vllm-generate\", \"chat-tokens\", \"dynamo\", \"sglang-generate\" or \"chat\""
             )))
         }
     };
     let ids = match kind {
-        "vllm-generate" | "chat-tokens" | "dynamo" => {
+        "vllm-generate" | "chat-tokens" | "dynamo" | "sglang-generate" => {
             Some(ids.ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need token_ids")))?)
         }
         _ => None,
@@ -260,6 +276,7 @@ pub fn request_body<'py>(
             cache_salt: cache_salt.as_deref(),
             priority,
             chat_template_kwargs: ctk.as_ref(),
+            top_logprobs,
         };
         let ids = ids.as_deref().unwrap_or_default();
         let tools = tools_raw.as_deref();
@@ -269,6 +286,7 @@ pub fn request_body<'py>(
                 request::chat_tokens_body(model, m, tools, ids, &sampling, &opts)
             }
             ("dynamo", _, _) => request::dynamo_body(model, ids, &sampling, &opts),
+            ("sglang-generate", _, _) => request::sglang_generate_body(ids, &sampling, &opts),
             (_, Some(m), Some(target)) => {
                 request::chat_body(model, m, tools, &sampling, target, &opts)
             }

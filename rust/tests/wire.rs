@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const FIXTURES: [(&str, Wire); 12] = [
+const FIXTURES: [(&str, Wire); 14] = [
     ("wire_a3_vllm_chat.json", Wire::VllmChat),
     ("wire_b2_vllm_generate.json", Wire::VllmGenerate),
     ("wire_c2_dynamo.json", Wire::Dynamo),
@@ -41,6 +41,11 @@ const FIXTURES: [(&str, Wire); 12] = [
     ("engine_vllm_chat_text.json", Wire::VllmChat),
     ("engine_vllm_generate.json", Wire::VllmGenerate),
     ("engine_vllm_generate_length.json", Wire::VllmGenerate),
+    ("sglang_0_5_23_stop.json", Wire::Sglang),
+    (
+        "sglang_0_5_23_length_skip_tokenizer_init.json",
+        Wire::Sglang,
+    ),
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -147,6 +152,7 @@ fn a3_vllm_chat_completion() {
         prompt_tokens: Some(26),
         completion_tokens: Some(4),
         total_tokens: Some(30),
+        prompt_tokens_details: None,
     };
     assert_eq!(p.usage, Some(usage));
     assert_eq!(p.response_id.as_deref(), Some("chatcmpl-7f3c"));
@@ -1048,6 +1054,12 @@ fn non_json_bodies_are_typed_errors() {
     for wire in Wire::ALL {
         for (body, what) in cases {
             let text = err(body, wire);
+            // SGLang answers a batch with an array: a list body is named as that
+            let what = if wire == Wire::Sglang && body == b"[]" {
+                "JSON array"
+            } else {
+                what
+            };
             assert_contains(&text, &[what, "wire.md"]);
         }
     }
@@ -1956,4 +1968,147 @@ fn bodies_are_valid_json_for_awkward_keys_and_values() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGLang /generate (wire.md S). The fixtures are the shape recorded from SGLang 0.5.23 (issue 14);
+// the entries the record elides ("...") are filled with values of the same form.
+// ---------------------------------------------------------------------------------------------
+
+fn parse_err(body: impl AsRef<[u8]>, wire: Wire) -> fasttito::Error {
+    match parse(body, wire) {
+        Ok(p) => panic!("parsed, expected an error: {p:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn s_sglang_generate_recorded_shape() {
+    let p =
+        parse(fixture("sglang_0_5_23_stop.json"), Wire::Sglang).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.completion_ids, [67, 93, 308, 60, 4153, 2]);
+    assert_eq!(p.completion_ids_from, "output_ids");
+    let lp = p.completion_logprobs.clone().unwrap_or_default();
+    assert_eq!(lp.len(), 6);
+    assert_eq!(lp[0], -3.018204927444458);
+    assert_eq!(lp[5], -1.2000340223312378);
+    assert_eq!(p.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(p.stop_reason, Some(StopReason::TokenId(2)));
+    assert_eq!(p.cached_tokens, Some(0));
+    assert_eq!(
+        p.content, None,
+        "the text is never used: content is decoded locally"
+    );
+    let top = p.completion_top_logprobs.unwrap_or_default();
+    assert_eq!(top.len(), 6);
+    assert_eq!(top[0], [(67, -3.0182), (49, -3.0963)]);
+    let usage = p.usage.unwrap_or_default();
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.total_tokens
+        ),
+        (Some(36), Some(6), Some(42))
+    );
+    assert_eq!(
+        p.response_id.as_deref(),
+        Some("6f75475f0b4c48febaf1d97b454417af")
+    );
+
+    let p = parse(
+        fixture("sglang_0_5_23_length_skip_tokenizer_init.json"),
+        Wire::Sglang,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.finish_reason.as_deref(), Some("length"));
+    assert_eq!(p.stop_reason, None);
+    assert_eq!(p.cached_tokens, Some(35));
+    assert!(p.completion_top_logprobs.is_none());
+}
+
+#[test]
+fn s_sglang_abort_is_an_abort_error_with_the_message() {
+    let e = parse_err(fixture("sglang_0_5_23_abort.json"), Wire::Sglang);
+    assert_eq!(e.kind(), ErrorKind::Abort);
+    assert!(e.text().contains("paused for a weight update"), "{e}");
+    assert!(e.text().contains("status_code 503"), "{e}");
+}
+
+#[test]
+fn s_sglang_rejections() {
+    let cases = [
+        (r#"[{"output_ids":[1],"meta_info":{}}]"#, "JSON array"),
+        (
+            r#"{"meta_info":{"id":"x"}}"#,
+            "expected the completion's token ids at `output_ids`",
+        ),
+        (
+            r#"{"error":{"message":"input_ids cannot be empty."}}"#,
+            "input_ids cannot be empty.",
+        ),
+        (
+            r#"{"output_ids":[1,2],"meta_info":{"output_token_logprobs":[[-1.0,1,null]]}}"#,
+            "found 1 entries",
+        ),
+        (
+            r#"{"output_ids":[1,2],"meta_info":{"output_token_logprobs":[[-1.0,1,null],[-1.0,7,null]]}}"#,
+            "output_token_logprobs[1][1]` to be 2",
+        ),
+        (
+            r#"{"output_ids":[1],"meta_info":{"output_token_logprobs":[[-1.0]]}}"#,
+            "without a token id",
+        ),
+        (
+            r#"{"output_ids":[1],"meta_info":{"output_token_logprobs":[[-1.0,-1,null]]}}"#,
+            "negative token id",
+        ),
+        (
+            r#"{"output_ids":[1],"meta_info":{"output_token_logprobs":[[1e999,1,null]]}}"#,
+            "output_token_logprobs",
+        ),
+        (
+            r#"{"output_ids":[1,2],"meta_info":{"output_top_logprobs":[[[-1.0,1,null]]]}}"#,
+            "one row of top logprobs per completion token id",
+        ),
+        (
+            r#"{"output_ids":[1],"meta_info":{"finish_reason":{"matched":2}}}"#,
+            "meta_info.finish_reason",
+        ),
+        (
+            r#"{"output_ids":[1],"meta_info":{"output_ids":[1]"#,
+            "truncated",
+        ),
+    ];
+    for (body, needle) in cases {
+        let e = parse_err(body, Wire::Sglang);
+        assert_eq!(e.kind(), ErrorKind::Parse, "{body}: {e}");
+        assert!(e.text().contains(needle), "{body}: {e}");
+    }
+}
+
+#[test]
+fn s_sglang_routed_experts_passed_through_and_cached_tokens_elsewhere() {
+    let body = br#"{"output_ids":[5,2],"meta_info":{"finish_reason":{"type":"stop","matched":"</s>"},"routed_experts":"AAECAw=="}}"#;
+    let p = parse(&body[..], Wire::Sglang).unwrap_or_else(|e| panic!("{e}"));
+    let raw = p
+        .routed_experts
+        .as_ref()
+        .map(|r| r.get())
+        .unwrap_or_default();
+    assert_eq!(raw, r#""AAECAw==""#);
+    let span = p.routed_experts_span.clone().unwrap_or_default();
+    assert_eq!(&body[span], raw.as_bytes());
+    assert_eq!(p.stop_reason, Some(StopReason::Text("</s>".into())));
+    assert!(p.completion_logprobs.is_none());
+    // vLLM / Dynamo report prefix-cache hits in usage.prompt_tokens_details
+    let chat = chat_with(json!({"message": {"role": "assistant", "content": "x"},
+        "finish_reason": "stop", "token_ids": [1]}));
+    let mut v = json_of(&chat);
+    v["usage"] = json!({"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10,
+        "prompt_tokens_details": {"cached_tokens": 8}});
+    let p = parse(v.to_string().into_bytes(), Wire::VllmChat).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.cached_tokens, Some(8));
+    let p = parse(chat, Wire::VllmChat).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.cached_tokens, None);
 }

@@ -6,6 +6,10 @@
   scripted template-exact completions (a tool-calling agent by default), and an admin API for
   scripts, recorded requests and injected faults (``engine.script(...)``,
   ``engine.requests()``, ``engine.faults(...)``).
+* :func:`start_sglang`: fasttito's SGLang-compatible engine
+  (``fasttito.testing.sglang_engine``): SGLang 0.5.23's native ``/generate`` as recorded from
+  a real server, ``cached_tokens`` from a prefix cache of its own, and injectable faults
+  (including the crash SGLang has on an out-of-range id), with the same admin API.
 * :func:`start_dynamo`: the real NVIDIA Dynamo frontend (``pip install ai-dynamo==1.6.1``) with
   a scripted engine written against Dynamo's Python backend API.
 
@@ -31,6 +35,7 @@ from fasttito.testing.dynamo_launch import start_dynamo as start_dynamo
 from fasttito.testing.launch import EngineProcess as EngineProcess
 from fasttito.testing.launch import EngineStartError as EngineStartError
 from fasttito.testing.launch import start_engine as start_engine
+from fasttito.testing.launch import start_sglang as start_sglang
 from fasttito.testing.launch import stop_engine as stop_engine
 
 __all__ = [
@@ -42,5 +47,6 @@ __all__ = [
     "dynamo_server",
     "start_dynamo",
     "start_engine",
+    "start_sglang",
     "stop_engine",
 ]

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ENGINE_MODULE = "fasttito.testing.vllm_engine"
+SGLANG_MODULE = "fasttito.testing.sglang_engine"
 
 
 class EngineStartError(RuntimeError):
@@ -150,9 +151,10 @@ def start_engine(
     python: str | None = None,
     env: dict[str, str] | None = None,
     renderer: str | None = None,
+    module: str = ENGINE_MODULE,
 ) -> EngineProcess:
-    """Start ``fasttito.testing.vllm_engine`` on 127.0.0.1 with a free port and wait until it
-    answers.
+    """Start ``fasttito.testing.vllm_engine`` (or another engine ``module`` taking the same
+    flags, see :func:`start_sglang`) on 127.0.0.1 with a free port and wait until it answers.
 
     ``model_dir`` is a model folder (a relative path is taken from the current directory).
     ``extra_args`` go to the engine's command line (``--disable-route``,
@@ -168,7 +170,7 @@ def start_engine(
     cmd = [
         python or sys.executable,
         "-m",
-        ENGINE_MODULE,
+        module,
         "--model",
         str(path),
         "--port",
@@ -190,7 +192,7 @@ def start_engine(
     full_env = dict(os.environ if env is None else env)
     full_env["HF_HUB_OFFLINE"] = "1"
     full_env["TRANSFORMERS_OFFLINE"] = "1"
-    log_fd, log_name = tempfile.mkstemp(prefix="vllm_engine_", suffix=".log")
+    log_fd, log_name = tempfile.mkstemp(prefix=module.rsplit(".", 1)[-1] + "_", suffix=".log")
     log_path = Path(log_name)
     try:
         proc = subprocess.Popen(
@@ -246,6 +248,37 @@ def start_engine(
         if isinstance(exc, EngineStartError):
             raise EngineStartError(f"{exc}; command {cmd}; log:\n{tail}") from None
         raise
+
+
+def start_sglang(
+    model_dir: str | os.PathLike[str],
+    *,
+    served_model_name: str | None = None,
+    context_length: int = 32768,
+    idle_timeout: float = 300.0,
+    extra_args: Sequence[str] = (),
+    startup_timeout: float = 60.0,
+    python: str | None = None,
+    env: dict[str, str] | None = None,
+    renderer: str | None = None,
+) -> EngineProcess:
+    """Start ``fasttito.testing.sglang_engine`` (SGLang 0.5.23's ``/generate`` wire, a real
+    prefix cache, faults) on 127.0.0.1 and wait until it answers; stopped like
+    :func:`start_engine`'s. ``extra_args``: ``--skip-tokenizer-init``,
+    ``--enable-return-routed-experts``, ``--hide-max-model-len``, ``--bad-id-behaviour``,
+    ``--max-total-tokens``..."""
+    return start_engine(
+        model_dir,
+        served_model_name=served_model_name,
+        max_model_len=context_length,
+        idle_timeout=idle_timeout,
+        extra_args=extra_args,
+        startup_timeout=startup_timeout,
+        python=python,
+        env=env,
+        renderer=renderer,
+        module=SGLANG_MODULE,
+    )
 
 
 def _kill(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:

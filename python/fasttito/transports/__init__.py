@@ -6,6 +6,7 @@ from __future__ import annotations
 from fasttito.transports._base import Transport, Turn
 from fasttito.transports.chat import ChatTransport
 from fasttito.transports.dynamo_nvext import DynamoNvextTransport
+from fasttito.transports.sglang_generate import SglangGenerateTransport
 from fasttito.transports.vllm_chat_tokens import VllmChatTokensTransport
 from fasttito.transports.vllm_generate import VllmGenerateTransport
 
@@ -13,6 +14,7 @@ __all__ = [
     "TRANSPORT_CLASSES",
     "ChatTransport",
     "DynamoNvextTransport",
+    "SglangGenerateTransport",
     "Transport",
     "Turn",
     "VllmChatTokensTransport",
@@ -23,5 +25,6 @@ TRANSPORT_CLASSES: dict[str, type[Transport]] = {
     "vllm-generate": VllmGenerateTransport,
     "vllm-chat-tokens": VllmChatTokensTransport,
     "dynamo-nvext": DynamoNvextTransport,
+    "sglang-generate": SglangGenerateTransport,
     "chat": ChatTransport,
 }

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fasttito import _core
-from fasttito.errors import ResponseParseError
+from fasttito.errors import InvalidTokenIdError, ResponseParseError
 from fasttito.rollout import Rollout
 from fasttito.tokens import TokenIds
 from fasttito.transports._decode import decode_completion
@@ -18,7 +18,15 @@ from fasttito.transports._decode import decode_completion
 if TYPE_CHECKING:
     from fasttito.client import Client
 
-__all__ = ["GenerateArgs", "RolloutState", "Transport", "Turn", "assistant_message", "ids_arg"]
+__all__ = [
+    "GenerateArgs",
+    "RolloutState",
+    "Transport",
+    "Turn",
+    "assistant_message",
+    "check_prompt_ids",
+    "ids_arg",
+]
 
 logger = logging.getLogger("fasttito")
 
@@ -36,6 +44,11 @@ class Turn:
     ``tokens_reused`` prompt ids were copied verbatim from the matched turn and ``bridge_tokens``
     rendered for the new messages (``tokens_reused + bridge_tokens == len(prompt_ids)``); both
     are 0 on a MITO turn and None on the ``chat`` transport, which keeps no rollout.
+    ``completion_top_logprobs`` are, per completion id, the engine's top alternatives as
+    ``(token id, logprob)`` pairs when asked for (``top_logprobs=k``) and sent, else None.
+    ``cached_tokens`` is how many prompt tokens the engine found in its prefix cache, on wires
+    that report it (SGLang ``meta_info.cached_tokens``; vLLM/Dynamo
+    ``usage.prompt_tokens_details.cached_tokens``), else None.
     """
 
     prompt_ids: TokenIds | None
@@ -57,6 +70,8 @@ class Turn:
     unparsed_tool_calls: int = 0
     tokens_reused: int | None = None
     bridge_tokens: int | None = None
+    completion_top_logprobs: list[list[tuple[int, float]]] | None = field(default=None, repr=False)
+    cached_tokens: int | None = None
     _message: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -88,15 +103,18 @@ class GenerateArgs:
     cache_salt: str | None
     priority: int | None
     chat_template_kwargs: dict[str, Any] | None
+    top_logprobs: int | None = None
 
 
 @dataclass(slots=True)
 class RolloutState:
-    """Per-conversation state a transport keeps: the TITO engine (None for ``chat``) and the
-    turns so far."""
+    """Per-conversation state a transport keeps: the TITO engine (None for ``chat``), the
+    turns so far, and the headers every request of this conversation carries (the routing
+    key, see ``Client(routing_key_header=...)``)."""
 
     rollout: Rollout | None
     turns: list[Turn] = field(default_factory=list)
+    headers: dict[str, str] | None = None
 
 
 def assistant_message(
@@ -142,9 +160,20 @@ class Transport(abc.ABC):
         """Run one turn of ``state``'s rollout on this transport."""
 
     # -- shared steps ---------------------------------------------------------------------------
-    async def check_length(self, prompt_ids: Sized | None) -> None:
-        if prompt_ids is not None:
-            await self.client._check_prompt_length(len(prompt_ids), self.name)
+    async def check_prompt(self, prompt_ids: Sized | None) -> None:
+        """Every token transport calls this before it writes a body: the ids must lie in the
+        tokenizer's vocabulary (:class:`InvalidTokenIdError`; checked when the Client has a
+        tokenizer) and the prompt must fit the server's length (:class:`OverlongPromptError`)."""
+        if prompt_ids is None:
+            return
+        tokenizer = self.client.tokenizer
+        if tokenizer is not None:
+            check_prompt_ids(prompt_ids, tokenizer.vocab_size, self.name)  # type: ignore[arg-type]
+        await self.client._check_prompt_length(len(prompt_ids), self.name)
+
+    async def post(self, state: RolloutState, url: str, body: bytes) -> bytes:
+        """POST ``body`` with the conversation's headers (its routing key)."""
+        return await self.client._post(url, body, self.name, extra_headers=state.headers)
 
     def parse(self, body: bytes) -> Any:
         cfg = self.client.config
@@ -243,12 +272,44 @@ class Transport(abc.ABC):
             usage=parsed.usage,
             response_id=parsed.response_id,
             routed_experts=parsed.routed_experts,
+            completion_top_logprobs=parsed.completion_top_logprobs,
+            cached_tokens=parsed.cached_tokens,
             null_logprobs=parsed.null_logprobs,
             unparsed_tool_calls=unparsed,
             tokens_reused=plan.tokens_reused,
             bridge_tokens=plan.bridge_tokens,
             _message=message,
         )
+
+
+def check_prompt_ids(ids: Sequence[int] | TokenIds, vocab_size: int, where: str) -> None:
+    """Raise :class:`InvalidTokenIdError` if an id of ``ids`` is below 0 or at or above
+    ``vocab_size``. The one check every token-in request goes through before it is written
+    (the transports' :meth:`Transport.check_prompt`, verifiers' token paths): an id outside the
+    vocabulary cannot come from fasttito's own rendering, but can from a caller's ids or a
+    corrupt engine response recorded earlier, and SGLang 0.5.23 dies on one (wire.md S)."""
+    if isinstance(ids, TokenIds):
+        top = ids.max()  # ids are u32 in Rust: never negative
+        if top is None or top < vocab_size:
+            return
+        bad, pos = top, ids.index(top)
+    else:
+        if not ids:
+            return
+        lo, hi = min(ids), max(ids)
+        if lo >= 0 and hi < vocab_size:
+            return
+        bad = lo if lo < 0 else hi
+        pos = list(ids).index(bad)
+    raise InvalidTokenIdError(
+        f"{where}: prompt id {bad} at position {pos} is outside the tokenizer's vocabulary "
+        f"(ids 0..{vocab_size - 1}); it was not sent (an engine may crash on it: SGLang exits "
+        "on an out-of-range id). Check the ids given to fasttito (a caller's get_prompt_ids, a "
+        "recorded turn) and that the tokenizer is the served model's",
+        token_id=int(bad),
+        position=pos,
+        vocab_size=vocab_size,
+    )
 
 
 def ids_arg(ids: TokenIds | None) -> Sequence[int] | None:

@@ -54,7 +54,7 @@ class ChatTransport(Transport):
             stop_token_ids=c.stop_token_ids if target == "dynamo" else None,
             target=target,
         )
-        raw = await c._post(c.config.v1_url + "/chat/completions", body, self.name)
+        raw = await self.post(state, c.config.v1_url + "/chat/completions", body)
         if target == "openai":
             fields = _parse_openai(raw, self.name)
         else:

@@ -38,7 +38,7 @@ class DynamoNvextTransport(Transport):
             chat_template_kwargs=args.chat_template_kwargs,
         )
         if plan.prompt_ids is not None:
-            await self.check_length(plan.prompt_ids)
+            await self.check_prompt(plan.prompt_ids)
             body = _core.request_body(
                 "dynamo", c.model, token_ids=ids_arg(plan.prompt_ids), **common
             )
@@ -46,5 +46,5 @@ class DynamoNvextTransport(Transport):
             body = _core.request_body(
                 "chat", c.model, messages=args.messages, tools=args.tools, target="dynamo", **common
             )
-        raw = await c._post(c.config.v1_url + "/chat/completions", body, self.name)
+        raw = await self.post(state, c.config.v1_url + "/chat/completions", body)
         return self.finish_turn(state, plan, self.parse(raw), decode_locally=True)

@@ -37,10 +37,14 @@ class VllmChatTokensTransport(Transport):
             if isinstance(begun, _core.Plan):
                 plan = begun
             else:
-                full = await self._tokenize(begun.full_messages, args, generation_prompt=True)
+                full = await self._tokenize(
+                    state, begun.full_messages, args, generation_prompt=True
+                )
                 base = None
                 if full is not None:
-                    base = await self._tokenize(begun.base_messages, args, generation_prompt=False)
+                    base = await self._tokenize(
+                        state, begun.base_messages, args, generation_prompt=False
+                    )
                 plan = rollout.finish(begun, full, base)
         common: dict[str, Any] = dict(
             messages=args.messages,
@@ -52,7 +56,7 @@ class VllmChatTokensTransport(Transport):
             chat_template_kwargs=args.chat_template_kwargs,
         )
         if plan.mode == "tito":
-            await self.check_length(plan.prompt_ids)
+            await self.check_prompt(plan.prompt_ids)
             body = _core.request_body(
                 "chat-tokens", c.model, token_ids=ids_arg(plan.prompt_ids), **common
             )
@@ -60,11 +64,16 @@ class VllmChatTokensTransport(Transport):
         else:
             body = _core.request_body("chat", c.model, target="vllm", **common)
             url = c.config.v1_url + "/chat/completions"
-        raw = await c._post(url, body, self.name)
+        raw = await self.post(state, url, body)
         return self.finish_turn(state, plan, self.parse(raw), decode_locally=False)
 
     async def _tokenize(
-        self, messages: Sequence[Any], args: GenerateArgs, *, generation_prompt: bool
+        self,
+        state: RolloutState,
+        messages: Sequence[Any],
+        args: GenerateArgs,
+        *,
+        generation_prompt: bool,
     ) -> list[int] | None:
         """vLLM's chat ``/tokenize`` (wire.md B.1); None when the server rejects the messages
         (the turn then falls back to messages, counted as ``tokenization_failed``)."""
@@ -76,7 +85,7 @@ class VllmChatTokensTransport(Transport):
             req["chat_template_kwargs"] = dict(args.chat_template_kwargs)
         body = json.dumps(req, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            raw = await c._post(c.config.root_url + "/tokenize", body, self.name)
+            raw = await self.post(state, c.config.root_url + "/tokenize", body)
         except ServerError as exc:
             if 400 <= exc.status_code < 500:
                 logger.debug("%s: /tokenize rejected the bridge (%d)", self.name, exc.status_code)

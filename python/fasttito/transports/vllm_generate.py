@@ -19,7 +19,7 @@ class VllmGenerateTransport(Transport):
         c = self.client
         assert state.rollout is not None
         plan = state.rollout.prepare(args.messages, args.tools, args.chat_template_kwargs)
-        await self.check_length(plan.prompt_ids)
+        await self.check_prompt(plan.prompt_ids)
         body = _core.request_body(
             "vllm-generate",
             c.model,
@@ -30,5 +30,5 @@ class VllmGenerateTransport(Transport):
             cache_salt=args.cache_salt,
             priority=args.priority,
         )
-        raw = await c._post(c.config.root_url + "/inference/v1/generate", body, self.name)
+        raw = await self.post(state, c.config.root_url + "/inference/v1/generate", body)
         return self.finish_turn(state, plan, self.parse(raw), decode_locally=True)

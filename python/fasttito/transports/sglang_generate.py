@@ -1,0 +1,41 @@
+"""``sglang-generate``: SGLang's native ``POST {root}/generate`` with ``input_ids`` every turn
+(wire.md S): the stitched ids on TITO turns, a full local render otherwise, as on
+``vllm-generate``. The body (``_core.request_body("sglang-generate", ...)``) asks for the
+sampled tokens' logprobs (``return_logprob``, ``logprob_start_len: -1``), keeps the stop token
+(``skip_special_tokens: false``, ``no_stop_trim: true``, the tokenizer's ``stop_token_ids``) and
+carries ``rid``, ``cache_salt`` and ``priority`` at the root. The response's ``text`` is never
+used: the message is decoded locally from ``output_ids``, so ``--skip-tokenizer-init`` servers
+work too. ``meta_info.cached_tokens`` becomes :attr:`Turn.cached_tokens`; an aborted request
+raises :class:`fasttito.EngineAbortError` with the server's message."""
+
+from __future__ import annotations
+
+from fasttito import _core
+from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, ids_arg
+
+__all__ = ["SglangGenerateTransport"]
+
+
+class SglangGenerateTransport(Transport):
+    name = "sglang-generate"
+    wire = "sglang"
+    needs_tokenizer = True
+
+    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
+        c = self.client
+        assert state.rollout is not None
+        plan = state.rollout.prepare(args.messages, args.tools, args.chat_template_kwargs)
+        await self.check_prompt(plan.prompt_ids)
+        body = _core.request_body(
+            "sglang-generate",
+            c.model,
+            token_ids=ids_arg(plan.prompt_ids),
+            sampling=args.sampling,
+            max_tokens=args.max_tokens,
+            stop_token_ids=c.stop_token_ids,
+            cache_salt=args.cache_salt,
+            priority=args.priority,
+            top_logprobs=args.top_logprobs,
+        )
+        raw = await self.post(state, c.config.root_url + "/generate", body)
+        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True)

@@ -1,0 +1,463 @@
+//! SGLang native `POST /generate` responses (wire.md S, recorded from SGLang 0.5.23).
+//!
+//! Reads `output_ids` (required), `meta_info.output_token_logprobs` (entries
+//! `[logprob, token_id, text-or-null]`), `meta_info.output_top_logprobs` (per token a list of such
+//! entries), `meta_info.finish_reason` (an object: `{"type": "stop", "matched": id|str}`,
+//! `{"type": "length", "length": n}`, `{"type": "abort", "message", "status_code", "err_type"}`),
+//! `meta_info.prompt_tokens`, `completion_tokens`, `cached_tokens`, `id` and `routed_experts`
+//! (base64 of the raw tensor, passed through). `text` is skipped: it is absent with
+//! `--skip-tokenizer-init` and omits the stop token, so the message is always decoded locally.
+//!
+//! Checks beyond the shared invariants:
+//! * every logprob entry names the id at its position (`entry[1] == output_ids[i]`), the one
+//!   cross-check this route offers that ids and logprobs are aligned;
+//! * logprobs are finite numbers (`null` is kept as NaN and counted, as on every wire);
+//! * `finish_reason.type == "abort"` is an [`ErrorKind::Abort`](crate::ErrorKind::Abort) error
+//!   quoting the server's message, never a turn;
+//! * a JSON array (what SGLang returns for a batch, a 2-D `input_ids`) is an error naming it.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{clip, routed, Cx, Ids, Logprobs, Parsed, StopReason, Usage};
+use crate::error::{Error, ErrorKind, Result};
+
+const OUTPUT_IDS: &str = "output_ids";
+const LOGPROBS: &str = "meta_info.output_token_logprobs";
+const TOP_LOGPROBS: &str = "meta_info.output_top_logprobs";
+
+#[derive(Deserialize)]
+struct GenerateBody<'a> {
+    #[serde(default)]
+    output_ids: Option<Ids>,
+    #[serde(default, borrow)]
+    meta_info: Option<MetaInfo<'a>>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct MetaInfo<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, borrow)]
+    finish_reason: Option<&'a RawValue>,
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    output_token_logprobs: Option<EntryList>,
+    #[serde(default)]
+    output_top_logprobs: Option<TopList>,
+    #[serde(default, borrow)]
+    routed_experts: Option<&'a RawValue>,
+}
+
+/// `meta_info.finish_reason` as SGLang writes it.
+#[derive(Deserialize)]
+struct FinishReason {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    matched: Option<Box<RawValue>>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    status_code: Option<Box<RawValue>>,
+    #[serde(default)]
+    err_type: Option<Box<RawValue>>,
+}
+
+/// `[logprob, token_id, text-or-null]` entries, read into one [`Logprobs`] plus the ids.
+#[derive(Default)]
+struct EntryList {
+    lp: Logprobs,
+    ids: Vec<u32>,
+    /// The first logprob that is a number but not finite, with its index.
+    non_finite: Option<usize>,
+}
+
+impl<'de> Deserialize<'de> for EntryList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EntryList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of [logprob, token_id, text] entries")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EntryList, A::Error> {
+                let mut out = EntryList::default();
+                let hint = seq.size_hint().unwrap_or(0).min(1 << 16);
+                out.lp.values.reserve(hint);
+                out.ids.reserve(hint);
+                while let Some(Entry(lp, id)) = seq.next_element()? {
+                    push_entry(&mut out, lp, id);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+fn push_entry(out: &mut EntryList, lp: Option<f64>, id: u32) {
+    match lp {
+        Some(v) => {
+            if !v.is_finite() && out.non_finite.is_none() {
+                out.non_finite = Some(out.lp.values.len());
+            }
+            out.lp.values.push(v);
+        }
+        None => {
+            out.lp.values.push(f64::NAN);
+            out.lp.nulls += 1;
+        }
+    }
+    out.ids.push(id);
+}
+
+/// One `[logprob, token_id, text-or-null, ...]` entry.
+struct Entry(Option<f64>, u32);
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a logprob entry [logprob, token_id, text-or-null]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
+                let lp: Option<f64> = seq.next_element()?.ok_or_else(|| {
+                    de::Error::custom("empty logprob entry (expected [logprob, token_id, text])")
+                })?;
+                let Some(super::TokenId(id)) = seq.next_element()? else {
+                    return Err(de::Error::custom(
+                        "logprob entry without a token id (expected [logprob, token_id, text])",
+                    ));
+                };
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Entry(lp, id))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// `output_top_logprobs`: per token, `null` or a list of entries, kept as `(id, logprob)`.
+#[derive(Default)]
+struct TopList(Vec<Vec<(u32, f64)>>);
+
+impl<'de> Deserialize<'de> for TopList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list (one per output token) of lists of [logprob, token_id, text]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopList, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(row) = seq.next_element_seed(TopRow)? {
+                    out.push(row);
+                }
+                Ok(TopList(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// One token's alternatives: `null` (none asked) or a list of entries.
+struct TopRow;
+
+impl<'de> DeserializeSeed<'de> for TopRow {
+    type Value = Vec<(u32, f64)>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopRow {
+    type Value = Vec<(u32, f64)>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("null or a list of [logprob, token_id, text] entries")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut row = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(Entry(lp, id)) = seq.next_element()? {
+            row.push((id, lp.unwrap_or(f64::NAN)));
+        }
+        Ok(row)
+    }
+}
+
+/// Parses an SGLang `/generate` body.
+pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
+    if let Some(&first) = cx.body.iter().find(|b| !b.is_ascii_whitespace()) {
+        if first == b'[' {
+            return Err(cx.error(format_args!(
+                "expected one JSON object, found a JSON array: SGLang answers a batch (a list \
+                 of `input_ids` lists, or `n` > 1 with a list) with an array of results. \
+                 fasttito sends one prompt per request; check that nothing rewrites \
+                 `input_ids` into a list of lists and that `n` is not set in the sampling \
+                 arguments (wire.md S)"
+            )));
+        }
+    }
+    let body: GenerateBody<'_> = cx.from_body()?;
+    let Some(Ids(ids)) = body.output_ids else {
+        let server_error = body.error.or(body.message);
+        return Err(match server_error {
+            Some(raw) => cx.error(format_args!(
+                "expected `{OUTPUT_IDS}`, found none; the server sent an error instead of a \
+                 completion: {}. Fix the request the server rejected",
+                clip(raw.get(), 600)
+            )),
+            None => cx.error(format_args!(
+                "expected the completion's token ids at `{OUTPUT_IDS}`, found none (absent or \
+                 null). {}",
+                cx.wire.advice()
+            )),
+        });
+    };
+    let mut out = Parsed::new(ids, OUTPUT_IDS);
+    let Some(meta) = body.meta_info else {
+        return Ok(out);
+    };
+    let finish = match meta.finish_reason {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => Some(finish_reason(cx, raw)?),
+    };
+    if let Some(entries) = meta.output_token_logprobs {
+        let n = out.completion_ids.len();
+        if entries.ids.len() != n {
+            return Err(cx.error(format_args!(
+                "expected one logprob per completion token id, found {} entries at \
+                 `{LOGPROBS}` for {n} ids at `{OUTPUT_IDS}`. The server's ids and logprobs \
+                 disagree, so neither can be trusted for training (wire.md D3); report it to \
+                 the server's maintainers",
+                entries.ids.len()
+            )));
+        }
+        if let Some(i) = entries
+            .ids
+            .iter()
+            .zip(&out.completion_ids)
+            .position(|(a, b)| a != b)
+        {
+            return Err(cx.error(format_args!(
+                "expected `{LOGPROBS}[{i}][1]` to be {} (the id at `{OUTPUT_IDS}[{i}]`), found \
+                 {}. The logprobs belong to other tokens than the ids, so the turn cannot be \
+                 trained on; report it to the server's maintainers",
+                out.completion_ids[i], entries.ids[i]
+            )));
+        }
+        if let Some(i) = entries.non_finite {
+            return Err(cx.error(format_args!(
+                "expected a finite logprob at `{LOGPROBS}[{i}][0]`, found {}. Report it to the \
+                 server's maintainers",
+                entries.lp.values[i]
+            )));
+        }
+        out.null_logprobs = entries.lp.nulls;
+        out.completion_logprobs = Some(entries.lp.values);
+        out.completion_logprobs_from = Some(LOGPROBS);
+    }
+    if let Some(TopList(rows)) = meta.output_top_logprobs {
+        // SGLang sends the key with `null` rows when no alternatives were asked.
+        if rows.iter().any(|r| !r.is_empty()) {
+            if rows.len() != out.completion_ids.len() {
+                return Err(cx.error(format_args!(
+                    "expected one row of top logprobs per completion token id, found {} rows \
+                     at `{TOP_LOGPROBS}` for {} ids at `{OUTPUT_IDS}`; report it to the \
+                     server's maintainers",
+                    rows.len(),
+                    out.completion_ids.len()
+                )));
+            }
+            out.completion_top_logprobs = Some(rows);
+        }
+    }
+    if let Some((kind, matched)) = finish {
+        out.finish_reason = Some(kind);
+        out.stop_reason = matched;
+    }
+    out.cached_tokens = meta.cached_tokens;
+    if meta.prompt_tokens.is_some() || meta.completion_tokens.is_some() {
+        out.usage = Some(Usage {
+            prompt_tokens: meta.prompt_tokens,
+            completion_tokens: meta.completion_tokens,
+            total_tokens: meta
+                .prompt_tokens
+                .zip(meta.completion_tokens)
+                .and_then(|(p, c)| p.checked_add(c)),
+            prompt_tokens_details: None,
+        });
+    }
+    out.response_id = meta.id;
+    if let Some((raw, span)) = routed(cx, meta.routed_experts) {
+        out.routed_experts = Some(raw);
+        out.routed_experts_span = Some(span);
+    }
+    Ok(out)
+}
+
+/// `("stop" | "length" | other type, matched)`; an abort is an error with the server's message.
+fn finish_reason(cx: Cx<'_>, raw: &RawValue) -> Result<(String, Option<StopReason>)> {
+    // Older SGLang and some proxies write the plain OpenAI string.
+    if let Ok(s) = serde_json::from_str::<String>(raw.get()) {
+        return match s.as_str() {
+            "abort" => Err(abort_error(cx, None, None, None)),
+            _ => Ok((s, None)),
+        };
+    }
+    let fr: FinishReason = serde_json::from_str(raw.get()).map_err(|e| {
+        cx.error(format_args!(
+            "expected `meta_info.finish_reason` to be an object {{\"type\": \"stop\" | \
+             \"length\" | \"abort\", ...}}, found {} ({e}). {}",
+            clip(raw.get(), 200),
+            cx.wire.advice()
+        ))
+    })?;
+    if fr.kind == "abort" {
+        return Err(abort_error(
+            cx,
+            fr.message.as_deref(),
+            fr.status_code.as_deref(),
+            fr.err_type.as_deref(),
+        ));
+    }
+    let matched = super::stop_reason(fr.matched.as_deref());
+    Ok((fr.kind, matched))
+}
+
+fn abort_error(
+    cx: Cx<'_>,
+    message: Option<&str>,
+    status: Option<&RawValue>,
+    err_type: Option<&RawValue>,
+) -> Error {
+    let mut extra = String::new();
+    if let Some(s) = status.filter(|s| s.get() != "null") {
+        extra.push_str(&format!(", status_code {}", clip(s.get(), 40)));
+    }
+    if let Some(t) = err_type.filter(|t| t.get() != "null") {
+        extra.push_str(&format!(", err_type {}", clip(t.get(), 80)));
+    }
+    Error::new(
+        ErrorKind::Abort,
+        format!(
+            "{} response: the engine aborted the request (finish_reason type \"abort\"{extra}): \
+             {}. The turn has no usable completion; the server's message says why (a request \
+             over the server's limits, a scheduler abort, the server shutting down or pausing \
+             for a weight update). Retry the turn or end the rollout",
+            cx.wire.describe(),
+            message.map_or_else(|| "no message".into(), |m| clip(m, 600))
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::ErrorKind;
+    use crate::parse::{parse_response, ParseOptions, StopReason, Wire};
+
+    fn parse(body: &str) -> crate::Result<crate::parse::Parsed> {
+        parse_response(body.as_bytes(), Wire::Sglang, &ParseOptions::default())
+    }
+
+    #[test]
+    fn recorded_shape() {
+        let p = parse(
+            r#"{"text":"SmolLAM","output_ids":[67,93,2],"meta_info":{"id":"6f75","finish_reason":{"type":"stop","matched":2},"prompt_tokens":36,"output_token_logprobs":[[-3.01,67,null],[-0.51,93,null],[-1.2,2,null]],"output_top_logprobs":[[[-3.01,67,null],[-3.09,49,null]],[[-0.51,93,null]],[[-1.2,2,null]]],"completion_tokens":3,"cached_tokens":35,"cached_tokens_details":null}}"#,
+        );
+        let p = p.map_err(|e| e.text().to_owned());
+        assert!(p.is_ok(), "{p:?}");
+        let Ok(p) = p else { return };
+        assert_eq!(p.completion_ids, vec![67, 93, 2]);
+        assert_eq!(p.completion_logprobs, Some(vec![-3.01, -0.51, -1.2]));
+        assert_eq!(p.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(p.stop_reason, Some(StopReason::TokenId(2)));
+        assert_eq!(p.cached_tokens, Some(35));
+        assert_eq!(p.response_id.as_deref(), Some("6f75"));
+        let top = p.completion_top_logprobs.unwrap_or_default();
+        assert_eq!(top[0], vec![(67, -3.01), (49, -3.09)]);
+        assert_eq!(p.usage.and_then(|u| u.total_tokens), Some(39));
+    }
+
+    #[test]
+    fn misaligned_and_mislabelled_logprobs_fail() {
+        let short =
+            parse(r#"{"output_ids":[1,2],"meta_info":{"output_token_logprobs":[[-1,1,null]]}}"#);
+        let text = short.err().map(|e| e.text().to_owned()).unwrap_or_default();
+        assert!(
+            text.contains("found 1 entries") && text.contains("for 2 ids"),
+            "{text}"
+        );
+        let wrong = parse(
+            r#"{"output_ids":[1,2],"meta_info":{"output_token_logprobs":[[-1,1,null],[-1,3,null]]}}"#,
+        );
+        let text = wrong.err().map(|e| e.text().to_owned()).unwrap_or_default();
+        assert!(
+            text.contains("output_token_logprobs[1][1]") && text.contains("found 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn abort_is_typed_with_the_message() {
+        let e = parse(
+            r#"{"output_ids":[],"meta_info":{"finish_reason":{"type":"abort","message":"Abort before prefill","status_code":400,"err_type":"BadRequestError"}}}"#,
+        )
+        .err();
+        assert_eq!(e.as_ref().map(|e| e.kind()), Some(ErrorKind::Abort));
+        let text = e.map(|e| e.text().to_owned()).unwrap_or_default();
+        assert!(
+            text.contains("Abort before prefill") && text.contains("status_code 400"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn batch_array_is_an_error() {
+        let text = parse(r#" [{"output_ids":[1]}]"#)
+            .err()
+            .map(|e| e.text().to_owned())
+            .unwrap_or_default();
+        assert!(text.contains("JSON array"), "{text}");
+    }
+
+    #[test]
+    fn length_and_null_rows() {
+        let p = parse(
+            r#"{"output_ids":[5],"meta_info":{"finish_reason":{"type":"length","length":1},"output_token_logprobs":[[null,5,null]],"output_top_logprobs":[null]}}"#,
+        )
+        .map_err(|e| e.text().to_owned());
+        let Ok(p) = p else {
+            panic!("{p:?}");
+        };
+        assert_eq!(p.finish_reason.as_deref(), Some("length"));
+        assert_eq!(p.null_logprobs, 1);
+        assert!(p.completion_top_logprobs.is_none());
+        assert!(p.stop_reason.is_none());
+    }
+}
