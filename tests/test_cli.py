@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -56,7 +57,8 @@ def test_demo_runs_a_tito_rollout_over_every_transport() -> None:
     by_transport: dict[str, list[list[str]]] = {}
     for row in rows:
         by_transport.setdefault(row[1], []).append(row)
-    expected = ["vllm-generate", "vllm-chat-tokens", "chat"]
+    expected = ["vllm-generate", "vllm-chat-tokens", "chat", "sglang-generate"]
+    assert "local SGLang-compatible engine: pid" in out
     if dynamo_importable() or os.environ.get("FASTTITO_REQUIRE_DYNAMO"):
         expected.append("dynamo-nvext")
         assert "NVIDIA Dynamo frontend: pids" in out and "Dynamo stopped" in out
@@ -80,6 +82,12 @@ def test_demo_runs_a_tito_rollout_over_every_transport() -> None:
             n = lambda s: int(s.replace(",", ""))  # noqa: E731
             assert n(reused) + n(bridge) == n(prompt) and n(reused) > n(bridge) > 0
         assert f"{transport}: {len(turns)} turns, {len(turns) - 1} token-in (TITO)" in out
+        cached = [t[-2] for t in turns]
+        if transport == "sglang-generate":  # the engine's prefix cache: growing every turn
+            hits = [int(c.replace(",", "")) for c in cached]
+            assert hits[0] == 0 and all(b > a for a, b in itertools.pairwise(hits))
+        else:
+            assert set(cached) == {"-"}, (transport, cached)
     assert re.search(r"engine pid \d+ stopped", out)
 
 

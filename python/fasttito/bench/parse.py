@@ -13,11 +13,20 @@ prompt ids and one logprob per id:
 * ``fasttito``: ``fasttito.parse_response(body, "vllm-chat")`` (ids as ``TokenIds``, logprobs as
   a list of floats).
 
+SGLang: a native ``/generate`` response (wire.md S: ``output_ids`` and
+``meta_info.output_token_logprobs`` entries ``[logprob, id, null]``, ``output_top_logprobs`` when
+``top_logprobs_num`` is 5) with N output tokens. Peers: ``json.loads`` / ``orjson.loads`` and the
+extraction slime and AReaL do (ids from ``output_ids``, logprobs from the entries' first
+element, ``cached_tokens``), against ``fasttito.parse_response(body, "sglang")`` (which also
+checks every entry's id against ``output_ids``).
+
 Request bodies: ``orjson.dumps`` of a generate body with a list of 16k/64k ids against
 ``_core.request_body`` from ``TokenIds`` (no Python list at all) and from a list.
 
 Run: ``fasttito bench parse``.
 """
+
+# ruff: noqa: B023 -- every timed lambda runs inside its own loop iteration (timeit_blocks)
 
 from __future__ import annotations
 
@@ -29,7 +38,10 @@ from typing import Any, cast
 
 from fasttito.bench._timing import peer, timeit_blocks
 
-TITLE = "Response parsing and request bodies (vLLM chat completion, 16,384 prompt ids)"
+TITLE = (
+    "Response parsing and request bodies (vLLM chat completion, 16,384 prompt ids; SGLang "
+    "/generate)"
+)
 
 
 def response(n: int, top: int, prompt: int = 16384, seed: int = 7) -> bytes:
@@ -75,6 +87,38 @@ def response(n: int, top: int, prompt: int = 16384, seed: int = 7) -> bytes:
         "prompt_logprobs": None,
         "kv_transfer_params": None,
     }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def sglang_response(n: int, top: int, prompt: int = 16384, seed: int = 7) -> bytes:
+    """An SGLang ``/generate`` body as SGLang 0.5.23 writes it (wire.md S)."""
+    rng = random.Random(seed)
+    ids = [rng.randrange(151000) for _ in range(n)]
+    lps = [round(-rng.random() * 5, 6) for _ in range(n)]
+    meta: dict[str, Any] = {
+        "id": "6f75475f0b4c48febaf1d97b454417af",
+        "finish_reason": {"type": "length", "length": n},
+        "prompt_tokens": prompt,
+        "weight_version": "default",
+        "input_token_logprobs": [],
+        "output_token_logprobs": [[lp, t, None] for lp, t in zip(lps, ids, strict=True)],
+        "completion_tokens": n,
+        "cached_tokens": prompt - 1,
+        "weight_versions": [{"version": "default", "start": 0, "end": n}],
+        "cached_tokens_details": None,
+        "dp_rank": None,
+        "e2e_latency": 1.867,
+    }
+    if top:
+        meta["output_top_logprobs"] = [
+            [[lp, t, None]]
+            + [
+                [round(lp - rng.random() * 3, 6), rng.randrange(151000), None]
+                for _ in range(top - 1)
+            ]
+            for lp, t in zip(lps, ids, strict=True)
+        ]
+    body = {"text": "x" * (n * 4), "output_ids": ids, "meta_info": meta}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -150,6 +194,41 @@ def measure(quick: bool) -> list[dict[str, Any]]:
                     "orjson + extract": ms(m["orjson"]),
                     "fasttito": ms(m["fasttito"]),
                     "vs openai-python": f"{m['openai'] / m['fasttito']:.1f}x",
+                    "vs orjson": f"{m['orjson'] / m['fasttito']:.1f}x",
+                }
+            )
+
+    def sgl_extract(d: dict[str, Any]) -> tuple[list[int], list[float], int]:
+        meta = d["meta_info"]
+        return d["output_ids"], [e[0] for e in meta["output_token_logprobs"]], meta["cached_tokens"]
+
+    def sgl_fasttito(body: bytes) -> Any:
+        p = fasttito.parse_response(body, "sglang")
+        return p.completion_ids, p.completion_logprobs, p.cached_tokens
+
+    for n in sizes:
+        for top in (0, 5):
+            body = sglang_response(n, top)
+            got, want = sgl_fasttito(body), sgl_extract(orjson.loads(body))
+            assert list(got[0]) == want[0] and got[1] == want[1] and got[2] == want[2]
+            m = timeit_blocks(
+                {
+                    "json": lambda _: sgl_extract(json.loads(body)),
+                    "orjson": lambda _: sgl_extract(orjson.loads(body)),
+                    "fasttito": lambda _: sgl_fasttito(body),
+                },
+                min_rounds,
+                min_seconds,
+            )
+            rows.append(
+                {
+                    "SGLang output tokens": n,
+                    "top_logprobs_num": top,
+                    "JSON": f"{len(body) / 1e6:.2f} MB",
+                    "json + extract": ms(m["json"]),
+                    "orjson + extract": ms(m["orjson"]),
+                    "fasttito (checked)": ms(m["fasttito"]),
+                    "vs json": f"{m['json'] / m['fasttito']:.1f}x",
                     "vs orjson": f"{m['orjson'] / m['fasttito']:.1f}x",
                 }
             )

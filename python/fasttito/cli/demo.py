@@ -2,8 +2,10 @@
 engines started for the occasion, with a per-turn table of what TITO did.
 
 The engines are :mod:`fasttito.testing`'s: the vLLM-compatible engine (always; it serves the
-``vllm-generate``, ``vllm-chat-tokens`` and ``chat`` transports) and the real NVIDIA Dynamo
-frontend with a scripted engine (``dynamo-nvext``, when ``ai-dynamo`` is installed). Both
+``vllm-generate``, ``vllm-chat-tokens`` and ``chat`` transports), the SGLang-compatible engine
+(``sglang-generate``, SGLang's native ``/generate``; its prefix cache reports the cached tokens
+of every turn) and the real NVIDIA Dynamo frontend with a scripted engine (``dynamo-nvext``,
+when ``ai-dynamo`` is installed). All
 answer with the model's own chat-template rendering of a scripted tool-calling agent, so the
 rollout is deterministic and needs no GPU and no weights.
 """
@@ -42,6 +44,7 @@ HEADERS = (
     "reused",
     "bridge",
     "client CPU ms",
+    "cached",
     "= full render",
 )
 
@@ -50,6 +53,8 @@ reused         prompt ids copied verbatim from earlier turns (what the engine sa
 bridge         ids rendered locally for the new tool/user messages and the generation prompt
 client CPU     this process's CPU time for the turn: planning, request body, HTTP, parsing
                (the first turn also pays one-time set-up: imports, HTTP session, first render)
+cached         prompt tokens the engine found in its prefix cache, where the wire reports it
+               (SGLang's meta_info.cached_tokens)
 = full render  the prompt ids equal the chat template's render of the whole conversation"""
 
 
@@ -64,6 +69,7 @@ class Row:
     bridge: int | None
     cpu_ms: float
     exact: bool | None
+    cached: int | None = None
 
     def cells(self) -> list[object]:
         return [
@@ -75,6 +81,7 @@ class Row:
             self.reused,
             self.bridge,
             self.cpu_ms,
+            self.cached,
             self.exact,
         ]
 
@@ -94,7 +101,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--transport",
         action="append",
-        choices=(*VLLM_TRANSPORTS, "dynamo-nvext"),
+        choices=(*VLLM_TRANSPORTS, "sglang-generate", "dynamo-nvext"),
         help="run only these transports (repeatable; default: every available one)",
     )
     p.add_argument(
@@ -119,10 +126,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from fasttito.testing import dynamo_importable, start_dynamo, start_engine
+    from fasttito.testing import dynamo_importable, start_dynamo, start_engine, start_sglang
 
     tok = fasttito.Tokenizer.from_dir(model)
-    wanted = list(args.transport or [*VLLM_TRANSPORTS, "dynamo-nvext"])
+    wanted = list(args.transport or [*VLLM_TRANSPORTS, "sglang-generate", "dynamo-nvext"])
     vllm_wanted = [t for t in wanted if t in VLLM_TRANSPORTS]
     dynamo_wanted = "dynamo-nvext" in wanted and not args.no_dynamo
     print(f"fasttito {fasttito.__version__} ({_core.build_profile} build), model {model}")
@@ -140,6 +147,14 @@ def run(args: argparse.Namespace) -> int:
             for transport in vllm_wanted:
                 rows += asyncio.run(_rollout(engine.v1_url, transport, tok))
         print(f"engine pid {engine.pid} stopped")
+    if "sglang-generate" in wanted:
+        with progress("starting fasttito's local SGLang-compatible engine on 127.0.0.1"):
+            sgl = start_sglang(model, served_model_name=SERVED, renderer=args.renderer)
+        with sgl:
+            print(f"local SGLang-compatible engine: pid {sgl.pid}, {sgl.base_url}/generate")
+            sgl.script(mode="tool_agent", tool_calls=2)
+            rows += asyncio.run(_rollout(sgl.v1_url, "sglang-generate", tok))
+        print(f"engine pid {sgl.pid} stopped")
     if dynamo_wanted:
         if not dynamo_importable():
             notes.append(
@@ -195,6 +210,7 @@ async def _rollout(base_url: str, transport: str, tok: fasttito.Tokenizer) -> li
                     bridge=turn.bridge_tokens,
                     cpu_ms=cpu_ms,
                     exact=prompt == expected if prompt else None,
+                    cached=turn.cached_tokens,
                 )
             )
             messages.append(turn.message())
