@@ -3,14 +3,19 @@ against the local vLLM-compatible test engine, with faults injected at a set rat
 
 Run it (the README's figures come from the full run)::
 
-    .venv/bin/python tests/soak.py                         # 1,000 concurrent x 8 turns, 2,000 rollouts
+    .venv/bin/python tests/soak.py      # 1,000 concurrent x 8 turns, 2,000 rollouts
     .venv/bin/python tests/soak.py --rollouts 100 --concurrency 50 --fault-rate 0.1
+    .venv/bin/python tests/soak.py --transport sglang-generate   # against the SGLang engine
 
 It starts the engine (``fasttito.testing.vllm_engine``, ``models/qwen2.5``) on 127.0.0.1, turns
 on its random faults (``/_admin/faults`` ``random``), drives ``--rollouts`` tool-agent rollouts of
 ``--turns`` turns with at most ``--concurrency`` in flight over one Client (transport
 ``vllm-generate``: TITO from turn 2, local bridge and local decoding), stops the engine, prints
-a report (JSON with ``--json``) and exits 1 if a pass criterion fails:
+a report (JSON with ``--json``) and exits 1 if a pass criterion fails. ``--transport
+sglang-generate`` drives the same rollouts through SGLang's native ``/generate`` against
+``fasttito.testing.sglang_engine`` instead (its fault modes: ``missing_output_ids`` and
+``wrong_logprob_id`` among the malformed bodies, ``abort`` raised as ``EngineAbortError``, and
+every turn must report ``cached_tokens``):
 
 * no crash (any exception other than fasttito's typed errors fails the run), no hang: every turn
   ends within its bound (``(max_retries + 1) * (timeout + 1)`` plus backoff) and the run within
@@ -52,7 +57,7 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
 import fasttito  # noqa: E402
-from fasttito.testing.launch import start_engine  # noqa: E402
+from fasttito.testing.launch import start_engine, start_sglang  # noqa: E402
 from fasttito.testing.vllm_engine import fake_logprob  # noqa: E402
 
 #: Faults the client must see and handle, and how: retried below the protocol or on 502-504,
@@ -70,6 +75,17 @@ PARSE = (
 COUNTED = ("null_logprob", "no_stop_token")
 SLOW = ("delay",)
 DEFAULT_MODES = RETRIED + NOT_RETRIED_STATUS + PARSE + COUNTED + SLOW
+#: The SGLang engine's malformed bodies (fasttito.testing.sglang_engine.faults), and its abort.
+SGLANG_PARSE = (
+    "truncated_json",
+    "malformed_json",
+    "missing_output_ids",
+    "short_logprobs",
+    "long_logprobs",
+    "oov_token_id",
+    "wrong_logprob_id",
+)
+SGLANG_MODES = RETRIED + NOT_RETRIED_STATUS + SGLANG_PARSE + COUNTED + SLOW + ("abort",)
 
 TOOLS = [
     {
@@ -186,7 +202,7 @@ def check_turn(
     vocab = tok.vocab_size
     if any(t >= vocab for t in ids) or any(t >= vocab for t in prompt):
         stats.violations.append(f"{where}: an id outside the vocabulary")
-    for i, (t, lp) in enumerate(zip(ids, lps)):
+    for i, (t, lp) in enumerate(zip(ids, lps, strict=True)):
         want = fake_logprob(t, len(prompt) + i)
         if math.isnan(lp):
             continue  # a null the engine sent, counted in turn.null_logprobs
@@ -202,6 +218,8 @@ def check_turn(
             head = prev[0] + prev[1]
             if prompt[: len(head)] != head:
                 stats.violations.append(f"{where}: TITO prompt does not start with the last turn")
+    if turn.transport == "sglang-generate" and turn.cached_tokens is None:
+        stats.violations.append(f"{where}: no cached_tokens on an SGLang turn")
     markers = {int(m) for m in MARKER_RE.findall(tok.decode(prompt))}
     if markers != {rid}:
         stats.violations.append(f"{where}: prompt carries rollout markers {sorted(markers)}")
@@ -239,7 +257,8 @@ async def one_rollout(
                 stats.turn_wall_max = max(stats.turn_wall_max, wall)
                 if wall > turn_bound:
                     stats.violations.append(
-                        f"rollout {rid} turn {k + 1}: took {wall:.1f}s, over its bound {turn_bound:.1f}s"
+                        f"rollout {rid} turn {k + 1}: took {wall:.1f}s, over its bound "
+                        f"{turn_bound:.1f}s"
                     )
             stats.turn_cpu.append(timed.cpu)
             break
@@ -287,7 +306,7 @@ async def drive(args: argparse.Namespace, base_url: str, stats: Stats, log: Retr
     client = fasttito.Client(
         base_url=base_url,
         model="soak-model",
-        transport="vllm-generate",
+        transport=args.transport,
         tokenizer=str(REPO_ROOT / "models" / "qwen2.5"),
         timeout=args.timeout,
         max_retries=args.max_retries,
@@ -328,8 +347,11 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def account(injected: dict[str, int], stats: Stats, log: RetryLog) -> dict[str, Any]:
+def account(
+    injected: dict[str, int], stats: Stats, log: RetryLog, transport: str = "vllm-generate"
+) -> dict[str, Any]:
     """Match every injected fault with what the client did about it."""
+    sglang = transport == "sglang-generate"
     inj = Counter(injected)
     status_retries = sum(n for r, n in log.by_reason.items() if r.startswith("HTTP "))
     transport_retries = sum(n for r, n in log.by_reason.items() if not r.startswith("HTTP "))
@@ -349,7 +371,7 @@ def account(injected: dict[str, int], stats: Stats, log: RetryLog) -> dict[str, 
         ),
         "http_500 -> ServerError(500)": (inj["http_500"], e["ServerError(500)"]),
         "malformed bodies -> ResponseParseError": (
-            sum(inj[m] for m in PARSE),
+            sum(inj[m] for m in (SGLANG_PARSE if sglang else PARSE)),
             e["ResponseParseError"],
         ),
         "null_logprob -> Turn.null_logprobs": (inj["null_logprob"], stats.null_logprobs),
@@ -358,6 +380,8 @@ def account(injected: dict[str, int], stats: Stats, log: RetryLog) -> dict[str, 
             stats.fallbacks["stop_token_missing"] + stats.final_turn_no_stop,
         ),
     }
+    if sglang:
+        rows["abort -> EngineAbortError"] = (inj["abort"], e["EngineAbortError"])
     # accounted > injected: retries or errors no fault caused (e.g. a healthy request that
     # queued past the timeout); accounted < injected: a fault the client never saw as such
     return {k: {"injected": a, "accounted": b, "ok": a == b} for k, (a, b) in rows.items()}
@@ -375,10 +399,11 @@ def report(
     first = [r for t, r in stats.rss if t <= half] or [0]
     second = [r for t, r in stats.rss if t > half] or [0]
     growth = (max(second) - max(first)) / max(first) if max(first) else float("nan")
-    accounting = account(injected, stats, log)
+    accounting = account(injected, stats, log, args.transport)
     expected_turns = args.rollouts * args.turns
     result = {
         "config": {
+            "transport": args.transport,
             "rollouts": args.rollouts,
             "concurrency": args.concurrency,
             "turns": args.turns,
@@ -434,7 +459,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     old_level = logger.level
     logger.setLevel(logging.INFO)
     # the engine has its own process: its CPU is not the client's
-    with start_engine(
+    start = start_sglang if args.transport == "sglang-generate" else start_engine
+    with start(
         REPO_ROOT / "models" / "qwen2.5",
         served_model_name="soak-model",
         idle_timeout=max(300.0, args.deadline + 60),
@@ -480,7 +506,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--turns", type=int, default=8)
     p.add_argument("--fault-rate", type=float, default=0.05, help="per request (default 0.05)")
-    p.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES))
+    p.add_argument(
+        "--transport",
+        choices=("vllm-generate", "sglang-generate"),
+        default="vllm-generate",
+        help="vllm-generate against the vLLM engine, or sglang-generate against the SGLang one",
+    )
+    p.add_argument(
+        "--modes", nargs="+", default=None, help="fault modes (default: every mode the engine has)"
+    )
     # The timeout must exceed the queueing delay of a healthy request at this concurrency (a
     # single-process engine serving 1,000 rollouts queues for tens of seconds at peaks), or
     # healthy requests time out too and the fault accounting counts retries no fault caused.
@@ -497,6 +531,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
     args = p.parse_args(argv)
+    if args.modes is None:
+        modes = SGLANG_MODES if args.transport == "sglang-generate" else DEFAULT_MODES
+        args.modes = list(modes)
     return args
 
 

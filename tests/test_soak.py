@@ -122,6 +122,40 @@ def test_small_soak_passes() -> None:
     assert not failed, (failed, result)
 
 
+def test_small_soak_passes_on_sglang_generate() -> None:
+    """The same soak through SGLang's native /generate against the SGLang engine: its own
+    malformed bodies and aborts included, every turn with cached_tokens."""
+    args = soak.parse_args(
+        [
+            "--transport",
+            "sglang-generate",
+            "--rollouts",
+            "40",
+            "--concurrency",
+            "20",
+            "--turns",
+            "6",
+            "--fault-rate",
+            "0.1",
+            "--timeout",
+            "3",
+            "--stall",
+            "4",
+            "--deadline",
+            "300",
+        ]
+    )
+    assert "abort" in args.modes and "wrong_logprob_id" in args.modes
+    result = soak.run(args)
+    assert result["config"]["transport"] == "sglang-generate"
+    assert result["turns_completed"] >= 0.9 * 40 * 6, result
+    assert sum(result["injected"].values()) > 10, result
+    assert result["tito_turns"] > 0.5 * result["turns_completed"], result
+    assert "abort -> EngineAbortError" in result["accounting"], result
+    failed = [k for k, ok in result["checks"].items() if not ok]
+    assert not failed, (failed, result)
+
+
 # --------------------------------------------------------------------------- Dynamo engine faults
 
 DYN_SERVED = "soak-dynamo"
