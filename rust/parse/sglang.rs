@@ -22,7 +22,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visi
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{clip, routed, Cx, Ids, Logprobs, Parsed, StopReason, Usage};
+use super::{clip, routed, Cx, Ids, Logprobs, Parsed, StopReason, TopLogprobs, Usage};
 use crate::error::{Error, ErrorKind, Result};
 
 const OUTPUT_IDS: &str = "output_ids";
@@ -152,9 +152,9 @@ impl<'de> Deserialize<'de> for Entry {
     }
 }
 
-/// `output_top_logprobs`: per token, `null` or a list of entries, kept as `(id, logprob)`.
+/// `output_top_logprobs`: per token, `null` or a list of entries, into one flat [`TopLogprobs`].
 #[derive(Default)]
-struct TopList(Vec<Vec<(u32, f64)>>);
+struct TopList(TopLogprobs);
 
 impl<'de> Deserialize<'de> for TopList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -165,9 +165,15 @@ impl<'de> Deserialize<'de> for TopList {
                 f.write_str("a list (one per output token) of lists of [logprob, token_id, text]")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopList, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(row) = seq.next_element_seed(TopRow)? {
-                    out.push(row);
+                let mut out = TopLogprobs {
+                    offsets: vec![0],
+                    ..TopLogprobs::default()
+                };
+                while seq.next_element_seed(TopRow(&mut out))?.is_some() {
+                    let end = u32::try_from(out.ids.len()).map_err(|_| {
+                        de::Error::custom("more than 4294967295 top logprob entries")
+                    })?;
+                    out.offsets.push(end);
                 }
                 Ok(TopList(out))
             }
@@ -176,36 +182,36 @@ impl<'de> Deserialize<'de> for TopList {
     }
 }
 
-/// One token's alternatives: `null` (none asked) or a list of entries.
-struct TopRow;
+/// One token's alternatives, appended to the table: `null` (none asked) or a list of entries.
+struct TopRow<'t>(&'t mut TopLogprobs);
 
-impl<'de> DeserializeSeed<'de> for TopRow {
-    type Value = Vec<(u32, f64)>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+impl<'de> DeserializeSeed<'de> for TopRow<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_option(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopRow {
-    type Value = Vec<(u32, f64)>;
+impl<'de> Visitor<'de> for TopRow<'_> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("null or a list of [logprob, token_id, text] entries")
     }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut row = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(Entry(lp, id)) = seq.next_element()? {
-            row.push((id, lp.unwrap_or(f64::NAN)));
+            self.0.ids.push(id);
+            self.0.logprobs.push(lp.unwrap_or(f64::NAN));
         }
-        Ok(row)
+        Ok(())
     }
 }
 
@@ -282,19 +288,19 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
         out.completion_logprobs = Some(entries.lp.values);
         out.completion_logprobs_from = Some(LOGPROBS);
     }
-    if let Some(TopList(rows)) = meta.output_top_logprobs {
+    if let Some(TopList(top)) = meta.output_top_logprobs {
         // SGLang sends the key with `null` rows when no alternatives were asked.
-        if rows.iter().any(|r| !r.is_empty()) {
-            if rows.len() != out.completion_ids.len() {
+        if !top.ids.is_empty() {
+            if top.tokens() != out.completion_ids.len() {
                 return Err(cx.error(format_args!(
                     "expected one row of top logprobs per completion token id, found {} rows \
                      at `{TOP_LOGPROBS}` for {} ids at `{OUTPUT_IDS}`; report it to the \
                      server's maintainers",
-                    rows.len(),
+                    top.tokens(),
                     out.completion_ids.len()
                 )));
             }
-            out.completion_top_logprobs = Some(rows);
+            out.completion_top_logprobs = Some(top);
         }
     }
     if let Some((kind, matched)) = finish {
@@ -400,7 +406,12 @@ mod tests {
         assert_eq!(p.cached_tokens, Some(35));
         assert_eq!(p.response_id.as_deref(), Some("6f75"));
         let top = p.completion_top_logprobs.unwrap_or_default();
-        assert_eq!(top[0], vec![(67, -3.01), (49, -3.09)]);
+        assert_eq!(top.tokens(), 3);
+        assert_eq!(
+            top.at(0).collect::<Vec<_>>(),
+            vec![(67, -3.01), (49, -3.09)]
+        );
+        assert_eq!(top.at(1).collect::<Vec<_>>(), vec![(93, -0.51)]);
         assert_eq!(p.usage.and_then(|u| u.total_tokens), Some(39));
     }
 

@@ -159,7 +159,33 @@ class Transport(abc.ABC):
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
         """Run one turn of ``state``'s rollout on this transport."""
 
+    def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
+        """Adds to ``sampling`` what makes this transport's server return ``k`` top logprobs
+        per completion token, each naming its token id (default: vLLM's integer ``logprobs``).
+        A transport whose wire cannot return them raises :class:`ConfigError`."""
+        sampling["logprobs"] = k
+
+    @staticmethod
+    def top_logprobs_of(parsed: Any, args: GenerateArgs, name: str) -> Any:
+        """The parsed top logprobs when the call asked for them (else None); a response without
+        them, though asked, is a :class:`ResponseParseError`."""
+        if not args.top_logprobs:
+            return None
+        top = parsed.completion_top_logprobs
+        if top is None:
+            raise ResponseParseError(
+                f"{name}: asked for top_logprobs={args.top_logprobs}, the response has none that "
+                "name their token ids; the server ignored the request (check its max_logprobs "
+                "setting) or labels them by text only"
+            )
+        return top
+
     # -- shared steps ---------------------------------------------------------------------------
+    async def check_length(self, prompt_ids: Sized | None) -> None:
+        """The length pre-flight alone, for ids rendered locally but not sent (messages are)."""
+        if prompt_ids is not None:
+            await self.client._check_prompt_length(len(prompt_ids), self.name)
+
     async def check_prompt(self, prompt_ids: Sized | None) -> None:
         """Every token transport calls this before it writes a body: the ids must lie in the
         tokenizer's vocabulary (:class:`InvalidTokenIdError`; checked when the Client has a
@@ -188,11 +214,13 @@ class Transport(abc.ABC):
         parsed: Any,
         *,
         decode_locally: bool,
+        args: GenerateArgs | None = None,
     ) -> Turn:
         """Build the message (locally decoded when asked), record the turn in the rollout with
         the engine's ids, and return the :class:`Turn`."""
         completion_ids = parsed.completion_ids
         logprobs = parsed.completion_logprobs
+        top_logprobs = self.top_logprobs_of(parsed, args, self.name) if args is not None else None
         if logprobs is not None and len(logprobs) != len(completion_ids):  # the parser's invariant
             raise ResponseParseError(
                 f"{self.name}: {len(logprobs)} logprobs for {len(completion_ids)} completion ids"
@@ -272,12 +300,12 @@ class Transport(abc.ABC):
             usage=parsed.usage,
             response_id=parsed.response_id,
             routed_experts=parsed.routed_experts,
-            completion_top_logprobs=parsed.completion_top_logprobs,
             cached_tokens=parsed.cached_tokens,
             null_logprobs=parsed.null_logprobs,
             unparsed_tool_calls=unparsed,
             tokens_reused=plan.tokens_reused,
             bridge_tokens=plan.bridge_tokens,
+            completion_top_logprobs=top_logprobs,
             _message=message,
         )
 

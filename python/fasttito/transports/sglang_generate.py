@@ -10,6 +10,8 @@ raises :class:`fasttito.EngineAbortError` with the server's message."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fasttito import _core
 from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, ids_arg
 
@@ -20,6 +22,9 @@ class SglangGenerateTransport(Transport):
     name = "sglang-generate"
     wire = "sglang"
     needs_tokenizer = True
+
+    def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
+        sampling["top_logprobs_num"] = k  # entries name their token ids: [logprob, id, text]
 
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
         c = self.client
@@ -38,4 +43,4 @@ class SglangGenerateTransport(Transport):
             top_logprobs=args.top_logprobs,
         )
         raw = await self.post(state, c.config.root_url + "/generate", body)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True)
+        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True, args=args)

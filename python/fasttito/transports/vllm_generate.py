@@ -31,4 +31,4 @@ class VllmGenerateTransport(Transport):
             priority=args.priority,
         )
         raw = await self.post(state, c.config.root_url + "/inference/v1/generate", body)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True)
+        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True, args=args)
