@@ -370,7 +370,7 @@ def test_the_engine_dies_on_an_out_of_range_id_like_sglang() -> None:
 def test_length_preflight_from_server_info_and_auto_by_get_model_info(
     tok: fasttito.Tokenizer,
 ) -> None:
-    args = ["--hide-max-model-len", "--disable-route", "/v1/models"]
+    args = ["--hide-max-model-len", "--disable-route", "/v1/models", "--disable-route", "/generate"]
     with start_sglang(
         VENDORED_MODEL_DIR, served_model_name=MODEL, context_length=120, extra_args=args
     ) as e:
@@ -380,6 +380,8 @@ def test_length_preflight_from_server_info_and_auto_by_get_model_info(
                 picked = c.transport
                 with pytest.raises(fasttito.OverlongPromptError) as ei:
                     await c.rollout().generate([{"role": "user", "content": "hi " * 200}])
+                with pytest.raises(fasttito.UnsupportedRouteError, match="SGLang's native route"):
+                    await c.rollout().generate([{"role": "user", "content": "hi"}])
             async with fasttito.Client(e.v1_url, MODEL) as bare:
                 return picked, bare.transport, ei.value
 
@@ -387,7 +389,7 @@ def test_length_preflight_from_server_info_and_auto_by_get_model_info(
         paths = [r["path"] for r in e.requests()]
     assert picked == "sglang-generate" and bare == "chat"
     assert isinstance(err, fasttito.OverlongPromptError) and err.max_model_len == 119
-    assert "/generate" not in paths
+    assert paths.count("/generate") == 1  # the short prompt only
     assert paths.count("/server_info") == 1 and "/get_model_info" in paths
 
 

@@ -556,6 +556,12 @@ def route_hint(url: str, status: int, body: str) -> str | None:
             "server's, not upstream vLLM's; against upstream vLLM use transport='vllm-generate' "
             "(start vLLM with --enable-scale-out and give the Client a tokenizer)"
         )
+    if path.endswith("/generate") and status in (404, 405):
+        return (
+            "the server has no /generate route: that is SGLang's native route, at the server "
+            "root (base_url with or without /v1); against vLLM use transport='vllm-generate', "
+            "or transport='auto' to pick what the server offers"
+        )
     return None
 
 
