@@ -1,4 +1,4 @@
-"""Local servers for testing code that talks to vLLM or NVIDIA Dynamo, without a GPU.
+"""Local servers for testing code that talks to vLLM, SGLang or NVIDIA Dynamo, without a GPU.
 
 * :func:`start_engine`: fasttito's vLLM-compatible engine (``fasttito.testing.vllm_engine``) on
   127.0.0.1: every vLLM route fasttito speaks (``/v1/chat/completions`` with token ids,
@@ -13,7 +13,7 @@
 * :func:`start_dynamo`: the real NVIDIA Dynamo frontend (``pip install ai-dynamo==1.6.1``) with
   a scripted engine written against Dynamo's Python backend API.
 
-Both run as child processes, render with transformers when it is importable and else with
+All run as child processes, render with transformers when it is importable and else with
 ``fasttito.Tokenizer`` (:mod:`fasttito.testing.renderer`), and stop by PID when the ``with``
 block ends, after an idle timeout, or when the process that started them dies::
 
