@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(p.null_logprobs, 0);
             }
             if let Some(top) = &p.completion_top_logprobs {
-                assert_eq!(top.len(), p.completion_ids.len(), "{wire}: top logprobs out of step");
+                assert_eq!(top.tokens(), p.completion_ids.len(), "{wire}: top logprobs out of step");
+                assert_eq!(top.ids.len(), top.logprobs.len(), "{wire}: top ids and logprobs");
             }
             match (&p.routed_experts, &p.routed_experts_span) {
                 (Some(raw), Some(span)) => assert_eq!(&body[span.clone()], raw.get().as_bytes()),
