@@ -91,7 +91,7 @@ class Server:
         return self.root_url + "/v1"
 
     def spawn(self, label: str, cmd: Sequence[str], env: Mapping[str, str]) -> None:
-        log = open(self.run_dir / f"{label}.log", "wb")  # noqa: SIM115 - the child owns it
+        log = open(self.run_dir / f"{label}.log", "wb")  # the child process owns it
         self.guards.append(
             subprocess.Popen(
                 [sys.executable, __file__, "guard", str(os.getpid()), "--", *cmd],

@@ -9,15 +9,15 @@ one more, without ``--enable-scale-out``, starts for the 403 tests of this modul
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import fasttito
+import pytest
 from fasttito.transports import Turn
 
 # Long enough that vLLM's prefix cache (full blocks only) has something to hit from turn 2.
@@ -181,7 +181,7 @@ def test_concurrent_rollouts_through_one_client(real_vllm: Any, smol_dir: Path) 
     results = asyncio.run(main())
     for turns in results:
         assert [t.mode for t in turns] == ["mito", "tito", "tito", "tito"]
-        for prev, turn in zip(turns, turns[1:], strict=False):
+        for prev, turn in itertools.pairwise(turns):
             head = list(prev.prompt_ids or []) + list(prev.completion_ids)
             assert list(turn.prompt_ids or [])[: len(head)] == head
 
