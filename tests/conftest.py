@@ -260,3 +260,15 @@ def smol_dir() -> Path:
 
     (model,) = require("FASTTITO_SMOL")
     return model
+
+
+@pytest.fixture(scope="session")
+def real_dynamo() -> Iterator[Any]:
+    """NVIDIA Dynamo 1.6.1's frontend with its own vLLM 0.31 worker (``python -m dynamo.vllm``)
+    serving SmolLM2-135M-Instruct as ``smol``: started once per session, stopped by PID."""
+    from real_engines import require, start_dynamo_vllm
+
+    venv, model = require("FASTTITO_DYNAMO_VLLM", "FASTTITO_SMOL")
+    server = start_dynamo_vllm(venv, model)
+    yield server
+    server.stop()
