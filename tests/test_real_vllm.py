@@ -290,3 +290,58 @@ def test_generate_without_scale_out_names_the_flag(
         assert len(flagged) == 1, [r.getMessage() for r in caplog.records]
 
     asyncio.run(main())
+
+
+def test_verifiers_client_over_the_generate_route(real_vllm: Any, smol_dir: Path) -> None:
+    """verifiers 0.3.1's own token client needs prime-rl's route, which upstream vLLM lacks;
+    fasttito's drop-in with ``renderer_transport="vllm_generate"`` runs a verifiers
+    MultiTurnEnv against it, every turn from the second token-in."""
+    import openai
+    import verifiers as vf
+    from datasets import Dataset
+
+    from fasttito.verifiers import OpenAIChatCompletionsTokenClient
+
+    class FollowUps(vf.MultiTurnEnv):  # type: ignore[misc]
+        async def env_response(self, messages: Any, state: Any, **kwargs: Any) -> Any:
+            k = len(state["trajectory"])
+            return [vf.UserMessage(content=f"And in city number {k}?")]
+
+    dataset = Dataset.from_list([{"question": "Weather in Paris?", "answer": "sunny"}])
+    env = FollowUps(dataset=dataset, max_turns=4)
+    row = {
+        "prompt": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What is the weather in Paris?"},
+        ],
+        "example_id": 0,
+        "answer": "sunny",
+    }
+    sampling = {"max_tokens": 80, "temperature": 0.0}
+
+    async def main() -> list[Any]:
+        client = OpenAIChatCompletionsTokenClient(
+            openai.AsyncOpenAI(base_url=real_vllm.base_url, api_key="none"),
+            renderer_transport="vllm_generate",
+            tokenizer=smol_dir,
+        )
+        try:
+            return list(
+                await asyncio.gather(
+                    *(env.rollout(dict(row), client, "smol", sampling) for _ in range(2))
+                )
+            )
+        finally:
+            await client.close()
+
+    fasttito.reset_metrics()
+    states = asyncio.run(main())
+    for state in states:
+        assert state.get("error") is None, state.get("error")
+        trajectory = state["trajectory"]
+        assert len(trajectory) == 4
+        for prev, step in itertools.pairwise(trajectory):
+            head = prev["tokens"]["prompt_ids"] + prev["tokens"]["completion_ids"]
+            assert step["tokens"]["prompt_ids"][: len(head)] == head
+    m = fasttito.metrics()
+    assert (m["tito"], m["mito"]) == (6, 2), m
