@@ -423,3 +423,22 @@ def test_the_commands_run_from_the_wheel_alone(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {s["status"] for s in report["shapes"]} == {"exact"}
+
+
+def test_doctor_shows_the_template_error_of_a_bridge(tmp_path: Path) -> None:
+    # A template that rejects the bridge's dummy assistant turn (only it carries an empty
+    # reasoning_content): every shape falls back, and doctor prints the template's own error.
+    folder = _edited_model(
+        tmp_path,
+        "{%- for message in messages %}",
+        "{%- for message in messages %}{%- if message.reasoning_content is defined and "
+        "message.reasoning_content == '' %}{{ raise_exception('no empty reasoning here') }}"
+        "{%- endif %}",
+    )
+    code, report = _doctor_json(str(folder))
+    shapes = report["shapes"]
+    assert shapes and all(s["status"] == "falls back" for s in shapes), shapes
+    for s in shapes:
+        assert s["fallback_reason"] == "tokenization_failed"
+        assert "the template fails on the bridge" in s["detail"], s
+        assert "no empty reasoning here" in s["detail"], s
