@@ -811,4 +811,6 @@ def _routed_experts(raw: bytes | None) -> Any:
     value = json.loads(raw)
     if isinstance(value, dict) and isinstance(value.get("data"), str):
         value["data"] = memoryview(value["data"].encode("ascii"))
+    elif isinstance(value, str):  # upstream vLLM >= 0.32: the base64 .npy text itself
+        return memoryview(value.encode("ascii"))
     return value

@@ -1959,3 +1959,60 @@ fn bodies_are_valid_json_for_awkward_keys_and_values() {
         }
     }
 }
+
+/// A response recorded from a running upstream vLLM 0.32.0 (CPU build, SmolLM2-135M-Instruct,
+/// `logprobs: 2`, no `return_token_ids`): tokens-mode entries, no echoed prompt.
+#[test]
+fn vllm_0_32_tokens_mode_recorded() {
+    let body = fixture("vllm_0_32_generate_tokens_mode.json");
+    let p = ok(&body, Wire::VllmGenerate);
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    let choice = &raw["choices"][0];
+    let ids: Vec<u32> = serde_json::from_value(choice["token_ids"].clone()).unwrap();
+    assert_eq!(p.completion_ids, ids);
+    assert_eq!(p.prompt_ids, None);
+    let entries = choice["logprobs"]["content"].as_array().unwrap();
+    let want: Vec<f64> = entries
+        .iter()
+        .map(|e| e["logprob"].as_f64().unwrap())
+        .collect();
+    assert_eq!(logprobs(&p), want);
+    let top = p.completion_top_logprobs.clone().unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        let alts: Vec<(u32, f64)> = e["top_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["token_id"].as_u64().unwrap() as u32,
+                    a["logprob"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(top.at(i).collect::<Vec<_>>(), alts);
+    }
+}
+
+#[test]
+fn generate_routed_experts_in_both_forms() {
+    // prime-rl: an object with the data and its shape; upstream vLLM 0.32: a base64 .npy string
+    for experts in [
+        json!({"data": "AAEC", "shape": [3, 1, 1], "dtype": "uint8"}),
+        json!("k05VTVBZAQB2AHsnZGVzY3InOiAnfHUxJywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZX0="),
+    ] {
+        let body = json!({"choices": [{"token_ids": [7], "routed_experts": experts,
+                                       "logprobs": {"content": [{"token_id": 7, "logprob": -0.5}]}}]})
+        .to_string()
+        .into_bytes();
+        let p = ok(&body, Wire::VllmGenerate);
+        let raw = p
+            .routed_experts
+            .as_ref()
+            .map(|r| r.get())
+            .unwrap_or_default();
+        assert_eq!(json_of(raw.as_bytes()), experts);
+        let span = p.routed_experts_span.clone().unwrap_or_default();
+        assert_eq!(&body[span], raw.as_bytes());
+    }
+}
