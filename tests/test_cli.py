@@ -18,7 +18,7 @@ from fasttito.testing import dynamo_importable
 
 REPO = Path(__file__).resolve().parents[1]
 VENDORED = REPO / "models" / "qwen2.5"
-SHARED = Path(os.environ.get("FASTTITO_MODELS") or REPO.parent / "shared" / "models")
+SHARED = Path(os.environ.get("FASTTITO_MODELS") or REPO / "models")
 
 
 def run(

@@ -32,7 +32,7 @@ from fasttito.testing.launch import EngineProcess, start_engine, stop_engine  # 
 
 REPO = TESTS_DIR.parent
 VENDORED = REPO / "models" / "qwen2.5"
-SHARED = Path(os.environ.get("FASTTITO_MODELS") or REPO.parent / "shared" / "models")
+SHARED = Path(os.environ.get("FASTTITO_MODELS") or REPO / "models")
 KEY = "sk-engine-test-secret"
 NAME = "test-model"
 AUTH = {"Authorization": f"Bearer {KEY}"}

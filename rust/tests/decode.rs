@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value as Json};
 fn models_dir() -> PathBuf {
     match std::env::var_os("FASTTITO_MODELS") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"),
     }
 }
 

@@ -240,7 +240,7 @@ def measure(
     seconds: float | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of the render + tokenize table. Default models: the vendored qwen2.5, then qwen3 and
-    llama-3.2 from ``$FASTTITO_MODELS`` (``../shared/models``) when present; ``quick``: qwen2.5
+    llama-3.2 from ``$FASTTITO_MODELS`` (the model matrix) when present; ``quick``: qwen2.5
     only, 2 and 4 turns, a few rounds."""
     peer("transformers", "test")
     if models:
