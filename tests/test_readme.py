@@ -22,10 +22,6 @@ def test_readme_has_python_examples() -> None:
     assert any(page == "README.md" for page, _, _ in BLOCKS), "the README lost its quickstart"
 
 
-def test_docs_pages_exist() -> None:
-    assert (REPO / "docs" / "wire.md").is_file(), "docs/wire.md, which the code cites, is missing"
-
-
 @pytest.mark.parametrize(("page", "index", "code"), BLOCKS, ids=[f"{p}-{i}" for p, i, _ in BLOCKS])
 def test_readme_block_runs(
     page: str,

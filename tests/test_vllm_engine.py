@@ -81,7 +81,7 @@ def render_ids(
 def bridge_ids(
     tok: Any, prev: list[int], env: list[dict[str, Any]], tools: Any, ctk: dict[str, Any]
 ) -> list[int]:
-    """wire.md E.2: the dummy-assistant bridge, with the gap after the stop token."""
+    """docs/wire.md E.2: the dummy-assistant bridge, with the gap after the stop token."""
     call_ids = []
     for m in env:
         if m["role"] != "tool":

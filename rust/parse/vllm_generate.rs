@@ -1,16 +1,17 @@
-//! vLLM `/inference/v1/generate` responses (wire.md B.2, vLLM >= 0.20 "Tokens IN <> Tokens OUT").
+//! vLLM `/inference/v1/generate` responses (docs/wire.md B.2, vLLM >= 0.20 "Tokens IN <> Tokens
+//! OUT").
 //!
 //! Reads `choices[0].token_ids` (required), `choices[0].logprobs.content[]`, top-level
 //! `prompt_token_ids`, `finish_reason`, `stop_reason`, `usage`, `request_id` and
-//! `choices[0].routed_experts` (wire.md A.5, passed through). There is no message: the route
+//! `choices[0].routed_experts` (docs/wire.md A.5, passed through). There is no message: the route
 //! returns ids only, so `content`, `reasoning_content` and `tool_calls` stay empty and
 //! `finish_reason` is never `"tool_calls"` (the caller promotes it after parsing tool calls out
 //! of the ids, as renderers does).
 //!
 //! Each logprob entry's `token` must be `"token_id:<id>"` naming the id at the same position
-//! (renderers 0.1.12 `_parse_completion_logprobs`, wire.md B.2): it is the one cross-check this
-//! route offers that ids and logprobs are aligned. Unlike renderers, a `null` logprob is kept as
-//! NaN and `-9999.0` is kept as is (both counted), so the caller decides what is evidence.
+//! (renderers 0.1.12 `_parse_completion_logprobs`, docs/wire.md B.2): it is the one cross-check
+//! this route offers that ids and logprobs are aligned. Unlike renderers, a `null` logprob is kept
+//! as NaN and `-9999.0` is kept as is (both counted), so the caller decides what is evidence.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -77,7 +78,7 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
             return Err(cx.error(format_args!(
                 "expected `{LOGPROBS}[{i}].token` to be \"token_id:{}\", found {found}. The \
                  generate route labels every logprob with its token id; send requests to \
-                 vLLM's /inference/v1/generate (wire.md B.2)",
+                 vLLM's /inference/v1/generate (docs/wire.md B.2)",
                 out.completion_ids[*i]
             )));
         }

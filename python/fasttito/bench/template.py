@@ -1,7 +1,7 @@
 """Benchmark: chat-template render + tokenize, fasttito against transformers and `tokenizers`.
 
 One process, interleaved rounds, medians. For agent conversations of about 4k, 16k and 64k
-tokens (4, 16 and 64 turns of the coding-agent shape in ``../shared/baselines.md``: a system
+tokens (4, 16 and 64 turns of the coding-agent shape of docs/performance.md: a system
 prompt, a task, then per turn an assistant message with reasoning and one tool call, and a tool
 result cut from real source code), it times:
 
