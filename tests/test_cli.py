@@ -180,6 +180,13 @@ def test_doctor_on_every_model_folder(folder: Path) -> None:
 
 def test_doctor_gpt_oss_with_its_call_stop_token() -> None:
     folder = SHARED / "gpt-oss"
+    if not (folder / "tokenizer.json").is_file():
+        # The same policy as the parity suite: a missing model matrix fails, never skips.
+        pytest.fail(
+            f"model folder gpt-oss not found under {SHARED} (set FASTTITO_MODELS to the model "
+            "matrix, docs/models.md)",
+            pytrace=False,
+        )
     code, report = _doctor_json(
         str(folder), "--stop-token-id", "200002", "--stop-token-id", "200012"
     )
