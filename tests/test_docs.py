@@ -79,6 +79,18 @@ def test_nothing_shipped_points_outside_the_repository() -> None:
     assert not found, f"files citing documents outside the repository: {found}"
 
 
+def test_wire_citations_name_the_docs_page() -> None:
+    # A bare "wire.md" would send a reader looking for a file that is not beside the code.
+    bare = [
+        f"{p.relative_to(REPO)}:{n}"
+        for p in SOURCES
+        if p.name != "test_docs.py"
+        for n, line in enumerate(_text(p).splitlines(), 1)
+        if re.search(r"(?<![/\w.])wire\.md", line)
+    ]
+    assert not bare, f"cite docs/wire.md, not wire.md: {bare}"
+
+
 def test_readme_links_resolve() -> None:
     text = _text(REPO / "README.md")
     links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
