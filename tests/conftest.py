@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,3 +243,24 @@ def require_dynamo() -> None:
             f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is not importable in {sys.executable}"
         )
     pytest.skip("ai-dynamo is not installed (scripts/install-dynamo.sh)")
+
+
+@pytest.fixture(scope="session")
+def real_vllm() -> Iterator[Any]:
+    """Upstream vLLM 0.32 (CPU) serving SmolLM2-135M-Instruct as ``smol`` with
+    ``--enable-scale-out``: started once per test session (about a minute), stopped by PID."""
+    from real_engines import require, start_vllm
+
+    venv, model = require("FASTTITO_VLLM", "FASTTITO_SMOL")
+    server = start_vllm(venv, model)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smol_dir() -> Path:
+    """The SmolLM2-135M-Instruct folder the real engines serve (its tokenizer and template)."""
+    from real_engines import require
+
+    (model,) = require("FASTTITO_SMOL")
+    return model
