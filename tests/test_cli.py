@@ -109,7 +109,7 @@ def test_demo_reports_a_missing_model_folder(tmp_path: Path) -> None:
 
 # -- doctor -------------------------------------------------------------------------------------
 
-# What docs/models.md ("History stability") and its model table say, per folder:
+# What docs/models.md ("What TITO can promise per family") says, per folder:
 # shapes whose stitched ids must equal the full render, and other outcomes that must appear.
 DOCTOR_EXPECTED: dict[str, dict[str, str]] = {
     "qwen2.5": {

@@ -54,7 +54,7 @@ TOOLS = [
 @dataclass
 class Family:
     """How a model family's template may be driven so that its history stays stable
-    (docs/models.md, "History stability")."""
+    (docs/models.md, "What TITO can promise per family")."""
 
     name: str
     stop_text: str
