@@ -18,7 +18,7 @@ from fasttito.testing import dynamo_importable
 
 REPO = Path(__file__).resolve().parents[1]
 VENDORED = REPO / "models" / "qwen2.5"
-SHARED = Path(os.environ.get("FASTTITO_MODELS") or REPO.parent / "shared" / "models")
+SHARED = Path(os.environ.get("FASTTITO_MODELS") or REPO / "models")
 
 
 def run(
@@ -109,7 +109,7 @@ def test_demo_reports_a_missing_model_folder(tmp_path: Path) -> None:
 
 # -- doctor -------------------------------------------------------------------------------------
 
-# What ../shared/models/README.md ("History stability") and its model table say, per folder:
+# What docs/models.md ("What TITO can promise per family") says, per folder:
 # shapes whose stitched ids must equal the full render, and other outcomes that must appear.
 DOCTOR_EXPECTED: dict[str, dict[str, str]] = {
     "qwen2.5": {
@@ -180,6 +180,13 @@ def test_doctor_on_every_model_folder(folder: Path) -> None:
 
 def test_doctor_gpt_oss_with_its_call_stop_token() -> None:
     folder = SHARED / "gpt-oss"
+    if not (folder / "tokenizer.json").is_file():
+        # The same policy as the parity suite: a missing model matrix fails, never skips.
+        pytest.fail(
+            f"model folder gpt-oss not found under {SHARED} (set FASTTITO_MODELS to the model "
+            "matrix, docs/models.md)",
+            pytrace=False,
+        )
     code, report = _doctor_json(
         str(folder), "--stop-token-id", "200002", "--stop-token-id", "200012"
     )
