@@ -1,5 +1,5 @@
 """``sglang-generate`` against fasttito.testing's SGLang engine (SGLang 0.5.23's native
-``/generate`` wire as recorded from a real server, wire.md S; a real SGLang cannot run on these
+``/generate`` wire as recorded from a real server, docs/wire.md S; a real SGLang cannot run on these
 CPU-only machines): exact stitched ids over 8 tool-calling turns, ``cached_tokens`` from the
 engine's prefix cache, the request fields, routing keys, ``auto``, the length pre-flight, ids
 checked before they leave, the error paths, and 1,000 concurrent rollouts through one Client."""

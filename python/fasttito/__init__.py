@@ -11,9 +11,13 @@ from fasttito._core import parse_response as parse_response
 from fasttito.client import Client as Client
 from fasttito.client import ClientRollout as ClientRollout
 from fasttito.client import Turn as Turn
+from fasttito.errors import ArgumentError as ArgumentError
 from fasttito.errors import ConfigError as ConfigError
 from fasttito.errors import EngineAbortError as EngineAbortError
+from fasttito.errors import EventLoopError as EventLoopError
 from fasttito.errors import FasttitoError as FasttitoError
+from fasttito.errors import IdBufferError as IdBufferError
+from fasttito.errors import IdIndexError as IdIndexError
 from fasttito.errors import InvalidTokenIdError as InvalidTokenIdError
 from fasttito.errors import MessageError as MessageError
 from fasttito.errors import OverlongPromptError as OverlongPromptError
@@ -35,11 +39,15 @@ from fasttito.tokens import TokenIds as TokenIds
 from fasttito.trajectory import TrajectoryRollouts as TrajectoryRollouts
 
 __all__ = [
+    "ArgumentError",
     "Client",
     "ClientRollout",
     "ConfigError",
     "EngineAbortError",
+    "EventLoopError",
     "FasttitoError",
+    "IdBufferError",
+    "IdIndexError",
     "InvalidTokenIdError",
     "MessageError",
     "OverlongPromptError",

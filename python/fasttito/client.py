@@ -404,7 +404,7 @@ class Client:
         source = "max_model_len"
         if limit is None and transport == "sglang-generate" and self.config.check_prompt_length:
             # SGLang behind a router that lists no length: the scheduler's own input limit
-            # (``The input (N tokens) is longer than the model's context length``, wire.md S)
+            # (``The input (N tokens) is longer than the model's context length``, docs/wire.md S)
             if self._models_lock is None:
                 self._models_lock = asyncio.Lock()
             async with self._models_lock:

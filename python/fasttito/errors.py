@@ -8,9 +8,13 @@ fasttito. The Rust core raises these same classes (``rust/py/errors.rs`` imports
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
     "ConfigError",
     "EngineAbortError",
+    "EventLoopError",
     "FasttitoError",
+    "IdBufferError",
+    "IdIndexError",
     "InvalidTokenIdError",
     "MessageError",
     "OverlongPromptError",
@@ -79,7 +83,7 @@ class EngineAbortError(FasttitoError, RuntimeError):
 class InvalidTokenIdError(TokenizationError):
     """A prompt id is below 0 or at or above the tokenizer's vocabulary size. Raised before
     the request is sent: such an id makes some engines fail badly (SGLang 0.5.23's scheduler
-    dies with ``IndexError`` and the whole server exits, wire.md S).
+    dies with ``IndexError`` and the whole server exits, docs/wire.md S).
 
     Attributes:
         token_id: the first offending id.
@@ -133,6 +137,25 @@ class RolloutLimitError(FasttitoError, ValueError):
 
 def _make_rollout_limit(message: str, limit: str, value: int, maximum: int) -> RolloutLimitError:
     return RolloutLimitError(message, limit=limit, value=value, maximum=maximum)
+
+
+class ArgumentError(FasttitoError, ValueError):
+    """An argument of a fasttito call has the wrong type, shape or value (a ``sampling`` that is
+    not a dict, a request kind fasttito does not write, a ``TokenIds`` lookup of an id it does
+    not hold...). The message names the argument and what is accepted."""
+
+
+class IdIndexError(FasttitoError, IndexError):
+    """A ``TokenIds`` index out of range (raised like ``list``'s, so the sequence protocol holds)."""
+
+
+class IdBufferError(FasttitoError, BufferError):
+    """A writable buffer was asked of a read-only ``TokenIds``."""
+
+
+class EventLoopError(FasttitoError, RuntimeError):
+    """A ``fasttito.Client`` was used from an event loop other than the one its HTTP session
+    was opened on: create one Client per event loop."""
 
 
 class ConfigError(FasttitoError, ValueError):

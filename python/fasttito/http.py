@@ -3,7 +3,7 @@
 Two implementations: :class:`AiohttpPoster` (the default: one ``aiohttp.ClientSession`` per
 Client over a ``TCPConnector`` sized for thousands of concurrent rollouts) and
 :class:`HttpxPoster` (wraps a caller's ``httpx.AsyncClient``, e.g. for proxies or custom auth;
-DESIGN.md "HTTP at scale" explains why it is not the default).
+it costs several times more CPU per request: docs/performance.md, "HTTP at scale").
 
 A Poster does one attempt: it raises :class:`~fasttito.errors.TransportError` (connection
 refused, reset, closed, body cut short) or :class:`~fasttito.errors.RequestTimeoutError`, and

@@ -1,4 +1,4 @@
-//! SGLang native `POST /generate` responses (wire.md S, recorded from SGLang 0.5.23).
+//! SGLang native `POST /generate` responses (docs/wire.md S, recorded from SGLang 0.5.23).
 //!
 //! Reads `output_ids` (required), `meta_info.output_token_logprobs` (entries
 //! `[logprob, token_id, text-or-null]`), `meta_info.output_top_logprobs` (per token a list of such
@@ -224,7 +224,7 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
                  of `input_ids` lists, or `n` > 1 with a list) with an array of results. \
                  fasttito sends one prompt per request; check that nothing rewrites \
                  `input_ids` into a list of lists and that `n` is not set in the sampling \
-                 arguments (wire.md S)"
+                 arguments (docs/wire.md S)"
             )));
         }
     }
@@ -259,7 +259,7 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
             return Err(cx.error(format_args!(
                 "expected one logprob per completion token id, found {} entries at \
                  `{LOGPROBS}` for {n} ids at `{OUTPUT_IDS}`. The server's ids and logprobs \
-                 disagree, so neither can be trusted for training (wire.md D3); report it to \
+                 disagree, so neither can be trusted for training (docs/wire.md D3); report it to \
                  the server's maintainers",
                 entries.ids.len()
             )));

@@ -1,4 +1,5 @@
-//! `POST /generate` on SGLang (wire.md S, `sglang/srt/managers/io_struct.py::GenerateReqInput`).
+//! `POST /generate` on SGLang (docs/wire.md S;
+//! `sglang/srt/managers/io_struct.py::GenerateReqInput`).
 //!
 //! `{"input_ids": [...], "sampling_params": {"max_new_tokens", ...caller's sampling keys...,
 //! "stop_token_ids", "skip_special_tokens": false, "no_stop_trim": true}, "return_logprob": true,

@@ -2,9 +2,9 @@
 
 One process, release build, medians, GC on (each candidate in its own block). Response: a vLLM
 chat completion as vLLM writes it (compact JSON) with N completion tokens, logprob entries
-`{token, logprob, bytes, top_logprobs}` (top_logprobs 0 or 5) and 16,384 prompt ids (the shape of
-``../shared/baselines.md`` section 4). Candidates, each ending with the completion ids, the
-prompt ids and one logprob per id:
+`{token, logprob, bytes, top_logprobs}` (top_logprobs 0 or 5) and 16,384 prompt ids
+(docs/performance.md, "Response parsing and request bodies"). Candidates, each ending with the
+completion ids, the prompt ids and one logprob per id:
 
 * ``openai-python``: ``ChatCompletion.model_validate_json`` + verifiers' ``parse_tokens``
   extraction (verifiers 0.3.1's path);
@@ -13,7 +13,7 @@ prompt ids and one logprob per id:
 * ``fasttito``: ``fasttito.parse_response(body, "vllm-chat")`` (ids as ``TokenIds``, logprobs as
   a list of floats).
 
-SGLang: a native ``/generate`` response (wire.md S: ``output_ids`` and
+SGLang: a native ``/generate`` response (docs/wire.md S: ``output_ids`` and
 ``meta_info.output_token_logprobs`` entries ``[logprob, id, null]``, ``output_top_logprobs`` when
 ``top_logprobs_num`` is 5) with N output tokens. Peers: ``json.loads`` / ``orjson.loads`` and the
 extraction slime and AReaL do (ids from ``output_ids``, logprobs from the entries' first
@@ -91,7 +91,7 @@ def response(n: int, top: int, prompt: int = 16384, seed: int = 7) -> bytes:
 
 
 def sglang_response(n: int, top: int, prompt: int = 16384, seed: int = 7) -> bytes:
-    """An SGLang ``/generate`` body as SGLang 0.5.23 writes it (wire.md S)."""
+    """An SGLang ``/generate`` body as SGLang 0.5.23 writes it (docs/wire.md S)."""
     rng = random.Random(seed)
     ids = [rng.randrange(151000) for _ in range(n)]
     lps = [round(-rng.random() * 5, 6) for _ in range(n)]

@@ -1,7 +1,7 @@
 """Benchmark: chat-template render + tokenize, fasttito against transformers and `tokenizers`.
 
 One process, interleaved rounds, medians. For agent conversations of about 4k, 16k and 64k
-tokens (4, 16 and 64 turns of the coding-agent shape in ``../shared/baselines.md``: a system
+tokens (4, 16 and 64 turns of the coding-agent shape of docs/performance.md: a system
 prompt, a task, then per turn an assistant message with reasoning and one tool call, and a tool
 result cut from real source code), it times:
 
@@ -240,7 +240,7 @@ def measure(
     seconds: float | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of the render + tokenize table. Default models: the vendored qwen2.5, then qwen3 and
-    llama-3.2 from ``$FASTTITO_MODELS`` (``../shared/models``) when present; ``quick``: qwen2.5
+    llama-3.2 from ``$FASTTITO_MODELS`` (the model matrix) when present; ``quick``: qwen2.5
     only, 2 and 4 turns, a few rounds."""
     peer("transformers", "test")
     if models:

@@ -1,7 +1,7 @@
 """Benchmark: the per-turn TITO step, fasttito against verifiers 0.3.1 and renderers 0.1.12.
 
 One process, release build, medians (each candidate in its own block, GC on). The workload is the coding-agent
-trajectory of ``bench_template.make_conversation`` (the shape of ``../shared/baselines.md``),
+trajectory of ``bench_template.make_conversation`` (docs/performance.md),
 with engine ids per turn as a template-following model samples them. At turn T (T-1 steps in
 the trajectory, a new tool result to bridge) it times:
 

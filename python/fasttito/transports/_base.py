@@ -253,7 +253,7 @@ class Transport(abc.ABC):
             unparsed = dec.unparsed_tool_calls
             message = dec.message
             if dec.finish_reason_hint == "tool_calls" and finish == "stop":
-                finish = "tool_calls"  # generate never says tool_calls (wire.md B.2)
+                finish = "tool_calls"  # generate never says tool_calls (docs/wire.md B.2)
         if message is None:
             message = assistant_message(content, reasoning, tool_calls)
 
@@ -315,7 +315,7 @@ def check_prompt_ids(ids: Sequence[int] | TokenIds, vocab_size: int, where: str)
     ``vocab_size``. The one check every token-in request goes through before it is written
     (the transports' :meth:`Transport.check_prompt`, verifiers' token paths): an id outside the
     vocabulary cannot come from fasttito's own rendering, but can from a caller's ids or a
-    corrupt engine response recorded earlier, and SGLang 0.5.23 dies on one (wire.md S)."""
+    corrupt engine response recorded earlier, and SGLang 0.5.23 dies on one (docs/wire.md S)."""
     if isinstance(ids, TokenIds):
         top = ids.max()  # ids are u32 in Rust: never negative
         if top is None or top < vocab_size:

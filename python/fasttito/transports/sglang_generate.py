@@ -1,5 +1,5 @@
 """``sglang-generate``: SGLang's native ``POST {root}/generate`` with ``input_ids`` every turn
-(wire.md S): the stitched ids on TITO turns, a full local render otherwise, as on
+(docs/wire.md S): the stitched ids on TITO turns, a full local render otherwise, as on
 ``vllm-generate``. The body (``_core.request_body("sglang-generate", ...)``) asks for the
 sampled tokens' logprobs (``return_logprob``, ``logprob_start_len: -1``), keeps the stop token
 (``skip_special_tokens: false``, ``no_stop_trim: true``, the tokenizer's ``stop_token_ids``) and

@@ -1,4 +1,4 @@
-"""An SGLang-compatible test engine: SGLang 0.5.23's native ``/generate`` wire (wire.md S) on
+"""An SGLang-compatible test engine: SGLang 0.5.23's native ``/generate`` wire (docs/wire.md S) on
 127.0.0.1, with a real prefix cache and injectable faults. Start it with
 :func:`fasttito.testing.start_sglang` (or ``python -m fasttito.testing.sglang_engine``).
 

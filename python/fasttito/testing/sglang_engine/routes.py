@@ -1,4 +1,4 @@
-"""The SGLang engine's HTTP routes: ``/generate`` (wire.md S), the info routes, ``/health`` and
+"""The SGLang engine's HTTP routes: ``/generate`` (docs/wire.md S), the info routes, ``/health`` and
 the admin API. Completions come from the vLLM engine's script machinery
 (:mod:`fasttito.testing.vllm_engine`: the same template-exact tool-calling agent and the same
 recovery of a conversation from ids); everything SGLang-specific is here."""
@@ -73,7 +73,7 @@ SAMPLING_KEYS = frozenset(
 
 
 class SglError(Exception):
-    """An error answered in one of SGLang's two shapes (wire.md S)."""
+    """An error answered in one of SGLang's two shapes (docs/wire.md S)."""
 
     def __init__(self, message: str, status: int = 400, validation: bool = False) -> None:
         super().__init__(message)
@@ -106,7 +106,7 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 
 def routed_experts_b64(st: EngineState, seq: list[int], start: int) -> str:
     """Base64 of int32 ``[positions, layers, topk]`` for positions ``[start, len(seq) - 1)``,
-    the span SGLang reports (wire.md S); expert ids are a hash of (token, position, layer)."""
+    the span SGLang reports (docs/wire.md S); expert ids are a hash of (token, position, layer)."""
     s = st.s
     out = bytearray()
     for pos in range(max(0, start), max(0, len(seq) - 1)):
