@@ -13,9 +13,9 @@ on its random faults (``/_admin/faults`` ``random``), drives ``--rollouts`` tool
 ``vllm-generate``: TITO from turn 2, local bridge and local decoding), stops the engine, prints
 a report (JSON with ``--json``) and exits 1 if a pass criterion fails. ``--transport
 sglang-generate`` drives the same rollouts through SGLang's native ``/generate`` against
-``fasttito.testing.sglang_engine`` instead (its fault modes: ``missing_output_ids`` and
-``wrong_logprob_id`` among the malformed bodies, ``abort`` raised as ``EngineAbortError``, and
-every turn must report ``cached_tokens``):
+``fasttito.testing.sglang_engine`` instead (its fault modes: ``missing_output_ids``,
+``wrong_logprob_id`` and ``null_logprob`` among the malformed bodies, ``abort`` raised as
+``EngineAbortError``, and every turn must report ``cached_tokens``):
 
 * no crash (any exception other than fasttito's typed errors fails the run), no hang: every turn
   ends within its bound (``(max_retries + 1) * (timeout + 1)`` plus backoff) and the run within
@@ -84,8 +84,9 @@ SGLANG_PARSE = (
     "long_logprobs",
     "oov_token_id",
     "wrong_logprob_id",
+    "null_logprob",  # a sampled token's logprob must be finite
 )
-SGLANG_MODES = RETRIED + NOT_RETRIED_STATUS + SGLANG_PARSE + COUNTED + SLOW + ("abort",)
+SGLANG_MODES = RETRIED + NOT_RETRIED_STATUS + SGLANG_PARSE + ("no_stop_token",) + SLOW + ("abort",)
 
 TOOLS = [
     {
@@ -380,7 +381,8 @@ def account(
             stats.fallbacks["stop_token_missing"] + stats.final_turn_no_stop,
         ),
     }
-    if sglang:
+    if sglang:  # a null logprob is a malformed body there (counted above), and aborts are typed
+        del rows["null_logprob -> Turn.null_logprobs"]
         rows["abort -> EngineAbortError"] = (inj["abort"], e["EngineAbortError"])
     # accounted > injected: retries or errors no fault caused (e.g. a healthy request that
     # queued past the timeout); accounted < injected: a fault the client never saw as such

@@ -11,7 +11,8 @@
 //! Checks beyond the shared invariants:
 //! * every logprob entry names the id at its position (`entry[1] == output_ids[i]`), the one
 //!   cross-check this route offers that ids and logprobs are aligned;
-//! * logprobs are finite numbers (`null` is kept as NaN and counted, as on every wire);
+//! * logprobs are finite numbers: a `null` (SGLang's JSON for NaN or infinity) is an error, as on
+//!   vLLM's generate route (a sampled token has a finite logprob);
 //! * `finish_reason.type == "abort"` is an [`ErrorKind::Abort`](crate::ErrorKind::Abort) error
 //!   quoting the server's message, never a turn;
 //! * a JSON array (what SGLang returns for a batch, a 2-D `input_ids`) is an error naming it.
@@ -109,18 +110,11 @@ impl<'de> Deserialize<'de> for EntryList {
 }
 
 fn push_entry(out: &mut EntryList, lp: Option<f64>, id: u32) {
-    match lp {
-        Some(v) => {
-            if !v.is_finite() && out.non_finite.is_none() {
-                out.non_finite = Some(out.lp.values.len());
-            }
-            out.lp.values.push(v);
-        }
-        None => {
-            out.lp.values.push(f64::NAN);
-            out.lp.nulls += 1;
-        }
+    let v = lp.unwrap_or(f64::NAN); // `null`: no evidence, refused below like a non-finite value
+    if !v.is_finite() && out.non_finite.is_none() {
+        out.non_finite = Some(out.lp.values.len());
     }
+    out.lp.values.push(v);
     out.ids.push(id);
 }
 
@@ -278,13 +272,19 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
             )));
         }
         if let Some(i) = entries.non_finite {
+            let v = entries.lp.values[i];
             return Err(cx.error(format_args!(
-                "expected a finite logprob at `{LOGPROBS}[{i}][0]`, found {}. Report it to the \
-                 server's maintainers",
-                entries.lp.values[i]
+                "expected `{LOGPROBS}[{i}][0]` to be the finite logprob of the sampled token {}, \
+                 found {}. A sampled token has a finite logprob; this one carries no evidence to \
+                 train on; report it to the server's maintainers",
+                entries.ids[i],
+                if v.is_nan() {
+                    "null".to_owned()
+                } else {
+                    v.to_string()
+                }
             )));
         }
-        out.null_logprobs = entries.lp.nulls;
         out.completion_logprobs = Some(entries.lp.values);
         out.completion_logprobs_from = Some(LOGPROBS);
     }
@@ -460,15 +460,21 @@ mod tests {
     #[test]
     fn length_and_null_rows() {
         let p = parse(
-            r#"{"output_ids":[5],"meta_info":{"finish_reason":{"type":"length","length":1},"output_token_logprobs":[[null,5,null]],"output_top_logprobs":[null]}}"#,
+            r#"{"output_ids":[5],"meta_info":{"finish_reason":{"type":"length","length":1},"output_token_logprobs":[[-0.5,5,null]],"output_top_logprobs":[null]}}"#,
         )
         .map_err(|e| e.text().to_owned());
         let Ok(p) = p else {
             panic!("{p:?}");
         };
         assert_eq!(p.finish_reason.as_deref(), Some("length"));
-        assert_eq!(p.null_logprobs, 1);
         assert!(p.completion_top_logprobs.is_none());
         assert!(p.stop_reason.is_none());
+        let null =
+            parse(r#"{"output_ids":[5],"meta_info":{"output_token_logprobs":[[null,5,null]]}}"#);
+        let text = null.err().map(|e| e.text().to_owned()).unwrap_or_default();
+        assert!(
+            text.contains("finite logprob of the sampled token 5, found null"),
+            "{text}"
+        );
     }
 }
