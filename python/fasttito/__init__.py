@@ -12,6 +12,7 @@ from fasttito.client import Client as Client
 from fasttito.client import ClientRollout as ClientRollout
 from fasttito.client import Turn as Turn
 from fasttito.errors import ConfigError as ConfigError
+from fasttito.errors import DeadlineExceededError as DeadlineExceededError
 from fasttito.errors import FasttitoError as FasttitoError
 from fasttito.errors import MessageError as MessageError
 from fasttito.errors import OverlongPromptError as OverlongPromptError
@@ -35,6 +36,7 @@ __all__ = [
     "Client",
     "ClientRollout",
     "ConfigError",
+    "DeadlineExceededError",
     "FasttitoError",
     "MessageError",
     "OverlongPromptError",
