@@ -13,10 +13,11 @@ from fasttito.client import ClientRollout as ClientRollout
 from fasttito.client import Turn as Turn
 from fasttito.errors import ArgumentError as ArgumentError
 from fasttito.errors import ConfigError as ConfigError
+from fasttito.errors import DeadlineExceededError as DeadlineExceededError
 from fasttito.errors import EventLoopError as EventLoopError
+from fasttito.errors import FasttitoError as FasttitoError
 from fasttito.errors import IdBufferError as IdBufferError
 from fasttito.errors import IdIndexError as IdIndexError
-from fasttito.errors import FasttitoError as FasttitoError
 from fasttito.errors import MessageError as MessageError
 from fasttito.errors import OverlongPromptError as OverlongPromptError
 from fasttito.errors import RequestTimeoutError as RequestTimeoutError
@@ -41,6 +42,7 @@ __all__ = [
     "Client",
     "ClientRollout",
     "ConfigError",
+    "DeadlineExceededError",
     "EventLoopError",
     "FasttitoError",
     "IdBufferError",
@@ -56,7 +58,6 @@ __all__ = [
     "Rollout",
     "RolloutLimitError",
     "ServerError",
-    "UnsupportedRouteError",
     "TemplateError",
     "TemplateLimitError",
     "TokenIds",
@@ -66,6 +67,7 @@ __all__ = [
     "TrajectoryRollouts",
     "TransportError",
     "Turn",
+    "UnsupportedRouteError",
     "__version__",
     "metrics",
     "parse_response",
