@@ -452,7 +452,7 @@ def test_doctor_shows_the_template_error_of_a_bridge(tmp_path: Path) -> None:
         "message.reasoning_content == '' %}{{ raise_exception('no empty reasoning here') }}"
         "{%- endif %}",
     )
-    code, report = _doctor_json(str(folder))
+    _, report = _doctor_json(str(folder))
     shapes = report["shapes"]
     assert shapes and all(s["status"] == "falls back" for s in shapes), shapes
     for s in shapes:

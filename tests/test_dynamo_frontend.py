@@ -1,5 +1,6 @@
 """The real NVIDIA Dynamo frontend (PyPI ai-dynamo==1.6.1) with the scripted engine
-(``fasttito.testing.dynamo_engine``), driven with plain ``urllib``: no fasttito client code is used here.
+(``fasttito.testing.dynamo_engine``), driven with plain ``urllib``: no fasttito client code is
+used here.
 
 This pins down the wire contract that fasttito's Dynamo transport is written against
 (``docs/wire.md`` section C): the canonical token-in request, ``nvext.engine_data`` in the

@@ -299,7 +299,6 @@ def test_verifiers_client_over_the_generate_route(real_vllm: Any, smol_dir: Path
     import openai
     import verifiers as vf
     from datasets import Dataset
-
     from fasttito.verifiers import OpenAIChatCompletionsTokenClient
 
     class FollowUps(vf.MultiTurnEnv):  # type: ignore[misc]

@@ -202,7 +202,7 @@ def run_rollout(
         # Each turn shares the ids it reused: the rollout holds the last prompt + completion once.
         assert rollout.held_ids == len(plan.prompt_ids) + len(completion)
         messages.append(assistant)
-        for call, result in zip(tool_calls, step["results"]):
+        for call, result in zip(tool_calls, step["results"], strict=True):
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         if step["user"]:
             messages.append({"role": "user", "content": step["user"]})
@@ -511,7 +511,7 @@ def test_largest_of_several_matching_turns_is_chosen(qwen: Any) -> None:
 
 
 def test_no_tokenize_call_when_nothing_matches(qwen: Any) -> None:
-    rollout, messages, _ = first_turn(qwen, weather_call())
+    rollout, _, _ = first_turn(qwen, weather_call())
     other = [{"role": "user", "content": "something else"}, weather_call(), TOOL_RESULT]
     result = rollout.begin(other, TOOLS)
     assert isinstance(result, fasttito.Plan) and result.fallback_reason == "no_prefix_match"

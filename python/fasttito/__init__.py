@@ -13,6 +13,7 @@ from fasttito.client import ClientRollout as ClientRollout
 from fasttito.client import Turn as Turn
 from fasttito.errors import ArgumentError as ArgumentError
 from fasttito.errors import ConfigError as ConfigError
+from fasttito.errors import DeadlineExceededError as DeadlineExceededError
 from fasttito.errors import EngineAbortError as EngineAbortError
 from fasttito.errors import EventLoopError as EventLoopError
 from fasttito.errors import FasttitoError as FasttitoError
@@ -43,6 +44,7 @@ __all__ = [
     "Client",
     "ClientRollout",
     "ConfigError",
+    "DeadlineExceededError",
     "EngineAbortError",
     "EventLoopError",
     "FasttitoError",

@@ -10,6 +10,7 @@ __all__ = [
     "Plan",
     "Rollout",
     "TokenIds",
+    "TokenIdsIterator",
     "Tokenizer",
     "__version__",
     "attribute",
@@ -91,6 +92,14 @@ def decode_completion(
     tokenizer: Tokenizer, ids: Sequence[int], family: str | None = None
 ) -> dict[str, Any]: ...
 def metrics() -> list[tuple[str, int]]: ...
+
+@final
+class TokenIdsIterator:
+    """The iterator of a ``TokenIds``: it shares the buffer and yields one id at a time."""
+
+    def __iter__(self) -> TokenIdsIterator: ...
+    def __next__(self) -> int: ...
+    def __length_hint__(self) -> int: ...
 
 @final
 class TokenIds:

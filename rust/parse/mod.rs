@@ -335,6 +335,8 @@ pub(crate) struct Cx<'b> {
 
 impl<'b> Cx<'b> {
     /// Deserializes the whole body into `T`, mapping serde's error to a typed one with a path.
+    // Takes `self`: it consumes the (Copy) context and reads its body, so `from_` is apt here.
+    #[allow(clippy::wrong_self_convention)]
     pub(crate) fn from_body<T: Deserialize<'b>>(self) -> Result<T> {
         serde_json::from_slice(self.body).map_err(|e| self.json_error(&e))
     }
@@ -1007,16 +1009,12 @@ impl<'de> Deserialize<'de> for TokenTag {
 
 /// Deserializes `choices` as its first element only; the rest are skipped unbuilt. `null`, and a
 /// missing key (with `#[serde(default)]`), give `Choices::Absent`; `[]` gives `Choices::Empty`.
+#[derive(Default)]
 pub(crate) enum Choices<T> {
+    #[default]
     Absent,
     Empty,
     First(T),
-}
-
-impl<T> Default for Choices<T> {
-    fn default() -> Self {
-        Choices::Absent
-    }
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Choices<T> {

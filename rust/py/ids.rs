@@ -41,6 +41,30 @@ impl TokenIds {
     }
 }
 
+/// The iterator of a [`TokenIds`]: shares its buffer and yields one id at a time.
+#[pyclass(frozen, module = "fasttito._core", name = "TokenIdsIterator")]
+pub struct TokenIdsIter {
+    ids: Arc<[u32]>,
+    at: std::sync::atomic::AtomicUsize,
+}
+
+#[pymethods]
+impl TokenIdsIter {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<u32> {
+        let i = self.at.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ids.get(i).copied()
+    }
+
+    fn __length_hint__(&self) -> usize {
+        let at = self.at.load(std::sync::atomic::Ordering::Relaxed);
+        self.ids.len().saturating_sub(at)
+    }
+}
+
 /// Token ids from Python without per-item PyO3 conversion: a `TokenIds` is shared (no copy); a
 /// list is read with the C API (an id outside `0..2**32` or a non-int is a `ValueError` naming
 /// its position); any other sequence of ints goes through the generic path.
@@ -132,11 +156,12 @@ impl TokenIds {
         Ok(self.ids[j as usize].into_pyobject(py)?.into_any())
     }
 
-    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PyList::new(py, self.ids.iter())?
-            .into_any()
-            .try_iter()
-            .map(Bound::into_any)
+    /// Iterates over the shared buffer: no list of the ids is built first.
+    fn __iter__(&self) -> TokenIdsIter {
+        TokenIdsIter {
+            ids: self.ids.clone(),
+            at: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     fn __contains__(&self, id: i64) -> bool {
@@ -167,6 +192,9 @@ impl TokenIds {
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        if let Ok(t) = other.cast::<TokenIds>() {
+            return *t.get().ids == *self.ids; // two buffers: compared as slices, no copy
+        }
         extract_ids(other).is_some_and(|ids| *ids == *self.ids)
     }
 

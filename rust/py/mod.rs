@@ -32,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<tokenizer::PyTokenizer>()?;
     m.add_class::<ids::TokenIds>()?;
+    m.add_class::<ids::TokenIdsIter>()?;
     m.add_class::<rollout::PyRollout>()?;
     m.add_class::<rollout::PyPlan>()?;
     m.add_class::<rollout::PyPendingBridge>()?;

@@ -104,7 +104,7 @@ fn walk<'py>(
             walk(&fields, shape, leaves.as_deref_mut(), depth + 1)?;
         }
         if let Ok(extra) = obj.getattr(intern!(py, "__pydantic_extra__")) {
-            walk(&extra, shape, leaves.as_deref_mut(), depth + 1)?;
+            walk(&extra, shape, leaves, depth + 1)?;
         }
     }
     Ok(())

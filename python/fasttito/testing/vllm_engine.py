@@ -135,11 +135,12 @@ Admin API (JSON in, JSON out)
   ``no_stop_token``: the final stop token (and its logprob) removed, finish_reason unchanged
 
   Random faults, for soak runs: ``POST /_admin/faults`` with ``{"random": {"rate": R, "modes":
-  [M, ...], "seed": 0, "seconds": 1.0, "delay_seconds": 1.0}}`` (``seconds``: of a stall) gives each matching request (same route rules as
-  above) probability R of one fault drawn uniformly from the modes (``{"random": null}`` turns it
-  off). Queued faults are taken first. ``GET /_admin/faults`` also returns ``"random"`` and
-  ``"injected"``: how many faults of each mode were applied since the last reset, queued and
-  random alike (a fault is counted when its request takes it, before the answer is sent).
+  [M, ...], "seed": 0, "seconds": 1.0, "delay_seconds": 1.0}}`` (``seconds``: of a stall) gives
+  each matching request (same route rules as above) probability R of one fault drawn uniformly
+  from the modes (``{"random": null}`` turns it off). Queued faults are taken first.
+  ``GET /_admin/faults`` also returns ``"random"`` and ``"injected"``: how many faults of each mode
+  were applied since the last reset, queued and random alike (a fault is counted when its request
+  takes it, before the answer is sent).
 
 ``/inference/v1/generate`` (ids only)
 -------------------------------------
