@@ -12,8 +12,10 @@ __all__ = [
     "TokenIds",
     "Tokenizer",
     "__version__",
+    "attribute",
     "build_profile",
     "decode_completion",
+    "lone_bridge",
     "metrics",
     "parse_response",
     "request_body",
@@ -248,3 +250,19 @@ def request_body(
     chat_template_kwargs: Mapping[str, Any] | None = None,
     target: str = "vllm",
 ) -> bytes: ...
+def attribute(
+    tokenizer: Tokenizer,
+    messages: Sequence[Any],
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    add_generation_prompt: bool = False,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    stop_token_ids: list[int] | None = None,
+) -> tuple[list[int], list[int], list[bool]]: ...
+def lone_bridge(
+    tokenizer: Tokenizer,
+    stop_id: int,
+    tail: Sequence[Any],
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    tool_names: Mapping[str, str] | None = None,
+) -> tuple[list[int] | None, str | None, list[dict[str, Any]] | None, int]: ...
