@@ -254,6 +254,8 @@ def _conversation(family: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         {"role": "system", "content": "You are a weather bot."},
         {"role": "user", "content": "Weather in Paris?"},
     ]
+    if family.startswith("mistral"):  # its system prompt moves to the last user turn
+        conv = conv[1:]
     if family.startswith("deepseek"):  # transformers 5.x cannot render their tool calls
         return conv, {"role": "assistant", "content": "It is sunny in Paris."}
     return conv, {"role": "assistant", "content": "", "tool_calls": [_call(1, "Paris")]}
@@ -296,7 +298,7 @@ def test_matrix_render_bridge_and_loss_mask(
         assert rendered.message_indices[-1] == -1
     sampled = [t for t, s in zip(rendered.token_ids, rendered.sampled_mask, strict=True) if s]
     on = {i for i, s in zip(rendered.message_indices, rendered.sampled_mask, strict=True) if s}
-    assert on <= {2}
+    assert on <= {len(conv)}
     prompt, completion = _sampled_turn(hf, conv, asst, stops)
     if r.is_prefix_stable and completion and completion[-1] in stops:
         # (a template that rewrites history renders the turn otherwise once more follows)
