@@ -130,7 +130,9 @@ pub fn bridge_inputs(
                 json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
             })
             .collect();
-        json!({"role": "assistant", "reasoning_content": "", "tool_calls": calls})
+        // `content: ""`: templates that concatenate `message['content']` (SmolLM2) fail on an
+        // undefined one; every template of the matrix renders "" like an absent content.
+        json!({"role": "assistant", "reasoning_content": "", "content": "", "tool_calls": calls})
     };
     let mut full = Vec::with_capacity(tail.len() + 1);
     full.push(dummy.clone());

@@ -75,8 +75,8 @@ pub enum ChatTarget {
 /// * `skip_special_tokens` is `false` unless the caller set it;
 /// * `cache_salt`, `priority`, `request_id` and `kv_transfer_params` are `GenerateRequest`
 ///   fields and go to the body root;
-/// * keys without meaning here are dropped: the chat-route ones (`return_token_ids`,
-///   `chat_template_kwargs`, `stream`, `stream_options`, `messages`, `tools`, `tool_choice`,
+/// * `return_token_ids: true` goes to the root (vLLM >= 0.32 then echoes `prompt_token_ids`);
+/// * keys without meaning here are dropped: the chat-route ones (`chat_template_kwargs`, `stream`, `stream_options`, `messages`, `tools`, `tool_choice`,
 ///   `tokens`) and Dynamo's `nvext`, so one set of sampling arguments serves every wire.
 pub fn vllm_generate_body(
     model: &str,
@@ -104,8 +104,9 @@ pub fn vllm_generate_body(
             "model" | "token_ids" | "sampling_params" | "max_tokens" | "max_completion_tokens" => {}
             "cache_salt" | "priority" | "request_id" | "kv_transfer_params" => {}
             "logprobs" | "top_logprobs" => logprobs = logprobs.max(v.as_u64().unwrap_or(0)),
-            "return_token_ids"
-            | "chat_template_kwargs"
+            // a `GenerateRequest` field: sent at the root (below) when the caller asks
+            "return_token_ids" => {}
+            "chat_template_kwargs"
             | "stream"
             | "stream_options"
             | "messages"
@@ -145,6 +146,12 @@ pub fn vllm_generate_body(
             w.key(key);
             w.value(v)?;
         }
+    }
+    // vLLM >= 0.32 echoes the prompt it ran as `prompt_token_ids` only when asked: the engine's
+    // own evidence of what it received, at the cost of the prompt's size in every response
+    if get(&args, "return_token_ids") == Some(&Value::Bool(true)) {
+        w.key("return_token_ids");
+        w.raw("true");
     }
     w.close();
     Ok(w.buf)

@@ -16,6 +16,7 @@
 //! [`Rollout::finish`] let a caller tokenize the two bridge conversations elsewhere (vLLM's
 //! `/tokenize`) with the same algorithm and results.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -107,9 +108,26 @@ pub struct Plan {
     tools_fp: u128,
     kwargs_fp: u128,
     multimodal: bool,
+    /// Set once the turn was counted in [`metrics`] (shared by clones of the plan).
+    counted: Arc<AtomicBool>,
 }
 
 impl Plan {
+    /// Counts the turn in [`metrics`] as TITO or MITO (with its reason), once per plan however
+    /// often it is called; `true` the first time. [`Rollout::record`] calls it: a caller that
+    /// sends a planned turn without recording it (verifiers records through `ingest`) calls it
+    /// when the turn completed.
+    pub fn count(&self) -> bool {
+        if self.counted.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        match (self.mode, self.fallback) {
+            (Mode::Tito, _) => metrics::count_tito(self.reused, self.bridged),
+            (Mode::Mito, reason) => metrics::count_mito(reason.unwrap_or(Fallback::FirstTurn)),
+        }
+        true
+    }
+
     fn mito(reason: Fallback, input: &TurnInput<'_>, turn: usize) -> Self {
         Plan {
             mode: Mode::Mito,
@@ -123,6 +141,7 @@ impl Plan {
             verify: None,
             turn,
             rope: None,
+            counted: Arc::default(),
             prefix: input.prefix.to_vec(),
             tools_fp: input.tools_fp,
             kwargs_fp: input.kwargs_fp,
@@ -200,10 +219,7 @@ impl Rollout {
     /// Decides TITO or a fallback for `input`, and for TITO the two bridge conversations.
     pub fn begin(&self, input: &TurnInput<'_>) -> Begin {
         let turn = self.turns.len() + 1;
-        let fallback = |reason| {
-            metrics::count_mito(reason);
-            Begin::Fallback(Plan::mito(reason, input, turn))
-        };
+        let fallback = |reason| Begin::Fallback(Plan::mito(reason, input, turn));
         if self.multimodal || input.multimodal() {
             return fallback(Fallback::Multimodal);
         }
@@ -258,11 +274,9 @@ impl Rollout {
                 plan.reused = reused;
                 plan.gap = gap;
                 plan.deduped = deduped;
-                metrics::count_tito(reused, plan.bridged);
                 plan.prompt_ids = Some(ids.into());
             }
             Err(reason) => {
-                metrics::count_mito(reason);
                 plan.fallback = Some(reason);
             }
         }
@@ -271,7 +285,6 @@ impl Rollout {
 
     /// Records that a pending bridge could not be tokenized: the turn goes as messages.
     pub fn fail(&self, pending: PendingBridge) -> Plan {
-        metrics::count_mito(Fallback::TokenizationFailed);
         pending.plan
     }
 
@@ -342,7 +355,8 @@ impl Rollout {
 
     /// Records the turn planned by `plan`: the engine's prompt ids (those it reported, or the
     /// plan's), the completion ids, the hash of the assistant message the caller appends, and
-    /// the finish reason.
+    /// the finish reason. The turn counts in [`metrics`] as TITO or MITO here, once it completed:
+    /// a planned turn whose request failed is not a turn.
     pub fn record(
         &mut self,
         plan: &Plan,
@@ -351,6 +365,7 @@ impl Rollout {
         completion_hash: u128,
         finish_reason: Option<&str>,
     ) {
+        plan.count();
         let prompt_hash = plan.prefix.last().copied().unwrap_or(0);
         self.multimodal |= plan.multimodal;
         let prompt = match (&plan.rope, &plan.prompt_ids) {

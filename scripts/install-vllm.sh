@@ -141,6 +141,9 @@ gguf_path, out = sys.argv[1], sys.argv[2]
 folder, name = os.path.split(gguf_path)
 tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
 model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+# The weights are dequantized to fp32 on load; what remains of the gguf quantizer only blocks
+# save_pretrained.
+model.hf_quantizer = None
 if hasattr(model.config, "quantization_config"):
     del model.config.quantization_config
 model.save_pretrained(out)

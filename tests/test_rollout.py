@@ -539,6 +539,10 @@ def test_failed_remote_tokenization_is_a_counted_fallback(qwen: Any) -> None:
     before = fasttito.metrics()["fallback.tokenization_failed"]
     plan = rollout.finish(pending, None, None)
     assert plan.fallback_reason == "tokenization_failed"
+    # a turn counts once it completed: planned is not yet counted, recorded is
+    assert fasttito.metrics()["fallback.tokenization_failed"] == before
+    reply = {"role": "assistant", "content": "ok"}
+    rollout.record(plan, [11, 12], reply, "stop", prompt_ids=[1, 2, 3])
     assert fasttito.metrics()["fallback.tokenization_failed"] == before + 1
 
 

@@ -500,16 +500,21 @@ def test_generate_loop_from_ids_only(eng: EngineProcess) -> None:
                 "skip_special_tokens": False,
             },
         }
+        echo = turn % 2 == 1
+        if echo:
+            body["return_token_ids"] = True
         status, out = post(eng, "/inference/v1/generate", body, auth=False)
         assert status == 200, out
-        assert out["request_id"] == f"r{turn}" and out["prompt_token_ids"] == ids
+        # vLLM 0.32's tokens mode: the prompt is echoed only when asked
+        assert out["request_id"] == f"r{turn}" and out["output_mode"] == "tokens"
+        assert out["prompt_token_ids"] == (ids if echo else None)
         choice = out["choices"][0]
         completion = choice["token_ids"]
         assert choice["finish_reason"] == "stop" and completion[-1] == stop
-        assert [c["token"] for c in choice["logprobs"]["content"]] == [
-            f"token_id:{t}" for t in completion
-        ]
-        assert all(len(c["top_logprobs"]) == 1 for c in choice["logprobs"]["content"])
+        entries = choice["logprobs"]["content"]
+        assert [c["token_id"] for c in entries] == completion
+        assert all("token" not in c and c["rank"] == 1 for c in entries)
+        assert all(len(c["top_logprobs"]) == 1 for c in entries)
         assert out["usage"]["completion_tokens"] == len(completion)
         # the same completion the messages route gives for this conversation
         status, ref = post(
@@ -824,3 +829,26 @@ def test_lifetime_idle_timeout_parent_death_and_flags() -> None:
     Path(log).unlink(missing_ok=True)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", idle.port), timeout=1).close()
+
+
+def test_generate_shapes_and_scale_out_flag() -> None:
+    """prime-rl's labelled entries (prompt ids always echoed), and vLLM 0.32's 403 when the
+    server runs without --enable-scale-out (its message, measured on a running vLLM 0.32)."""
+    tok = hf(VENDORED)
+    ids = render_ids(tok, FIRST, TOOLS, True, {})
+    body = {"model": NAME, "token_ids": ids, "sampling_params": {"max_tokens": 8, "logprobs": 2}}
+    with start_engine(
+        VENDORED, served_model_name=NAME, extra_args=["--generate-shape", "labels"]
+    ) as labels:
+        status, out = labels.call("POST", "/inference/v1/generate", body)
+        assert status == 200 and out["prompt_token_ids"] == ids and "output_mode" not in out
+        choice = out["choices"][0]
+        entries = choice["logprobs"]["content"]
+        assert [e["token"] for e in entries] == [f"token_id:{t}" for t in choice["token_ids"]]
+        assert all(len(e["top_logprobs"]) == 2 and "token_id" not in e for e in entries)
+    with start_engine(VENDORED, served_model_name=NAME, extra_args=["--no-scale-out"]) as off:
+        status, out = off.call("POST", "/inference/v1/generate", body)
+        assert status == 403
+        assert "--enable-scale-out" in out["error"]["message"]
+        # the other routes still serve
+        assert off.call("GET", "/v1/models")[0] == 200

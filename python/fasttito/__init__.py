@@ -25,6 +25,7 @@ from fasttito.errors import TemplateLimitError as TemplateLimitError
 from fasttito.errors import TokenizationError as TokenizationError
 from fasttito.errors import TokenizerLoadError as TokenizerLoadError
 from fasttito.errors import TransportError as TransportError
+from fasttito.errors import UnsupportedRouteError as UnsupportedRouteError
 from fasttito.metrics import metrics as metrics
 from fasttito.metrics import reset_metrics as reset_metrics
 from fasttito.rollout import Rollout as Rollout
@@ -50,6 +51,7 @@ __all__ = [
     "RolloutLimitError",
     "Sample",
     "ServerError",
+    "UnsupportedRouteError",
     "TemplateError",
     "TemplateLimitError",
     "TokenIds",

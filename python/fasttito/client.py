@@ -32,8 +32,10 @@ from fasttito.errors import (
     RolloutLimitError,
     ServerError,
     TransportError,
+    UnsupportedRouteError,
 )
 from fasttito.http import HttpResponse, Poster, make_poster
+from fasttito.metrics import count_error
 from fasttito.rollout import (
     DEFAULT_MAX_ROLLOUT_MESSAGES,
     DEFAULT_MAX_ROLLOUT_TOKENS,
@@ -49,6 +51,8 @@ __all__ = ["Client", "ClientRollout", "Turn"]
 logger = logging.getLogger("fasttito")
 
 RETRY_STATUSES = frozenset({502, 503, 504})
+# vLLM's default --max-logprobs
+MAX_TOP_LOGPROBS = 20
 
 
 class Client:
@@ -256,8 +260,18 @@ class Client:
         return "chat", "no token-in route found"
 
     async def _route_exists(self, url: str) -> bool:
+        """Whether ``url`` takes requests: an empty POST answered with anything but 404/405, or
+        a 403 that says the route is switched off (vLLM without ``--enable-scale-out``; logged
+        once, naming the flag)."""
         resp = await self._send("POST", url, b"{}", "auto", error_status=False)
-        return resp.status not in (404, 405)
+        if resp.status in (404, 405):
+            return False
+        if resp.status == 403:
+            hint = route_hint(url, 403, resp.body.decode("utf-8", errors="replace")[:2000])
+            if hint is not None:
+                logger.warning("fasttito: auto: POST %s answered 403: %s", redact_url(url), hint)
+            return False
+        return True
 
     def _lock(self) -> asyncio.Lock:
         if self._probe_lock is None:
@@ -302,16 +316,24 @@ class Client:
             raise self._server_error("GET", self.config.v1_url + "/models", resp, "auto", 0)
         return info
 
-    async def _check_prompt_length(self, n: int, transport: str) -> None:
+    async def _prompt_limit(self) -> int | None:
+        """The server's context length (``GET /v1/models``: ``max_model_len``, Dynamo's
+        ``context_window``), when the check is on and the server reports one."""
         if not self.config.check_prompt_length:
-            return
+            return None
         info = await self._model_info()
         if not info:
-            return
+            return None
         limit = (
             info.get("max_model_len") or info.get("context_window") or info.get("context_length")
         )
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 and n >= limit:
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            return limit
+        return None
+
+    async def _check_prompt_length(self, n: int, transport: str) -> None:
+        limit = await self._prompt_limit()
+        if limit is not None and n >= limit:
             raise OverlongPromptError(
                 f"{transport}: the prompt has {n} tokens, the server's max_model_len is {limit}; "
                 "the server would reject it, so it was not sent. Shorten the conversation (or "
@@ -405,6 +427,16 @@ class Client:
             if status in RETRY_STATUSES:
                 hint += f", still failing after {attempt} retries"
         where = redact_url(url)
+        route = route_hint(url, status, text)
+        if route is not None:
+            return UnsupportedRouteError(
+                f"{transport}: {method} {where} answered HTTP {status}: {route}. The server "
+                f"said: {text}",
+                status_code=status,
+                transport=transport,
+                url=where,
+                body=text,
+            )
         return ServerError(
             f"{transport}: {method} {where} answered HTTP {status} ({hint}): {text}",
             status_code=status,
@@ -417,6 +449,35 @@ class Client:
         for secret in self._secrets:
             text = text.replace(secret, "<redacted>")
         return text
+
+
+SCALE_OUT_DISABLED = "scale-out endpoints are disabled"
+
+
+def route_hint(url: str, status: int, body: str) -> str | None:
+    """What to do when ``url`` answered ``status`` because the server lacks the route or has it
+    switched off; None for any other failure."""
+    path = url.split("?", 1)[0].rstrip("/")
+    if path.endswith("/inference/v1/generate"):
+        if status == 403 and SCALE_OUT_DISABLED in body.lower():
+            return (
+                "vLLM serves /inference/v1/generate only when started with --enable-scale-out "
+                "(vLLM >= 0.32 switches it off by default); restart `vllm serve` with "
+                "--enable-scale-out, or use transport='chat' (messages every turn, no token-in)"
+            )
+        if status in (404, 405):
+            return (
+                "the server has no /inference/v1/generate route (it needs vLLM >= 0.20, started "
+                "with --enable-scale-out from 0.32 on); use transport='auto' to pick what the "
+                "server offers"
+            )
+    if path.endswith("/chat/completions/tokens") and status in (404, 405):
+        return (
+            "the server has no /v1/chat/completions/tokens route: that route is prime-rl's "
+            "server's, not upstream vLLM's; against upstream vLLM use transport='vllm-generate' "
+            "(start vLLM with --enable-scale-out and give the Client a tokenizer)"
+        )
+    return None
 
 
 class ClientRollout:
@@ -455,12 +516,18 @@ class ClientRollout:
         cache_salt: str | None = None,
         priority: int | None = None,
         chat_template_kwargs: Mapping[str, Any] | None = None,
+        top_logprobs: int | None = None,
         **sampling: Any,
     ) -> Turn:
         """Generate the next assistant turn of ``messages`` (the whole conversation so far,
         OpenAI format, dicts or Pydantic models). Extra keyword arguments are sampling
         parameters (``top_p``, ``seed``, ``stop``, ``extra_body``...), forwarded where the
-        server takes them. Append ``turn.message()`` to ``messages`` for the next turn."""
+        server takes them. Append ``turn.message()`` to ``messages`` for the next turn.
+
+        ``top_logprobs=k`` (1 to 20) fills ``turn.completion_top_logprobs`` with the engine's
+        ``k`` most likely tokens at every completion position, as ``(token_id, logprob)``
+        pairs; ``dynamo-nvext`` and non-vLLM chat servers cannot return them by id and raise
+        :class:`ConfigError`."""
         if self._transport is None:
             self._transport = await self._client._transport_for_turn()
             self._state = self._transport.new_state()
@@ -476,6 +543,13 @@ class ClientRollout:
             )
         if temperature is not None:
             sampling.setdefault("temperature", temperature)
+        if top_logprobs is not None:
+            if type(top_logprobs) is not int or not 1 <= top_logprobs <= MAX_TOP_LOGPROBS:
+                raise ConfigError(
+                    f"top_logprobs must be an integer from 1 to {MAX_TOP_LOGPROBS} (vLLM's "
+                    f"default max_logprobs), got {top_logprobs!r}; leave it None for none"
+                )
+            self._transport.ask_top_logprobs(top_logprobs, sampling)
         args = GenerateArgs(
             messages=list(messages),
             tools=list(tools) if tools is not None else None,
@@ -484,8 +558,13 @@ class ClientRollout:
             cache_salt=cache_salt,
             priority=priority,
             chat_template_kwargs=dict(chat_template_kwargs) if chat_template_kwargs else None,
+            top_logprobs=top_logprobs,
         )
-        turn = await self._transport.generate(self._state, args)
+        try:
+            turn = await self._transport.generate(self._state, args)
+        except BaseException as exc:
+            count_error(exc)
+            raise
         self._state.turns.append(turn)
         return turn
 

@@ -22,6 +22,7 @@ __all__ = [
     "TokenizationError",
     "TokenizerLoadError",
     "TransportError",
+    "UnsupportedRouteError",
 ]
 
 
@@ -139,6 +140,26 @@ class ServerError(FasttitoError):
             _make_server_error,
             (str(self), self.status_code, self.transport, self.url, self.body),
         )
+
+
+class UnsupportedRouteError(ServerError):
+    """The server has no such route, or has it switched off: a 404 or 405, or vLLM's 403 on
+    ``/inference/v1/generate`` when it was started without ``--enable-scale-out``. The message
+    names the flag to start the server with, or the transport to use instead."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _make_unsupported_route,
+            (str(self), self.status_code, self.transport, self.url, self.body),
+        )
+
+
+def _make_unsupported_route(
+    message: str, status_code: int, transport: str, url: str, body: str
+) -> UnsupportedRouteError:
+    return UnsupportedRouteError(
+        message, status_code=status_code, transport=transport, url=url, body=body
+    )
 
 
 def _make_server_error(

@@ -24,7 +24,10 @@ What changes inside:
 * **The transport is chosen by** ``renderer_transport``: ``prime_vllm_generate`` (default; also
   ``vllm``) posts ``/v1/chat/completions/tokens`` to vLLM + prime-rl; ``dynamo_chat_nvext``
   (also ``dynamo``, ``dynamo_chat``) posts ``/v1/chat/completions`` with ``nvext.token_data``
-  to NVIDIA Dynamo, tokenizing locally from the ``renderer_model_name`` (or model) folder.
+  to NVIDIA Dynamo, tokenizing locally from the ``renderer_model_name`` (or model) folder;
+  ``vllm_generate`` (also ``vllm-generate``) posts ``/inference/v1/generate`` with token ids to
+  upstream vLLM (>= 0.20; 0.32 and later started with ``--enable-scale-out``), which has no
+  ``/v1/chat/completions/tokens`` route, also tokenizing locally.
 
 Turn 1, multimodal conversations and turns without a usable prefix go as messages (MITO)
 exactly as in verifiers (through the parent class on vLLM); every such fallback past turn 1 is
@@ -48,7 +51,7 @@ from typing import Any
 from fasttito import _core
 from fasttito.client import Client as _HttpClient
 from fasttito.config import resolve_transport
-from fasttito.errors import ConfigError, ResponseParseError, ServerError
+from fasttito.errors import ConfigError, ResponseParseError, ServerError, UnsupportedRouteError
 from fasttito.http import HttpxPoster
 from fasttito.tokens import TokenIds
 from fasttito.trajectory import TrajectoryRollouts
@@ -106,6 +109,8 @@ RENDERER_TRANSPORTS: Mapping[str, str] = {
     "dynamo": "dynamo-nvext",
     "dynamo_chat": "dynamo-nvext",
     "dynamo-nvext": "dynamo-nvext",
+    "vllm_generate": "vllm-generate",
+    "vllm-generate": "vllm-generate",
 }
 DEFAULT_RENDERER_TRANSPORT = "prime_vllm_generate"
 #: The environment variable read when neither the config nor the constructor names a transport.
@@ -283,23 +288,29 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         trajectory = state["trajectory"]
         extra_body = sampling_args.get("extra_body") or {}
         chat_template_kwargs = extra_body.get("chat_template_kwargs") or {}
-        if self.transport == "dynamo-nvext":
-            return await self._dynamo_turn(
+        if self.transport in _LOCAL_TRANSPORTS:
+            return await self._local_turn(
                 prompt, model, sampling_args, tools, state, chat_template_kwargs, extra_headers
             )
         if len(trajectory) == 0:
             return await self._mito(prompt, model, sampling_args, tools, extra_headers)
-        prompt_ids, reason = await self._prompt_ids(state, prompt, tools, chat_template_kwargs)
+        prompt_ids, reason, plan = await self._prompt_ids(
+            state, prompt, tools, chat_template_kwargs
+        )
         if prompt_ids is None:
             if reason != "multimodal":  # verifiers sends multimodal rollouts as messages, silently
                 self.logger.warning(
                     f"TITO fell back to MITO on turn {len(trajectory) + 1}"
                     + (f" ({reason})" if reason else "")
                 )
-            return await self._mito(prompt, model, sampling_args, tools, extra_headers)
-        return await self._post_tokens(
-            prompt, model, sampling_args, tools, prompt_ids, extra_headers
-        )
+            response = await self._mito(prompt, model, sampling_args, tools, extra_headers)
+        else:
+            response = await self._post_tokens(
+                prompt, model, sampling_args, tools, prompt_ids, extra_headers
+            )
+        if plan is not None:  # the turn completed: it counts in fasttito.metrics()
+            plan.count()
+        return response
 
     async def get_prompt_ids(
         self,
@@ -311,7 +322,7 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         """The stitched prompt ids of the next turn (the matched step's engine ids verbatim,
         plus the bridge), or ``None`` when the turn must go as messages. The ids are a
         :class:`fasttito.TokenIds` (a read-only sequence, equal to the list; ``.tolist()``)."""
-        ids, _ = await self._plan_ids(state, prompt_messages, oai_tools, chat_template_kwargs)
+        ids, _, _ = await self._plan_ids(state, prompt_messages, oai_tools, chat_template_kwargs)
         return ids
 
     async def tokenize(
@@ -326,7 +337,7 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         Dynamo, which has no ``/tokenize``), else with the server's ``POST /tokenize``."""
         extra = dict(extra_kwargs or {})
         tok = self._tokenizer
-        if tok is None and self.transport == "dynamo-nvext":
+        if tok is None and self.transport in _LOCAL_TRANSPORTS:
             tok = await self._load_tokenizer(model)
         if tok is not None:
             if isinstance(messages, str):
@@ -392,20 +403,20 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
     # -- planning --------------------------------------------------------------------------
     async def _prompt_ids(
         self, state: Any, prompt: Any, tools: Any, chat_template_kwargs: Mapping[str, Any]
-    ) -> tuple[Ids | None, str | None]:
-        """``get_prompt_ids`` (honouring a subclass's or a test's replacement) and the reason
-        when it gives None."""
+    ) -> tuple[Ids | None, str | None, _core.Plan | None]:
+        """``get_prompt_ids`` (honouring a subclass's or a test's replacement), the reason
+        when it gives None, and fasttito's plan (None for a replacement)."""
         method = self.get_prompt_ids
         if getattr(method, "__func__", None) is _OWN_GET_PROMPT_IDS:
             return await self._plan_ids(state, prompt, tools, chat_template_kwargs)
         ctk = dict(chat_template_kwargs) if chat_template_kwargs else None
         ids = await method(state, prompt, tools, chat_template_kwargs=ctk)
-        return ids, None if ids is not None else "get_prompt_ids returned None"
+        return ids, None if ids is not None else "get_prompt_ids returned None", None
 
     def _local_bridges(self) -> bool:
         tokenize = getattr(self.tokenize, "__func__", None)
         return tokenize is _OWN_TOKENIZE and (
-            self._tokenizer is not None or self.transport == "dynamo-nvext"
+            self._tokenizer is not None or self.transport in _LOCAL_TRANSPORTS
         )
 
     def _rollouts(self, tok: _core.Tokenizer | None) -> TrajectoryRollouts:
@@ -458,11 +469,11 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
 
     async def _plan_ids(
         self, state: Any, prompt: Any, tools: Any, chat_template_kwargs: Mapping[str, Any] | None
-    ) -> tuple[TokenIds | None, str | None]:
+    ) -> tuple[TokenIds | None, str | None, _core.Plan]:
         plan = await self._plan(state, prompt, tools, chat_template_kwargs)
         if plan.mode != "tito":
-            return None, plan.fallback_reason
-        return plan.prompt_ids, None
+            return None, plan.fallback_reason, plan
+        return plan.prompt_ids, None, plan
 
     async def _load_tokenizer(self, model: str) -> _core.Tokenizer:
         """The local tokenizer of ``renderer_model_name`` (or ``model``), loaded once, in a
@@ -566,7 +577,8 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
             tools=tools,
             sampling=sampling_args,
         )
-        raw = await self._send(http, "/chat/completions/tokens", body_bytes, extra_headers)
+        url = http.config.v1_url + "/chat/completions/tokens"
+        raw = await self._send(http, url, body_bytes, extra_headers)
         parsed = _core.parse_response(raw, "vllm-chat", max_body_bytes=http.config.max_body_bytes)
         sent = prompt_ids if isinstance(prompt_ids, TokenIds) else TokenIds(prompt_ids)
         return TokenChatResponse(
@@ -581,7 +593,7 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
             finish_reason=parsed.finish_reason,
         )
 
-    async def _dynamo_turn(
+    async def _local_turn(
         self,
         prompt: Any,
         model: str,
@@ -590,20 +602,23 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         state: Any,
         chat_template_kwargs: Mapping[str, Any],
         extra_headers: Mapping[str, str] | None,
-    ) -> TokenChatResponse:
-        """Every Dynamo turn is token-in (Dynamo has no token route to fall back from): the
-        stitched ids on TITO turns, the full local render on turn 1 and fallbacks; the message
-        is decoded locally from the ids (Dynamo 1.6.1 parses no tool calls on token-in)."""
+    ) -> Any:
+        """A turn of a transport that renders locally (Dynamo, vLLM's generate route): every
+        turn is token-in, with the stitched ids on TITO turns and the full local render on turn
+        1 and fallbacks; the message is decoded locally from the ids (neither route parses tool
+        calls from token-in requests)."""
         http = self._fast_http()
         if http is None:
             raise ConfigError(
-                "renderer_transport dynamo needs an openai.AsyncOpenAI client (or a verifiers "
-                f"ClientConfig); got {type(self.client).__name__}"
+                f"renderer_transport {self.renderer_transport} needs an openai.AsyncOpenAI "
+                f"client (or a verifiers ClientConfig); got {type(self.client).__name__}"
             )
+        dynamo = self.transport == "dynamo-nvext"
         tok = self._tokenizer or await self._load_tokenizer(model)
         ctk = dict(chat_template_kwargs) if chat_template_kwargs else None
         method = self.get_prompt_ids
         prompt_ids: Ids | None
+        plan: _core.Plan | None = None
         if getattr(method, "__func__", None) is _OWN_GET_PROMPT_IDS:
             plan = await self._plan(state, prompt, tools, ctk, render_mito=True)
             prompt_ids, mode = plan.prompt_ids, plan.mode
@@ -621,9 +636,15 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
                 prompt_ids = tok.apply_chat_template(
                     prompt, tools=tools or None, add_generation_prompt=True, **(ctk or {})
                 )
+        if prompt_ids is None and not dynamo:
+            # multimodal, or the local render failed: vLLM's chat route renders the messages
+            response = await self._mito(prompt, model, sampling_args, tools, extra_headers)
+            if plan is not None:
+                plan.count()
+            return response
         if prompt_ids is not None:
             body = _core.request_body(
-                "dynamo",
+                "dynamo" if dynamo else "vllm-generate",
                 model,
                 token_ids=_ids(prompt_ids),
                 sampling=sampling_args,
@@ -639,8 +660,15 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
                 stop_token_ids=tok.stop_token_ids,
                 target="dynamo",
             )
-        raw = await self._send(http, "/chat/completions", body, extra_headers)
-        parsed = _core.parse_response(raw, "dynamo", max_body_bytes=http.config.max_body_bytes)
+        if dynamo:
+            url = http.config.v1_url + "/chat/completions"
+        else:
+            url = http.config.root_url + "/inference/v1/generate"
+        raw = await self._send(http, url, body, extra_headers)
+        wire = "dynamo" if dynamo else "vllm-generate"
+        parsed = _core.parse_response(raw, wire, max_body_bytes=http.config.max_body_bytes)
+        if plan is not None:  # the turn completed: it counts in fasttito.metrics()
+            plan.count()
         content, reasoning = parsed.content, parsed.reasoning_content
         calls = list(parsed.tool_calls)
         finish = parsed.finish_reason
@@ -667,18 +695,17 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
     async def _send(
         self,
         http: _HttpClient,
-        path: str,
+        url: str,
         body: bytes,
         extra_headers: Mapping[str, str] | None,
     ) -> bytes:
         """POST through fasttito's HTTP policy; the server answers verifiers maps to its own
         errors (auth -> openai's, prompt too long -> ``vf.OverlongPromptError``) are mapped."""
-        url = http.config.v1_url + path
         try:
             return await http._post(url, body, self.transport, extra_headers=extra_headers)
         except ServerError as exc:
             status = exc.status_code
-            if status in (401, 403):
+            if status in (401, 403) and not isinstance(exc, UnsupportedRouteError):
                 cls = openai.AuthenticationError if status == 401 else openai.PermissionDeniedError
                 mod = _OPENAI_HTTPX  # openai 1.x-2.x: httpx; 3.x: httpx2
                 response = mod.Response(status, request=mod.Request("POST", exc.url))
@@ -687,6 +714,9 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
                 raise VfOverlongPromptError(str(exc)) from exc
             raise
 
+
+# The transports whose every turn is rendered locally and sent as token ids.
+_LOCAL_TRANSPORTS = frozenset({"dynamo-nvext", "vllm-generate"})
 
 # The class's own methods, kept before anyone can replace them (a subclass's override or a
 # test's monkeypatch of the class attribute is then recognized and honoured).

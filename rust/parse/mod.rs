@@ -213,6 +213,38 @@ pub struct Parsed {
     pub routed_experts_span: Option<Range<usize>>,
     /// The response's `id` (chat) or `request_id` (generate).
     pub response_id: Option<String>,
+    /// Per completion token, the engine's top alternatives as (token id, logprob), in the
+    /// engine's order; `None` when the response carries none, or names them by text only.
+    pub completion_top_logprobs: Option<TopLogprobs>,
+}
+
+/// Top logprobs of every completion token, flat: token `i`'s alternatives are
+/// `ids[offsets[i]..offsets[i + 1]]` with `logprobs` at the same positions (one allocation per
+/// response, none per token).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopLogprobs {
+    /// `len() == tokens + 1`, starting at 0.
+    pub offsets: Vec<u32>,
+    /// The alternatives' token ids.
+    pub ids: Vec<u32>,
+    /// The alternatives' logprobs (NaN for `null`).
+    pub logprobs: Vec<f64>,
+}
+
+impl TopLogprobs {
+    /// How many tokens the table covers.
+    pub fn tokens(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Token `i`'s alternatives as (id, logprob) pairs.
+    pub fn at(&self, i: usize) -> impl Iterator<Item = (u32, f64)> + '_ {
+        let (a, b) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+        self.ids[a..b]
+            .iter()
+            .copied()
+            .zip(self.logprobs[a..b].iter().copied())
+    }
 }
 
 /// Parses one response body of `wire`.
@@ -549,9 +581,41 @@ pub(crate) struct Logprobs {
     pub(crate) tokens: Vec<Option<u32>>,
     /// The first `token` that is not `token_id:<u32>`, with its index, for the error message.
     pub(crate) first_bad_token: Option<(usize, String)>,
+    /// Every entry's `top_logprobs`, while each alternative names its id (`"token_id": N` or
+    /// `"token": "token_id:N"`); cleared to `None` by the first one that does not.
+    pub(crate) top: Option<TopLogprobs>,
+    /// Whether any entry had a non-empty `top_logprobs` list.
+    pub(crate) any_top: bool,
 }
 
 impl Logprobs {
+    fn new() -> Self {
+        Self {
+            top: Some(TopLogprobs {
+                offsets: vec![0],
+                ..TopLogprobs::default()
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// Closes the current entry's list of alternatives.
+    fn end_top(&mut self) {
+        if let Some(top) = &mut self.top {
+            let n = u32::try_from(top.ids.len()).unwrap_or(u32::MAX);
+            top.offsets.push(n);
+        }
+    }
+
+    /// The top logprobs, when some entry had any and all of them named their ids.
+    pub(crate) fn take_top(&mut self) -> Option<TopLogprobs> {
+        if self.any_top {
+            self.top.take()
+        } else {
+            None
+        }
+    }
+
     /// How many values are vLLM's `-9999.0` clamp of `-inf` (wire.md A.3).
     pub(crate) fn clamped(&self) -> usize {
         self.values
@@ -614,7 +678,7 @@ impl<'de, const TOKENS: bool> Deserialize<'de> for LogprobContent<TOKENS> {
                 f.write_str("a list of logprob entries ({\"token\", \"logprob\", ...} objects)")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Logprobs::default();
+                let mut out = Logprobs::new();
                 loop {
                     let index = out.values.len();
                     match seq.next_element_seed(EntrySeed::<T> {
@@ -681,6 +745,8 @@ struct EntrySeed<'o, const TOKENS: bool> {
 enum EntryField {
     Logprob,
     Token,
+    TokenId,
+    TopLogprobs,
     #[serde(other)]
     Other,
 }
@@ -699,6 +765,7 @@ impl<'de, const TOKENS: bool> Visitor<'de> for EntrySeed<'_, TOKENS> {
     }
     fn visit_none<E: de::Error>(self) -> Result<(), E> {
         self.out.push(None);
+        self.out.end_top();
         if TOKENS {
             self.out.tokens.push(None);
             if self.out.first_bad_token.is_none() {
@@ -715,30 +782,53 @@ impl<'de, const TOKENS: bool> Visitor<'de> for EntrySeed<'_, TOKENS> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut logprob: Option<Option<f64>> = None;
-        let mut token: Option<Option<u32>> = None;
+        // the id named by `"token": "token_id:N"` (prime-rl, older vLLM) and by `"token_id": N`
+        // (vLLM >= 0.32 tokens mode): either may be present; both must then agree
+        let mut tagged: Option<Option<u32>> = None;
+        let mut numbered: Option<u32> = None;
         let mut bad: Option<String> = None;
         while let Some(field) = map.next_key::<EntryField>()? {
             match field {
                 EntryField::Logprob => logprob = Some(map.next_value::<Option<f64>>()?),
                 EntryField::Token if TOKENS => {
                     let tag = map.next_value::<TokenTag>()?;
-                    token = Some(tag.id);
+                    tagged = Some(tag.id);
                     bad = tag.bad;
                 }
-                EntryField::Token | EntryField::Other => {
+                EntryField::TokenId if TOKENS => {
+                    numbered = map.next_value::<Option<TokenId>>()?.map(|TokenId(id)| id);
+                }
+                EntryField::TopLogprobs => map.next_value_seed(TopSeed {
+                    out: &mut *self.out,
+                })?,
+                EntryField::Token | EntryField::TokenId | EntryField::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         let Some(logprob) = logprob else {
             return Err(de::Error::custom(
-                "logprob entry has no \"logprob\" key (expected {\"token\": ..., \"logprob\": \
+                "logprob entry has no \"logprob\" key (expected {\"token_id\": ..., \"logprob\": \
                  <number or null>, ...})",
             ));
         };
         self.out.push(logprob);
+        self.out.end_top();
         if TOKENS {
-            let id = token.flatten();
+            let id = match (tagged, numbered) {
+                (Some(Some(a)), Some(b)) if a != b => {
+                    bad = Some(format!(
+                        "\"token\": \"token_id:{a}\" with \"token_id\": {b}"
+                    ));
+                    None
+                }
+                (_, Some(b)) => Some(b),
+                (Some(a), None) => a,
+                (None, None) => {
+                    bad = Some("neither a \"token_id\" nor a \"token\" key".to_owned());
+                    None
+                }
+            };
             self.out.tokens.push(id);
             if id.is_none() && self.out.first_bad_token.is_none() {
                 let found = bad.unwrap_or_else(|| "no \"token\" key".to_owned());
@@ -746,6 +836,90 @@ impl<'de, const TOKENS: bool> Visitor<'de> for EntrySeed<'_, TOKENS> {
             }
         }
         Ok(())
+    }
+}
+
+/// One entry's `top_logprobs`: a list (or `null`) of `{"token_id": N | "token": ..., "logprob"}`
+/// appended to [`Logprobs::top`]. An alternative that does not name its id (a chat route
+/// without `return_tokens_as_token_ids` labels them by text) drops the whole table.
+struct TopSeed<'o> {
+    out: &'o mut Logprobs,
+}
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of top logprob entries or null")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(alt) = seq.next_element::<TopEntry>()? {
+            self.out.any_top = true;
+            match (alt.id, &mut self.out.top) {
+                (Some(id), Some(top)) => {
+                    top.ids.push(id);
+                    top.logprobs.push(alt.logprob.unwrap_or(f64::NAN));
+                }
+                (None, _) => self.out.top = None,
+                (Some(_), None) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One alternative of `top_logprobs`; `id` is `None` when it names its token by text only.
+struct TopEntry {
+    id: Option<u32>,
+    logprob: Option<f64>,
+}
+
+impl<'de> Deserialize<'de> for TopEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a top logprob entry ({\"token_id\" or \"token\", \"logprob\"})")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopEntry, A::Error> {
+                let mut out = TopEntry {
+                    id: None,
+                    logprob: None,
+                };
+                let mut tagged = None;
+                while let Some(field) = map.next_key::<EntryField>()? {
+                    match field {
+                        EntryField::Logprob => out.logprob = map.next_value::<Option<f64>>()?,
+                        EntryField::TokenId => {
+                            out.id = map.next_value::<Option<TokenId>>()?.map(|TokenId(id)| id);
+                        }
+                        EntryField::Token => tagged = map.next_value::<TokenTag>()?.id,
+                        EntryField::TopLogprobs | EntryField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                out.id = out.id.or(tagged);
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -913,6 +1087,7 @@ impl Parsed {
             routed_experts: None,
             routed_experts_span: None,
             response_id: None,
+            completion_top_logprobs: None,
         }
     }
 }

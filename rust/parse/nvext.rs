@@ -94,6 +94,8 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
     };
     if let Some((lp, from)) = logprobs {
         check_aligned(cx, &out.completion_ids, ids_from, &lp, from)?;
+        let mut lp = lp;
+        out.completion_top_logprobs = lp.take_top();
         set_logprobs(&mut out, lp, from);
     }
 

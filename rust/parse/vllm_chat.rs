@@ -118,7 +118,9 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
     let mut out = Parsed::new(ids, TOKEN_IDS);
     if let Some(lp) = choice.logprobs.and_then(|l| l.0) {
         check_aligned(cx, &out.completion_ids, TOKEN_IDS, &lp.0, LOGPROBS)?;
-        set_logprobs(&mut out, lp.0, LOGPROBS);
+        let mut lp = lp.0;
+        out.completion_top_logprobs = lp.take_top();
+        set_logprobs(&mut out, lp, LOGPROBS);
     }
     out.prompt_ids = body.prompt_token_ids.map(|Ids(ids)| ids);
     out.usage = body.usage;

@@ -7,17 +7,20 @@
 //! `finish_reason` is never `"tool_calls"` (the caller promotes it after parsing tool calls out
 //! of the ids, as renderers does).
 //!
-//! Each logprob entry's `token` must be `"token_id:<id>"` naming the id at the same position
-//! (renderers 0.1.12 `_parse_completion_logprobs`, wire.md B.2): it is the one cross-check this
-//! route offers that ids and logprobs are aligned. Unlike renderers, a `null` logprob is kept as
-//! NaN and `-9999.0` is kept as is (both counted), so the caller decides what is evidence.
+//! Each logprob entry names the id it belongs to, in one of two shapes: `"token":
+//! "token_id:<id>"` (prime-rl's server and vLLM before 0.32; renderers 0.1.12
+//! `_parse_completion_logprobs`) or `"token_id": <id>` with a `rank` (upstream vLLM 0.32's tokens
+//! mode, measured on a running server: docs/wire.md). That id must equal the completion id at the
+//! same position: it is the one cross-check this route offers that ids and logprobs are aligned.
+//! Every logprob must be a finite number other than vLLM's `-9999.0` clamp of `-inf`: a sampled
+//! token always has a finite logprob, so anything else is not evidence to train on.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
     check_aligned, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobContent,
-    LogprobsObject, Parsed, Usage,
+    LogprobsObject, Parsed, Usage, VLLM_LOGPROB_CLAMP,
 };
 use crate::error::Result;
 
@@ -75,10 +78,11 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
         check_aligned(cx, &out.completion_ids, TOKEN_IDS, &lp, LOGPROBS)?;
         if let Some((i, found)) = &lp.first_bad_token {
             return Err(cx.error(format_args!(
-                "expected `{LOGPROBS}[{i}].token` to be \"token_id:{}\", found {found}. The \
-                 generate route labels every logprob with its token id; send requests to \
-                 vLLM's /inference/v1/generate (wire.md B.2)",
-                out.completion_ids[*i]
+                "expected `{LOGPROBS}[{i}]` to name token id {} (`\"token_id\": {}` or \
+                 `\"token\": \"token_id:{}\"`), found {found}. The generate route labels \
+                 every logprob with its token id; send requests to vLLM's \
+                 /inference/v1/generate (docs/wire.md)",
+                out.completion_ids[*i], out.completion_ids[*i], out.completion_ids[*i]
             )));
         }
         if let Some(i) = lp
@@ -88,14 +92,38 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
             .position(|(tag, id)| *tag != Some(*id))
         {
             return Err(cx.error(format_args!(
-                "expected `{LOGPROBS}[{i}].token` to be \"token_id:{}\" (the id at \
-                 `{TOKEN_IDS}[{i}]`), found \"token_id:{}\". The logprobs belong to other \
-                 tokens than the ids, so the turn cannot be trained on; report it to the \
-                 server's maintainers",
+                "expected `{LOGPROBS}[{i}]` to name token id {} (the id at `{TOKEN_IDS}[{i}]`), \
+                 found token id {}. The logprobs belong to other tokens than the ids, so the \
+                 turn cannot be trained on; report it to the server's maintainers",
                 out.completion_ids[i],
                 lp.tokens[i].unwrap_or_default()
             )));
         }
+        if let Some(i) = lp
+            .values
+            .iter()
+            .position(|v| !v.is_finite() || *v == VLLM_LOGPROB_CLAMP)
+        {
+            let v = lp.values[i];
+            let found = if v.is_nan() {
+                "null".to_owned()
+            } else {
+                format!("{v}")
+            };
+            return Err(cx.error(format_args!(
+                "expected `{LOGPROBS}[{i}].logprob` to be the finite logprob of the sampled \
+                 token {}, found {found}{}. A sampled token has a finite logprob; this one \
+                 carries no evidence to train on; report it to the server's maintainers",
+                out.completion_ids[i],
+                if v == VLLM_LOGPROB_CLAMP {
+                    " (vLLM's clamp of -inf)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let mut lp = lp;
+        out.completion_top_logprobs = lp.take_top();
         set_logprobs(&mut out, lp, LOGPROBS);
     }
     out.prompt_ids = body.prompt_token_ids.map(|Ids(ids)| ids);
@@ -136,9 +164,76 @@ mod tests {
             .map(|e| e.text().to_owned())
             .unwrap_or_default();
         assert!(
-            text.contains("content[0].token") && text.contains("token_id:7"),
+            text.contains("content[0]`") && text.contains("token id 7"),
             "{text}"
         );
+    }
+
+    fn err(body: &str) -> String {
+        parse(body)
+            .err()
+            .map(|e| e.text().to_owned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn tokens_mode_entries_name_their_ids() {
+        // vLLM 0.32 upstream: `token_id` + `rank`, no `token` key
+        let p = parse(
+            r#"{"output_mode":"tokens","choices":[{"token_ids":[504,2],"logprobs":{"content":[
+                {"token_id":504,"logprob":-1.5,"rank":1,"top_logprobs":[{"token_id":504,"logprob":-1.5,"rank":1},{"token_id":9,"logprob":-2.5,"rank":2}]},
+                {"token_id":2,"logprob":-0.25,"rank":3,"top_logprobs":[{"token_id":7,"logprob":-0.1,"rank":1},{"token_id":8,"logprob":-0.2,"rank":2}]}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.completion_logprobs, Some(vec![-1.5, -0.25]));
+        let top = p.completion_top_logprobs.unwrap();
+        assert_eq!(top.tokens(), 2);
+        assert_eq!(top.at(0).collect::<Vec<_>>(), vec![(504, -1.5), (9, -2.5)]);
+        assert_eq!(top.at(1).collect::<Vec<_>>(), vec![(7, -0.1), (8, -0.2)]);
+        let shifted = err(
+            r#"{"choices":[{"token_ids":[7,8],"logprobs":{"content":[{"token_id":7,"logprob":-0.1},{"token_id":9,"logprob":-0.2}]}}]}"#,
+        );
+        assert!(
+            shifted.contains("content[1]`") && shifted.contains("token id 8"),
+            "{shifted}"
+        );
+        let both = err(
+            r#"{"choices":[{"token_ids":[7],"logprobs":{"content":[{"token":"token_id:7","token_id":8,"logprob":-0.1}]}}]}"#,
+        );
+        assert!(both.contains("token_id:7") && both.contains("8"), "{both}");
+        let none =
+            err(r#"{"choices":[{"token_ids":[7],"logprobs":{"content":[{"logprob":-0.1}]}}]}"#);
+        assert!(none.contains("neither"), "{none}");
+    }
+
+    #[test]
+    fn logprobs_must_be_finite_evidence() {
+        // (JSON has no infinities: 1e999 is already a JSON error)
+        for (lp, what) in [("null", "null"), ("-9999.0", "clamp")] {
+            let e = err(&format!(
+                r#"{{"choices":[{{"token_ids":[7,8],"logprobs":{{"content":[{{"token_id":7,"logprob":-0.5}},{{"token_id":8,"logprob":{lp}}}]}}}}]}}"#
+            ));
+            assert!(
+                e.contains("content[1].logprob") && e.contains("finite"),
+                "{what}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn labelled_top_logprobs_are_read() {
+        let p = parse(
+            r#"{"choices":[{"token_ids":[7],"logprobs":{"content":[{"token":"token_id:7","logprob":-0.1,"top_logprobs":[{"token":"token_id:7","logprob":-0.1},{"token":"token_id:3","logprob":-3.0}]}]}}]}"#,
+        )
+        .unwrap();
+        let top = p.completion_top_logprobs.unwrap();
+        assert_eq!(top.at(0).collect::<Vec<_>>(), vec![(7, -0.1), (3, -3.0)]);
+        // no top_logprobs anywhere: None, not a table of empty lists
+        let p = parse(
+            r#"{"choices":[{"token_ids":[7],"logprobs":{"content":[{"token_id":7,"logprob":-0.1}]}}]}"#,
+        )
+        .unwrap();
+        assert!(p.completion_top_logprobs.is_none());
     }
 
     #[test]

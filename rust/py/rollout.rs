@@ -206,6 +206,13 @@ pub struct PyPlan {
 
 #[pymethods]
 impl PyPlan {
+    /// Counts this turn in `fasttito.metrics()` as TITO or MITO, once however often it is
+    /// called (`True` the first time). `Rollout.record` calls it; a caller that sends a planned
+    /// turn without recording it calls it when the turn completed.
+    fn count(&self) -> bool {
+        self.plan.count()
+    }
+
     /// `"tito"` or `"mito"`.
     #[getter]
     fn mode(&self) -> &'static str {

@@ -37,6 +37,22 @@ impl PyParsed {
         self.parsed.completion_logprobs.clone()
     }
 
+    /// Per completion id, the engine's top alternatives as `(token_id, logprob)` pairs in the
+    /// engine's order, or `None` when the response names none by id.
+    #[getter]
+    fn completion_top_logprobs<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let Some(top) = &self.parsed.completion_top_logprobs else {
+            return Ok(None);
+        };
+        let rows = (0..top.tokens())
+            .map(|i| PyList::new(py, top.at(i)))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, rows).map(Some)
+    }
+
     /// How many logprobs were `null`.
     #[getter]
     fn null_logprobs(&self) -> usize {

@@ -359,9 +359,9 @@ fn cross_wire_shapes() {
     assert_contains(
         &text,
         &[
-            "choices[0].logprobs.content[0].token",
+            "choices[0].logprobs.content[0]`",
             "\"Two\"",
-            "token_id:11613",
+            "token id 11613",
         ],
     );
 }
@@ -681,9 +681,9 @@ fn generate_token_labels_must_match_the_ids() {
     assert_contains(
         &text,
         &[
-            "`choices[0].logprobs.content[1].token`",
-            "\"token_id:8\"",
-            "found \"token_id:9\"",
+            "`choices[0].logprobs.content[1]`",
+            "token id 8",
+            "found token id 9",
         ],
     );
     // not of the token_id:N form
@@ -698,14 +698,14 @@ fn generate_token_labels_must_match_the_ids() {
             generate_with(json!([8]), json!([entry(bad)])),
             Wire::VllmGenerate,
         );
-        assert_contains(&text, &["content[0].token", "\"token_id:8\"", found]);
+        assert_contains(&text, &["content[0]`", "\"token_id:8\"", found]);
     }
     // no token key, a null token, a null entry
     let text = err(
         generate_with(json!([8]), json!([{"logprob": -1}])),
         Wire::VllmGenerate,
     );
-    assert_contains(&text, &["no \"token\" key"]);
+    assert_contains(&text, &["neither a \"token_id\" nor a \"token\" key"]);
     let text = err(
         generate_with(json!([8]), json!([{"logprob": -1, "token": null}])),
         Wire::VllmGenerate,
@@ -722,20 +722,21 @@ fn generate_token_labels_must_match_the_ids() {
 }
 
 #[test]
-fn generate_keeps_null_and_clamped_logprobs() {
+fn generate_rejects_null_and_clamped_logprobs() {
+    // a sampled token has a finite logprob: null and vLLM's -9999.0 clamp are no evidence
+    for (bad, found) in [("null", "found null"), ("-9999.0", "-inf")] {
+        let entries: Value = serde_json::from_str(&format!(
+            r#"[{{"token": "token_id:7", "logprob": -0.5}}, {{"token_id": 8, "logprob": {bad}}}]"#
+        ))
+        .unwrap();
+        let text = err(generate_with(json!([7, 8]), entries), Wire::VllmGenerate);
+        assert_contains(&text, &["content[1].logprob", "finite", "token 8", found]);
+    }
     let body = generate_with(
-        json!([7, 8, 9]),
-        json!([
-            {"token": "token_id:7", "logprob": null},
-            {"token": "token_id:8", "logprob": -9999.0},
-            {"token": "token_id:9", "logprob": -0.25}
-        ]),
+        json!([7, 8]),
+        json!([{"token": "token_id:7", "logprob": -0.5}, {"token_id": 8, "logprob": -0.25}]),
     );
-    let p = ok(body, Wire::VllmGenerate);
-    let lp = logprobs(&p);
-    assert!(lp[0].is_nan());
-    assert_eq!(lp[1..], [-9999.0, -0.25]);
-    assert_eq!((p.null_logprobs, p.clamped_logprobs), (1, 1));
+    assert_eq!(logprobs(&ok(body, Wire::VllmGenerate)), [-0.5, -0.25]);
 }
 
 #[test]
@@ -1403,7 +1404,8 @@ fn generate_body_rules() {
                "sampling_params": {"max_tokens": 20, "temperature": 1.0, "skip_special_tokens": true,
                                    "routed_experts_prompt_start": 4, "min_p": 0.1,
                                    "stop_token_ids": [151645, 151643], "logprobs": 3},
-               "cache_salt": "opt-salt", "priority": 3, "request_id": "r-1", "kv_transfer_params": {"a": 1}})
+               "cache_salt": "opt-salt", "priority": 3, "request_id": "r-1", "kv_transfer_params": {"a": 1},
+               "return_token_ids": true})
     );
     // without options: the caller's max_completion_tokens (renamed), stop ids, salt and priority
     let sampling = map(

@@ -968,7 +968,7 @@ def mutate_body(payload: dict[str, Any], mode: str, model: Model, generate: bool
         payload.pop("prompt_token_ids", None)
     elif mode in ("short_logprobs", "long_logprobs", "null_logprob"):
         if content is None:
-            content = [{"token": f"token_id:{t}", "logprob": -0.5} for t in ids]
+            content = [{"token_id": t, "logprob": -0.5, "rank": 1} for t in ids]
             choice["logprobs"] = {"content": content}
         if mode == "short_logprobs":
             del content[-1:]
@@ -980,7 +980,9 @@ def mutate_body(payload: dict[str, Any], mode: str, model: Model, generate: bool
         bad = model.vocab_size + 12345
         if ids:
             ids[0] = bad
-            if content:
+            if content and "token_id" in content[0]:  # vLLM 0.32's tokens mode
+                content[0]["token_id"] = bad
+            elif content:
                 content[0]["token"] = f"token_id:{bad}" if generate else ""
                 content[0]["bytes"] = []
     elif mode == "no_stop_token":
@@ -1011,6 +1013,12 @@ class Settings:
     version: str
     max_recorded: int
     prefix_store_size: int
+    # vLLM >= 0.32 answers 403 on /inference/v1/generate unless started with --enable-scale-out
+    scale_out: bool = True
+    # "tokens": vLLM 0.32's logprob entries ({"token_id", "logprob", "rank", "top_logprobs"}),
+    # prompt ids echoed only with return_token_ids; "labels": prime-rl's and older vLLM's
+    # ({"token": "token_id:N", ...}), prompt ids always echoed
+    generate_shape: str = "tokens"
 
 
 class Engine:
@@ -1129,6 +1137,20 @@ class Engine:
                     "top_logprobs": tops,
                 }
             )
+        return out
+
+    def token_entries(self, ids: list[int], start: int, top_n: int) -> list[dict[str, Any]]:
+        """vLLM 0.32's tokens-mode entries: ``token_id`` and ``rank`` instead of a label; the
+        sampled token leads ``top_logprobs`` (vLLM lists max(1, n) alternatives)."""
+        out = []
+        for i, t in enumerate(ids):
+            lp = fake_logprob(t, start + i)
+            tops = []
+            for j in range(max(1, top_n)):
+                alt = t if j == 0 else (t + 7919 * j) % self.model.vocab_size
+                alp = lp if j == 0 else round(lp - 0.75 * j - 0.1, 6)
+                tops.append({"token_id": alt, "logprob": alp, "rank": j + 1})
+            out.append({"token_id": t, "logprob": lp, "rank": 1, "top_logprobs": tops})
         return out
 
     # -- routes -------------------------------------------------------------------------------
@@ -1348,16 +1370,20 @@ class Engine:
         rec["completion_ids"] = ids
         if complete:
             self.store.add(prompt_ids + ids, StoredTurn([*conv, comp.message], tools, ctk))
-        return {
+        tokens_mode = self.s.generate_shape == "tokens"
+        if n_lp is None:
+            logprobs = None
+        elif tokens_mode:
+            logprobs = {"content": self.token_entries(ids, len(prompt_ids), n_lp)}
+        else:
+            logprobs = {"content": self.logprob_entries(ids, len(prompt_ids), n_lp, True)}
+        echo = not tokens_mode or body.get("return_token_ids") is True
+        out: dict[str, Any] = {
             "request_id": body.get("request_id") or f"gen-{uuid.uuid4().hex}",
             "choices": [
                 {
                     "index": 0,
-                    "logprobs": (
-                        {"content": self.logprob_entries(ids, len(prompt_ids), n_lp, True)}
-                        if n_lp is not None
-                        else None
-                    ),
+                    "logprobs": logprobs,
                     "finish_reason": finish,
                     "token_ids": list(ids),
                 }
@@ -1370,8 +1396,13 @@ class Engine:
                 "completion_tokens": len(ids),
                 "prompt_tokens_details": None,
             },
-            "prompt_token_ids": list(prompt_ids),
+            "prompt_token_ids": list(prompt_ids) if echo else None,
         }
+        if tokens_mode:
+            out["output_mode"] = "tokens"
+            out["choices"][0]["stop_reason"] = None
+            out["choices"][0]["routed_experts"] = None
+        return out
 
     # -- faults and records -------------------------------------------------------------------
     def take_fault(self, path: str) -> dict[str, Any] | None:
@@ -1514,6 +1545,16 @@ def build_app(engine: Engine) -> web.Application:
         if request.path in engine.s.disabled_routes:
             rec["status"] = 404
             return json_response({"detail": "Not Found"}, 404)
+        if request.path == "/inference/v1/generate" and not engine.s.scale_out:
+            # vLLM 0.32's answer, measured on a running server (docs/wire.md)
+            rec["status"] = 403
+            err = ApiError(
+                403,
+                "Scale-out endpoints are disabled. Restart vllm serve with --enable-scale-out "
+                "to enable them.",
+                "Forbidden",
+            )
+            return json_response(err.payload(), 403)
         fault = engine.take_fault(request.path)
         rec["fault"] = fault["mode"] if fault else None
         try:
@@ -1802,6 +1843,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--port-file", default=None, help="also write the ready JSON to this file")
     p.add_argument(
+        "--no-scale-out",
+        dest="scale_out",
+        action="store_false",
+        help="answer 403 on /inference/v1/generate, as vLLM 0.32 without --enable-scale-out",
+    )
+    p.add_argument(
+        "--generate-shape",
+        choices=("tokens", "labels"),
+        default="tokens",
+        help="logprob entries of /inference/v1/generate: vLLM 0.32's tokens mode (token_id, "
+        "rank; prompt ids only with return_token_ids) or prime-rl's token_id:N labels",
+    )
+    p.add_argument(
         "--renderer",
         choices=("auto", "transformers", "fasttito"),
         default=None,
@@ -1821,6 +1875,8 @@ def main(argv: list[str] | None = None) -> None:
         api_key=args.api_key,
         scheduling_policy=args.scheduling_policy,
         disabled_routes=set(args.disable_route),
+        scale_out=args.scale_out,
+        generate_shape=args.generate_shape,
         version=args.version_string,
         max_recorded=args.max_recorded_requests,
         prefix_store_size=args.prefix_store_size,

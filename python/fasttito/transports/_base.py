@@ -57,6 +57,7 @@ class Turn:
     unparsed_tool_calls: int = 0
     tokens_reused: int | None = None
     bridge_tokens: int | None = None
+    completion_top_logprobs: list[list[tuple[int, float]]] | None = field(default=None, repr=False)
     _message: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -88,6 +89,7 @@ class GenerateArgs:
     cache_salt: str | None
     priority: int | None
     chat_template_kwargs: dict[str, Any] | None
+    top_logprobs: int | None = None
 
 
 @dataclass(slots=True)
@@ -141,6 +143,27 @@ class Transport(abc.ABC):
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
         """Run one turn of ``state``'s rollout on this transport."""
 
+    def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
+        """Adds to ``sampling`` what makes this transport's server return ``k`` top logprobs
+        per completion token, each naming its token id (default: vLLM's integer ``logprobs``).
+        A transport whose wire cannot return them raises :class:`ConfigError`."""
+        sampling["logprobs"] = k
+
+    @staticmethod
+    def top_logprobs_of(parsed: Any, args: GenerateArgs, name: str) -> Any:
+        """The parsed top logprobs when the call asked for them (else None); a response without
+        them, though asked, is a :class:`ResponseParseError`."""
+        if not args.top_logprobs:
+            return None
+        top = parsed.completion_top_logprobs
+        if top is None:
+            raise ResponseParseError(
+                f"{name}: asked for top_logprobs={args.top_logprobs}, the response has none that "
+                "name their token ids; the server ignored the request (check its max_logprobs "
+                "setting) or labels them by text only"
+            )
+        return top
+
     # -- shared steps ---------------------------------------------------------------------------
     async def check_length(self, prompt_ids: Sized | None) -> None:
         if prompt_ids is not None:
@@ -159,11 +182,13 @@ class Transport(abc.ABC):
         parsed: Any,
         *,
         decode_locally: bool,
+        args: GenerateArgs | None = None,
     ) -> Turn:
         """Build the message (locally decoded when asked), record the turn in the rollout with
         the engine's ids, and return the :class:`Turn`."""
         completion_ids = parsed.completion_ids
         logprobs = parsed.completion_logprobs
+        top_logprobs = self.top_logprobs_of(parsed, args, self.name) if args is not None else None
         if logprobs is not None and len(logprobs) != len(completion_ids):  # the parser's invariant
             raise ResponseParseError(
                 f"{self.name}: {len(logprobs)} logprobs for {len(completion_ids)} completion ids"
@@ -249,6 +274,7 @@ class Transport(abc.ABC):
             unparsed_tool_calls=unparsed,
             tokens_reused=plan.tokens_reused,
             bridge_tokens=plan.bridge_tokens,
+            completion_top_logprobs=top_logprobs,
             _message=message,
         )
 

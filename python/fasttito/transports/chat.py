@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from fasttito import _core
-from fasttito.errors import ResponseParseError
+from fasttito.errors import ConfigError, FasttitoError, ResponseParseError
 from fasttito.tokens import TokenIds
 from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, assistant_message
 
@@ -28,6 +28,35 @@ class ChatTransport(Transport):
     uses_rollout = False
     _warned = False
 
+    def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
+        if self.client.chat_target != "vllm":
+            raise ConfigError(
+                f"top_logprobs={k}: the chat transport returns top logprobs by token id only "
+                f"from vLLM (chat_target='vllm', which asks for return_tokens_as_token_ids); "
+                f"chat_target={self.client.chat_target!r} labels them by text"
+            )
+        sampling["logprobs"] = k
+        sampling["return_tokens_as_token_ids"] = True
+
+    async def _check_length_locally(self, args: GenerateArgs) -> None:
+        """With a tokenizer and a server that reports its context length, the prompt is rendered
+        locally to raise :class:`OverlongPromptError` before sending (a template that fails
+        here is left for the server to report)."""
+        c = self.client
+        if c.tokenizer is None or await c._prompt_limit() is None:
+            return
+        try:
+            ids = c.tokenizer.apply_chat_template(
+                args.messages,
+                tools=args.tools,
+                add_generation_prompt=True,
+                **(args.chat_template_kwargs or {}),
+            )
+        except FasttitoError as exc:
+            logger.debug("chat: local render for the length check failed: %s", exc)
+            return
+        await self.check_length(ids)
+
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
         c = self.client
         target = c.chat_target
@@ -41,6 +70,7 @@ class ChatTransport(Transport):
                 "chat transport with chat_target='openai': cache_salt and priority are not sent "
                 "(use chat_target='vllm' for servers that take them)"
             )
+        await self._check_length_locally(args)
         body = _core.request_body(
             "chat",
             c.model,
@@ -76,6 +106,7 @@ class ChatTransport(Transport):
                 "response_id": p.response_id,
                 "routed_experts": p.routed_experts,
                 "null_logprobs": p.null_logprobs,
+                "completion_top_logprobs": self.top_logprobs_of(p, args, self.name),
             }
         message = assistant_message(
             fields["content"], fields["reasoning_content"], fields["tool_calls"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fasttito import _core
+from fasttito.errors import ConfigError
 from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, ids_arg
 
 __all__ = ["DynamoNvextTransport"]
@@ -21,6 +22,13 @@ class DynamoNvextTransport(Transport):
     name = "dynamo-nvext"
     wire = "dynamo"
     needs_tokenizer = True
+
+    def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
+        raise ConfigError(
+            f"top_logprobs={k}: dynamo-nvext cannot return top logprobs by token id (Dynamo's "
+            "engine_data carries only the sampled tokens' logprobs, its chat logprobs name "
+            "tokens by text); use vllm-generate against the engine for top logprobs"
+        )
 
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
         c = self.client
@@ -47,4 +55,4 @@ class DynamoNvextTransport(Transport):
                 "chat", c.model, messages=args.messages, tools=args.tools, target="dynamo", **common
             )
         raw = await c._post(c.config.v1_url + "/chat/completions", body, self.name)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True)
+        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True, args=args)

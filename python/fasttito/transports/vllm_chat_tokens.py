@@ -24,13 +24,21 @@ class VllmChatTokensTransport(Transport):
     name = "vllm-chat-tokens"
     wire = "vllm-chat"
 
+    def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
+        # the chat routes label tokens by text unless asked for `token_id:N` labels
+        sampling["logprobs"] = k
+        sampling["return_tokens_as_token_ids"] = True
+
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
         c = self.client
         rollout = state.rollout
         assert rollout is not None
         if c.tokenizer is not None:
+            # a turn sent as messages is rendered locally only to check its length before
+            # sending (when the server reports one): the server renders it again
+            render = await c._prompt_limit() is not None
             plan = rollout.prepare(
-                args.messages, args.tools, args.chat_template_kwargs, render_mito=False
+                args.messages, args.tools, args.chat_template_kwargs, render_mito=render
             )
         else:
             begun = rollout.begin(args.messages, args.tools, args.chat_template_kwargs)
@@ -51,8 +59,8 @@ class VllmChatTokensTransport(Transport):
             priority=args.priority,
             chat_template_kwargs=args.chat_template_kwargs,
         )
+        await self.check_length(plan.prompt_ids)
         if plan.mode == "tito":
-            await self.check_length(plan.prompt_ids)
             body = _core.request_body(
                 "chat-tokens", c.model, token_ids=ids_arg(plan.prompt_ids), **common
             )
@@ -61,7 +69,7 @@ class VllmChatTokensTransport(Transport):
             body = _core.request_body("chat", c.model, target="vllm", **common)
             url = c.config.v1_url + "/chat/completions"
         raw = await c._post(url, body, self.name)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=False)
+        return self.finish_turn(state, plan, self.parse(raw), decode_locally=False, args=args)
 
     async def _tokenize(
         self, messages: Sequence[Any], args: GenerateArgs, *, generation_prompt: bool

@@ -31,4 +31,4 @@ class VllmGenerateTransport(Transport):
             priority=args.priority,
         )
         raw = await c._post(c.config.root_url + "/inference/v1/generate", body, self.name)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True)
+        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True, args=args)
