@@ -422,3 +422,81 @@ def test_client_rollout_trajectory_against_the_local_engine() -> None:
         pos = end
     assert pos == len(sample)
     assert tok.decode(list(sample.token_ids)).endswith(tok.decode(list(last.completion_ids)))
+
+
+def test_generate_8_turn_tool_rollout_over_openai_against_the_local_engine() -> None:
+    """renderers' loop (render turn 1, bridge every later turn, generate with prompt_ids) with
+    fasttito's renderer and generate over a real openai.AsyncOpenAI and the local engine (vLLM
+    0.32's tokens-mode logprob entries): every turn from the second is bridged, and for this
+    history-stable template equals the full render."""
+    import openai
+    from fasttito.renderers import generate
+
+    r = _renderer(VENDORED_MODEL_DIR)
+    tok = fasttito.Tokenizer.from_dir(VENDORED_MODEL_DIR)
+
+    async def main(base: str) -> list[dict[str, Any]]:
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused")
+        msgs: list[dict[str, Any]] = [
+            {"role": "system", "content": "You are a weather bot."},
+            {"role": "user", "content": "Weather in Paris?"},
+        ]
+        results: list[dict[str, Any]] = []
+        prev: dict[str, Any] | None = None
+        start = 0
+        for _ in range(8):
+            kw: dict[str, Any] = {}
+            if prev is not None:
+                bridged = r.bridge_to_next_turn(
+                    prev["prompt_ids"], prev["completion_ids"], msgs[start:], tools=TOOLS
+                )
+                assert bridged is not None
+                assert bridged.token_ids == tok.apply_chat_template(
+                    msgs, TOOLS, add_generation_prompt=True
+                )
+                kw = {"prompt_ids": bridged.token_ids, "prompt_attribution": bridged}
+            out = await generate(
+                client=client,
+                renderer=r,
+                messages=msgs,
+                model="m",
+                tools=TOOLS,
+                sampling_params={"max_tokens": 64, "temperature": 1.0},
+                **kw,
+            )
+            results.append(out)
+            calls = [tc for tc in out["tool_calls"] if tc.status == "ok"]
+            msgs.append(
+                {
+                    "role": "assistant",
+                    "content": out["content"],
+                    "tool_calls": [
+                        {
+                            "id": f"call{k:05d}",
+                            "type": "function",
+                            "function": {"name": tc.name, "arguments": tc.arguments},
+                        }
+                        for k, tc in enumerate(calls)
+                    ],
+                }
+                if calls
+                else {"role": "assistant", "content": out["content"]}
+            )
+            start = len(msgs)
+            for k, _tc in enumerate(calls):
+                msgs.append({"role": "tool", "tool_call_id": f"call{k:05d}", "content": "sunny"})
+            if not calls:
+                msgs.append({"role": "user", "content": "And Rome?"})
+            prev = out
+        await client.close()
+        return results
+
+    with start_engine(VENDORED_MODEL_DIR, served_model_name="m") as eng:
+        results = asyncio.run(main(eng.base_url))
+    for out in results:
+        ids = out["completion_ids"]
+        assert ids and len(out["completion_logprobs"]) == len(ids)
+        assert all(math.isfinite(x) for x in out["completion_logprobs"])
+        assert out["finish_reason"] in ("stop", "tool_calls")
+        assert out["finish_reason"] != "tool_calls" or out["tool_calls"]
+    assert any(out["finish_reason"] == "tool_calls" for out in results)
