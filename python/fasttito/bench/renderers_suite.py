@@ -99,7 +99,7 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
     from renderers.configs import CustomRendererConfig
 
     transformers.logging.set_verbosity_error()
-    min_rounds, min_seconds = (3, 0.05) if quick else (10, 1.5)
+    min_rounds, min_seconds = (3, 0.05) if quick else (5, 1.0)
     turns_list = turns or ([2, 4] if quick else [4, 16, 64])
     conversation = make_conversation(max(turns_list))
     rows: list[dict[str, Any]] = []
