@@ -580,3 +580,50 @@ pub fn lone_bridge(
         deduped,
     })
 }
+
+#[cfg(test)]
+mod lone_bridge_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn qwen25_bridge_after_a_stop_token_and_the_fallbacks() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5");
+        let tok = Tokenizer::from_dir(&dir, &Default::default()).unwrap();
+        let stop = tok.stop_token_ids()[0];
+        let user = json!({"role": "user", "content": "And in Rome?"});
+        let b = lone_bridge(&tok, stop, &[&user], &Map::new(), None, &Map::new(), (0, 0)).unwrap();
+        assert_eq!(
+            tok.decode(&b.ids, false).unwrap(),
+            "\n<|im_start|>user\nAnd in Rome?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!((b.gap, b.deduped, b.full.len()), (1, false, 2));
+        let assistant = json!({"role": "assistant", "content": "x"});
+        assert_eq!(
+            lone_bridge(
+                &tok,
+                stop,
+                &[&assistant],
+                &Map::new(),
+                None,
+                &Map::new(),
+                (0, 0)
+            ),
+            Err(Fallback::InvalidTail)
+        );
+        let image =
+            json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]});
+        assert_eq!(
+            lone_bridge(
+                &tok,
+                stop,
+                &[&image],
+                &Map::new(),
+                None,
+                &Map::new(),
+                (0, 0)
+            ),
+            Err(Fallback::Multimodal)
+        );
+    }
+}

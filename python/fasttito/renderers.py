@@ -514,7 +514,9 @@ async def generate(
             "Choose a model-specific renderer instead of the default fallback."
         )
     if prompt_ids is not None:
-        ids = list(prompt_ids)
+        # not copied: the result's prompt_ids is the caller's list (renderers copies it twice,
+        # which at 100k ids is most of a turn's client CPU)
+        ids = prompt_ids if type(prompt_ids) is list else list(prompt_ids)
         attribution = prompt_attribution
     else:
         attribution = renderer.render(messages, tools=tools, add_generation_prompt=True)
@@ -563,7 +565,7 @@ async def generate(
 
     if parsed.prompt_ids is not None:
         ids = parsed.prompt_ids.tolist()
-    result = renderer.parse_response(completion_ids, prompt_ids=list(ids), tools=tools)
+    result = renderer.parse_response(completion_ids, prompt_ids=ids, tools=tools)
     finish = parsed.finish_reason
     if finish == "stop" and any(tc.status == ToolCallParseStatus.OK for tc in result.tool_calls):
         finish = "tool_calls"
