@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import tarfile
@@ -500,3 +501,35 @@ def test_generate_8_turn_tool_rollout_over_openai_against_the_local_engine() -> 
         assert out["finish_reason"] in ("stop", "tool_calls")
         assert out["finish_reason"] != "tool_calls" or out["tool_calls"]
     assert any(out["finish_reason"] == "tool_calls" for out in results)
+
+
+def test_verifiers_04_train_client_with_the_fasttito_renderer(tmp_path: Path) -> None:
+    """verifiers 0.4.0's TrainClient, configured with fasttito's renderer, runs an 8-turn tool
+    rollout against the local engine; every turn from the second is bridged and equals the full
+    render (tests/peers/verifiers04_train_client.py, in the venv of scripts/install-peers.sh)."""
+    root = Path(__file__).resolve().parent.parent
+    python = getattr(sys, "_base_executable", sys.executable)
+    got = subprocess.run(
+        ["bash", str(root / "scripts" / "install-peers.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "PYTHON": python},
+    )
+    assert got.returncode == 0, got.stderr[-3000:]
+    venv = Path(got.stdout.strip().splitlines()[-1].split("=", 1)[1])
+    # the build under test, alone on the path (the venv has no fasttito of its own)
+    (tmp_path / "fasttito").symlink_to(Path(fasttito.__file__).resolve().parent)
+    result = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            str(root / "tests" / "peers" / "verifiers04_train_client.py"),
+            str(VENDORED_MODEL_DIR),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert result.stdout.strip().splitlines()[-1] == "OK 8", result.stdout[-3000:]
