@@ -197,6 +197,14 @@ def test_loads_through_create_renderer_and_validates() -> None:
     assert isinstance(r, fr.Renderer)
     assert r.get_stop_token_ids() == fasttito.Tokenizer.from_dir(VENDORED_MODEL_DIR).stop_token_ids
     assert r.is_prefix_stable is True
+    # a lazily attributed render pickles and copies with its attribution
+    import copy
+    import pickle
+
+    rendered = r.render([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    for clone in (pickle.loads(pickle.dumps(rendered)), copy.deepcopy(rendered)):
+        assert clone == rendered and clone.message_indices == rendered.message_indices
+        assert clone.message_indices[0] == 0 and clone.message_indices[-1] == -1
     # a config field that is not the renderer's is a template variable, passed through
     r2 = _renderer(VENDORED_MODEL_DIR, model_dir=str(VENDORED_MODEL_DIR), greeting="x")
     assert r2._kwargs == {"greeting": "x"}

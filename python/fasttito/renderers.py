@@ -127,6 +127,11 @@ class _Attributed(RenderedTokens):  # type: ignore[misc]
         self.__dict__["_attribute"] = attribute
         super().__init__(token_ids=token_ids, message_roles=roles, message_tool_names=tool_names)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled (or copied) with its attribution computed: the closure does not pickle
+        self._fill()
+        return dict(self.__dict__)
+
     def _fill(self) -> None:
         attribute = self.__dict__.pop("_attribute", None)
         if attribute is not None:
