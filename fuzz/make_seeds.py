@@ -149,7 +149,8 @@ def main() -> None:
     vocab = tok.vocab_size
     completions = [
         "The weather is fine.<|im_end|>",
-        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>',
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+        "</tool_call><|im_end|>",
         "<think>\nshort\n</think>\n\nDone.<|im_end|>",
         '[TOOL_CALLS][{"name": "f", "arguments": {"a": 1}, "id": "abcdefghi"}]</s>',
         '{"name": "f", "parameters": {"a": 1}}<|eot_id|>',

@@ -1,12 +1,12 @@
 //! Bridge tokens: the ids that join a previous turn's verbatim ids to the next generation prompt.
 //!
-//! The algorithm is verifiers' `get_prompt_ids` (`../shared/wire.md` E.2) with its fixes:
+//! The algorithm is verifiers' `get_prompt_ids` (`docs/wire.md` E.2) with its fixes:
 //! * the tail after the matched prefix must be one or more `tool` messages, or zero or more
 //!   `tool` messages then exactly one `user` message (vf #1005, #1443);
 //! * a dummy assistant stands in for the sampled turn, so sampled text is never re-tokenized;
 //!   it carries `tool_calls` whose ids match the leading tool messages (MiniMax-M2.5, vf #1134),
 //!   with the real tool names of the matched turn where known (gpt-oss renders a tool result
-//!   with the name of its call, `../shared/models/README.md`), and `reasoning_content: ""`
+//!   with the name of its call, `docs/models.md`), and `reasoning_content: ""`
 //!   (GLM-5.1, vf #1322);
 //! * `full = render([dummy] + tail, add_generation_prompt)` must start with
 //!   `base = render([dummy])` (the "bridge prefix property");
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn stitch_matches_the_worked_examples() {
-        // Qwen3 (wire.md E.2): base = [..., <|im_end|>, \n], gap 1.
+        // Qwen3 (docs/wire.md E.2): base = [..., <|im_end|>, \n], gap 1.
         let base = [151644, 77091, 198, 151645, 198];
         let mut full = base.to_vec();
         full.extend([151644, 872, 198, 9, 151645, 198, 151644, 77091, 198]);
@@ -226,7 +226,7 @@ mod tests {
             [1, 2, 7, 151645, 198, 151644, 872, 198, 9, 151645, 198, 151644, 77091, 198]
         );
         assert_eq!((s.reused, s.gap, s.deduped), (4, 1, false));
-        // GLM (wire.md E.2): the stop token <|observation|> (9) is not in base; the bridge
+        // GLM (docs/wire.md E.2): the stop token <|observation|> (9) is not in base; the bridge
         // starts with it and it is dropped.
         let base = [5, 6];
         let full = [5, 6, 9, 3, 4];

@@ -1,7 +1,7 @@
 //! Chat messages as the TITO engine compares them: normalized, then hashed once.
 //!
 //! Two messages are the same message when their normalized forms are equal, with the rules of
-//! `../shared/wire.md` E.2/E.4 made symmetric (verifiers #1259, the Dynamo branches' "drop None
+//! `docs/wire.md` E.2/E.4 made symmetric (verifiers #1259, the Dynamo branches' "drop None
 //! keys", the renderer client's JSON-argument comparison):
 //! * keys whose value is `null` are dropped, at every depth;
 //! * `"content": ""` is the same as no `content`;

@@ -18,9 +18,12 @@ use rustc_hash::FxHashMap;
 /// Entries kept before the cache starts over.
 pub const CAPACITY: usize = 4096;
 
+/// Rendered ids by the key they were rendered under.
+type RenderMap = FxHashMap<Box<[u8]>, Arc<[u32]>>;
+
 #[derive(Default)]
 pub struct RenderCache {
-    map: Mutex<FxHashMap<Box<[u8]>, Arc<[u32]>>>,
+    map: Mutex<RenderMap>,
     hits: AtomicU64,
 }
 

@@ -1,4 +1,4 @@
-//! Request bodies for the TITO wires of `../shared/wire.md`, written as JSON bytes.
+//! Request bodies for the TITO wires of `docs/wire.md`, written as JSON bytes.
 //!
 //! Each writer takes the prompt ids as `&[u32]`, the caller's sampling arguments as a
 //! `serde_json::Map` and typed [`RequestOptions`], and writes the body into one pre-sized
@@ -6,12 +6,12 @@
 //! caller's values through serde_json. The bytes are what the HTTP client sends, unchanged.
 //!
 //! Rules every writer keeps:
-//! * **Caller arguments are normalized first** (verifiers `normalize_sampling_args`, wire.md A.2):
-//!   a nested `extra_body` object is merged over the top level (`{**sampling, **extra_body}`), and
-//!   keys whose value is `null` are dropped.
+//! * **Caller arguments are normalized first** (verifiers `normalize_sampling_args`,
+//!   docs/wire.md A.2): a nested `extra_body` object is merged over the top level
+//!   (`{**sampling, **extra_body}`), and keys whose value is `null` are dropped.
 //! * **Typed options win** over the same caller keys, and no key is ever written twice.
 //! * **Empty salts are absent**: an empty `cache_salt` is never sent (Dynamo treats `""` as
-//!   absent, wire.md C.1; vLLM rejects it).
+//!   absent, docs/wire.md C.1; vLLM rejects it).
 //! * **Every wire gets only keys it accepts**: vLLM's generate route takes sampling inside
 //!   `sampling_params` and `cache_salt`/`priority` at the root (B.2); Dynamo 400s on unknown root
 //!   keys, so the vLLM-only ones are scrubbed and `cache_salt`/`priority` move into `nvext`
@@ -30,12 +30,12 @@ use crate::error::{Error, Result};
 pub struct RequestOptions<'a> {
     /// The most new tokens to sample. Overrides the caller's `max_tokens` and
     /// `max_completion_tokens`; with neither, the server default applies (vLLM's
-    /// `SamplingParams.max_tokens` defaults to 16 on the generate route, wire.md B.2).
+    /// `SamplingParams.max_tokens` defaults to 16 on the generate route, docs/wire.md B.2).
     pub max_tokens: Option<u32>,
     /// The tokenizer's stop ids. Where a writer sends them they replace the caller's
-    /// `stop_token_ids` (renderers, wire.md B.2, C.1); `None` keeps the caller's.
+    /// `stop_token_ids` (renderers, docs/wire.md B.2, C.1); `None` keeps the caller's.
     pub stop_token_ids: Option<&'a [u32]>,
-    /// The KV-cache salt (change it per policy version, wire.md E.5 item 16). Overrides the
+    /// The KV-cache salt (change it per policy version, docs/wire.md E.5 item 16). Overrides the
     /// caller's `cache_salt` (and, on Dynamo, `nvext.cache_salt`) unless empty.
     pub cache_salt: Option<&'a str>,
     /// The scheduling priority. vLLM: lower runs earlier, root `priority`. Dynamo:
@@ -50,11 +50,11 @@ pub struct RequestOptions<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChatTarget {
     /// vLLM or prime-rl: `return_token_ids: true` and `logprobs: true` so the response carries
-    /// the ids TITO reuses (wire.md A.2, A.4); `cache_salt`, `priority`, `chat_template_kwargs`
-    /// and `stop_token_ids` at the root.
+    /// the ids TITO reuses (docs/wire.md A.2, A.4); `cache_salt`, `priority`,
+    /// `chat_template_kwargs` and `stop_token_ids` at the root.
     Vllm,
     /// Dynamo (turn 1 / MITO): the real messages and tools, with the `nvext` routing of
-    /// [`dynamo_body`] so the response carries `engine_data` ids (wire.md C.1, C.2).
+    /// [`dynamo_body`] so the response carries `engine_data` ids (docs/wire.md C.1, C.2).
     Dynamo,
     /// Any other OpenAI-compatible server: the vLLM-only keys are omitted (none is added, and the
     /// caller's `return_token_ids`, `spaces_between_special_tokens`, `priority` and
@@ -62,7 +62,7 @@ pub enum ChatTarget {
     OpenAi,
 }
 
-/// `POST /inference/v1/generate` (vLLM >= 0.20, wire.md B.2), as renderers 0.1.12 builds it:
+/// `POST /inference/v1/generate` (vLLM >= 0.20, docs/wire.md B.2), as renderers 0.1.12 builds it:
 ///
 /// `{"model", "token_ids": [...], "sampling_params": {...caller..., "max_tokens",
 /// "stop_token_ids", "logprobs", "skip_special_tokens"}, "cache_salt"?, "priority"?}`
@@ -157,7 +157,7 @@ pub fn vllm_generate_body(
     Ok(w.buf)
 }
 
-/// `POST /v1/chat/completions/tokens` (prime-rl, wire.md A.1, A.2), as verifiers builds it:
+/// `POST /v1/chat/completions/tokens` (prime-rl, docs/wire.md A.1, A.2), as verifiers builds it:
 ///
 /// `{"model", "messages", "tools", "tokens": [...], "max_completion_tokens", ...caller...,
 /// "logprobs": true, "return_token_ids": true, "cache_salt"?, "priority"?,
@@ -194,7 +194,7 @@ pub fn chat_tokens_body(
     Ok(w.buf)
 }
 
-/// `POST /v1/chat/completions` on Dynamo with the prompt as tokens (wire.md C.1, the canonical
+/// `POST /v1/chat/completions` on Dynamo with the prompt as tokens (docs/wire.md C.1, the canonical
 /// TITO request of renderers #79):
 ///
 /// `{"model", "messages": [{"role": "user", "content": ""}], "stream": false, "nvext":
@@ -233,7 +233,7 @@ pub fn dynamo_body(
 ///
 /// * [`ChatTarget::Vllm`]: `{"model", "messages", "tools"?, "max_completion_tokens",
 ///   ...caller..., "logprobs": true, "return_token_ids": true, "cache_salt"?, "priority"?,
-///   "chat_template_kwargs"?}` (wire.md A.2 step 2, A.4);
+///   "chat_template_kwargs"?}` (docs/wire.md A.2 step 2, A.4);
 /// * [`ChatTarget::Dynamo`]: the body of [`dynamo_body`] with the real `messages` and `tools`
 ///   instead of `nvext.token_data` (Dynamo renders the template itself);
 /// * [`ChatTarget::OpenAi`]: `{"model", "messages", "tools"?, "max_completion_tokens",
@@ -277,7 +277,7 @@ pub fn chat_body(
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
 
-/// The root keys Dynamo's frontend rejects that vLLM-minded callers send (wire.md C.1, D;
+/// The root keys Dynamo's frontend rejects that vLLM-minded callers send (docs/wire.md C.1, D;
 /// vf #1574 `_DYNAMO_DROP_KEYS`, renderers #79, dyn #9649). `priority` and `cache_salt` are not
 /// here: they are moved into `nvext`, not dropped.
 pub const DYNAMO_DROP_KEYS: [&str; 4] = [
@@ -418,8 +418,8 @@ fn dynamo(
         None => None,
         Some(p) => Some(i32::try_from(p).map_err(|_| {
             Error::message(format!(
-                "priority {p} does not fit nvext.agent_hints.priority (an i32 on Dynamo, wire.md \
-                 C.1); pass a priority in {}..={}",
+                "priority {p} does not fit nvext.agent_hints.priority (an i32 on Dynamo, \
+                 docs/wire.md C.1); pass a priority in {}..={}",
                 i32::MIN,
                 i32::MAX
             ))
@@ -532,7 +532,7 @@ fn extra_fields(w: &mut Writer, caller_nvext: Option<&Map<String, Value>>) -> Re
 }
 
 /// The caller's arguments, `extra_body` merged over the top level and `null` values dropped
-/// (verifiers `normalize_sampling_args`, wire.md A.2).
+/// (verifiers `normalize_sampling_args`, docs/wire.md A.2).
 fn caller_args(sampling: &Map<String, Value>) -> Result<Vec<(&str, &Value)>> {
     let extra = match sampling.get("extra_body") {
         None | Some(Value::Null) => None,
@@ -563,7 +563,7 @@ fn get<'v>(args: &[(&str, &'v Value)], key: &str) -> Option<&'v Value> {
 }
 
 /// The max-new-tokens value: the option, else the caller's `max_completion_tokens`, else
-/// `max_tokens` (vLLM reads `max_completion_tokens or max_tokens`, wire.md A.1).
+/// `max_tokens` (vLLM reads `max_completion_tokens or max_tokens`, docs/wire.md A.1).
 fn max_tokens<'v>(args: &[(&str, &'v Value)], opts: &RequestOptions<'_>) -> Option<MaxTokens<'v>> {
     match opts.max_tokens {
         Some(n) => Some(MaxTokens::Option(n)),
@@ -580,7 +580,7 @@ enum MaxTokens<'v> {
 }
 
 /// The salt to send: the option, else the caller's `nvext.cache_salt` (Dynamo only), else the
-/// caller's `cache_salt`; empty strings count as absent (wire.md C.1 precedence).
+/// caller's `cache_salt`; empty strings count as absent (docs/wire.md C.1 precedence).
 fn cache_salt<'v>(
     args: &[(&str, &'v Value)],
     opts: &RequestOptions<'v>,

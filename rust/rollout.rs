@@ -10,7 +10,7 @@
 //! prefix of the prompt (strictly shorter), found in O(prompt messages) hash-map probes however
 //! many turns came before. Equal prefixes: the latest turn wins.
 //!
-//! Then the checks of `../shared/wire.md` E.1/E.2 decide TITO or an explicit fallback
+//! Then the checks of `docs/wire.md` E.1/E.2 decide TITO or an explicit fallback
 //! ([`Fallback`]), and [`crate::bridge`] stitches the ids. Bridge tokenization is pluggable:
 //! [`Rollout::prepare_local`] renders with the local [`Tokenizer`]; [`Rollout::begin`] +
 //! [`Rollout::finish`] let a caller tokenize the two bridge conversations elsewhere (vLLM's

@@ -133,11 +133,12 @@ fn token_text(value: &Json) -> Option<String> {
     }
 }
 
+/// A folder's chat templates as `(name, source)` pairs, and whether they are named (more than
+/// the one `default`).
+type TemplateSources = (Vec<(String, String)>, bool);
+
 /// Reads the chat templates of a folder, in transformers' priority order.
-fn load_template_sources(
-    dir: &Path,
-    config: Option<&Json>,
-) -> Result<(Vec<(String, String)>, bool)> {
+fn load_template_sources(dir: &Path, config: Option<&Json>) -> Result<TemplateSources> {
     let mut files = Vec::new();
     let main = dir.join("chat_template.jinja");
     if main.is_file() {
@@ -163,35 +164,34 @@ fn load_template_sources(
         let named = !(files.len() == 1 && files[0].0 == "default");
         return Ok((files, named));
     }
-    let from_value =
-        |value: &Json, origin: &Path| -> Result<Option<(Vec<(String, String)>, bool)>> {
-            match value {
-                Json::String(s) => Ok(Some((vec![("default".to_owned(), s.clone())], false))),
-                Json::Array(items) => {
-                    let mut named = Vec::new();
-                    for item in items {
-                        let name = item.get("name").and_then(Json::as_str);
-                        let template = item.get("template").and_then(Json::as_str);
-                        match (name, template) {
-                            (Some(n), Some(t)) => named.push((n.to_owned(), t.to_owned())),
-                            _ => {
-                                return Err(Error::load(format!(
-                                    "{}: each entry of the chat_template list must be \
+    let from_value = |value: &Json, origin: &Path| -> Result<Option<TemplateSources>> {
+        match value {
+            Json::String(s) => Ok(Some((vec![("default".to_owned(), s.clone())], false))),
+            Json::Array(items) => {
+                let mut named = Vec::new();
+                for item in items {
+                    let name = item.get("name").and_then(Json::as_str);
+                    let template = item.get("template").and_then(Json::as_str);
+                    match (name, template) {
+                        (Some(n), Some(t)) => named.push((n.to_owned(), t.to_owned())),
+                        _ => {
+                            return Err(Error::load(format!(
+                                "{}: each entry of the chat_template list must be \
                                  {{\"name\": str, \"template\": str}}, found {item}",
-                                    origin.display()
-                                )))
-                            }
+                                origin.display()
+                            )))
                         }
                     }
-                    Ok(Some((named, true)))
                 }
-                Json::Null => Ok(None),
-                other => Err(Error::load(format!(
+                Ok(Some((named, true)))
+            }
+            Json::Null => Ok(None),
+            other => Err(Error::load(format!(
                 "{}: chat_template must be a string or a list of named templates, found {other}",
                 origin.display()
             ))),
-            }
-        };
+        }
+    };
     if let Some(value) = config.and_then(|c| c.get("chat_template")) {
         if let Some(found) = from_value(value, &dir.join("tokenizer_config.json"))? {
             return Ok(found);

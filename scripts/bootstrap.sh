@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds fasttito from this checkout and installs it into ./.venv, with optional extras.
 #   scripts/bootstrap.sh [release|debug] [EXTRAS]     e.g. scripts/bootstrap.sh release test
+#   FASTTITO_WHEEL=dist/fasttito-...whl scripts/bootstrap.sh release test   installs that wheel
 # Needs: python3 (>= 3.11) and a Rust toolchain (cargo). Everything else comes from PyPI/crates.io.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +21,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip "maturin>=1.9.4,<2"
 
-echo "--- building the fasttito wheel ($profile)"
 rm -rf target/wheels
-if [ "$profile" = release ]; then
+if [ -n "${FASTTITO_WHEEL:-}" ]; then
+    # A wheel built already (scripts/test passes the one scripts/build-wheels wrote into dist/).
+    echo "--- using the wheel $FASTTITO_WHEEL"
+    mkdir -p target/wheels
+    cp "$FASTTITO_WHEEL" target/wheels/
+elif [ "$profile" = release ]; then
+    echo "--- building the fasttito wheel ($profile)"
     .venv/bin/maturin build --release --locked --out target/wheels
 else
+    echo "--- building the fasttito wheel ($profile)"
     .venv/bin/maturin build --locked --out target/wheels
 fi
 wheel=$(ls target/wheels/fasttito-*.whl)

@@ -1,12 +1,14 @@
 """Shared fixtures for the parity tests: where the model folders are, and cached tokenizers.
 
 Model folders
-    * ``FASTTITO_MODELS`` (env), else ``../shared/models`` next to the repository root: every
-      subfolder holding a ``tokenizer.json`` is a complete model (``_incomplete/`` is ignored).
-      If that folder is missing, the parity matrix FAILS (one loud test) unless
-      ``FASTTITO_ALLOW_NO_SHARED_MODELS=1``; then that one test is skipped with a reason.
-    * ``models/qwen2.5`` inside the repository (vendored, same files as the shared qwen2.5),
-      tested as ``vendored-qwen2.5`` so CI without the shared folder still checks parity.
+    * ``FASTTITO_MODELS`` (env), else the repository's own ``models/``: every subfolder holding
+      a ``tokenizer.json`` is a complete model (``_incomplete/`` is ignored). ``scripts/test``
+      points the variable at the full model matrix (docs/models.md) when it sits beside the
+      repository. If the folder is missing or empty, the parity matrix FAILS (one loud test)
+      unless ``FASTTITO_ALLOW_NO_SHARED_MODELS=1``; then that one test is skipped with a reason.
+    * ``models/qwen2.5`` inside the repository (vendored, same files as the matrix's qwen2.5),
+      tested as ``vendored-qwen2.5`` when the matrix is another folder, so parity is checked
+      whatever ``FASTTITO_MODELS`` says.
 
 Parametrization (``pytest_generate_tests`` below) gives the tests readable ids:
     ``parity_case``   (ModelRef, Shape) for every model x every applicable shape,
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ if str(TESTS_DIR) not in sys.path:  # `import conversations` under any pytest im
 import conversations  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
+DEFAULT_SHARED_MODELS = REPO_ROOT / "models"
 VENDORED_MODEL_DIR = REPO_ROOT / "models" / "qwen2.5"
 MISSING_SHARED = "shared-models-missing"
 MISSING_VENDORED = "vendored-qwen2.5-missing"
@@ -86,7 +88,9 @@ def model_refs() -> list[ModelRef]:
     refs = [ModelRef(p.name, p.name, p) for p in complete_model_folders(shared_models_dir())]
     if not refs:
         refs.append(ModelRef(MISSING_SHARED, MISSING_SHARED, None))
-    if (VENDORED_MODEL_DIR / "tokenizer.json").is_file():
+    if any(r.path is not None and r.path.resolve() == VENDORED_MODEL_DIR.resolve() for r in refs):
+        pass  # the matrix is the repository's models/: the vendored folder is already in it
+    elif (VENDORED_MODEL_DIR / "tokenizer.json").is_file():
         refs.append(ModelRef("vendored-qwen2.5", "qwen2.5", VENDORED_MODEL_DIR))
     else:
         refs.append(ModelRef(MISSING_VENDORED, MISSING_VENDORED, None))
@@ -101,7 +105,7 @@ def require_folder(model: ModelRef) -> Path:
         msg = (
             f"shared model folder not found or empty: {shared_models_dir()} "
             "(set FASTTITO_MODELS to a folder of model subfolders with tokenizer.json; "
-            "see ../shared/models/README.md)"
+            "see docs/models.md)"
         )
         if allow_no_shared_models():
             pytest.skip(msg + "; allowed by FASTTITO_ALLOW_NO_SHARED_MODELS=1")
@@ -159,7 +163,7 @@ def _case_id(model: ModelRef, shape: Any) -> str:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    """``FASTTITO_MODELS`` or ``../shared/models`` relative to the repository root."""
+    """``FASTTITO_MODELS``, else the repository's ``models/``."""
     return shared_models_dir()
 
 
@@ -239,3 +243,36 @@ def require_dynamo() -> None:
             f"FASTTITO_REQUIRE_DYNAMO is set but ai-dynamo is not importable in {sys.executable}"
         )
     pytest.skip("ai-dynamo is not installed (scripts/install-dynamo.sh)")
+
+
+@pytest.fixture(scope="session")
+def real_vllm() -> Iterator[Any]:
+    """Upstream vLLM 0.32 (CPU) serving SmolLM2-135M-Instruct as ``smol`` with
+    ``--enable-scale-out``: started once per test session (about a minute), stopped by PID."""
+    from real_engines import require, start_vllm
+
+    venv, model = require("FASTTITO_VLLM", "FASTTITO_SMOL")
+    server = start_vllm(venv, model)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smol_dir() -> Path:
+    """The SmolLM2-135M-Instruct folder the real engines serve (its tokenizer and template)."""
+    from real_engines import require
+
+    (model,) = require("FASTTITO_SMOL")
+    return model
+
+
+@pytest.fixture(scope="session")
+def real_dynamo() -> Iterator[Any]:
+    """NVIDIA Dynamo 1.6.1's frontend with its own vLLM 0.31 worker (``python -m dynamo.vllm``)
+    serving SmolLM2-135M-Instruct as ``smol``: started once per session, stopped by PID."""
+    from real_engines import require, start_dynamo_vllm
+
+    venv, model = require("FASTTITO_DYNAMO_VLLM", "FASTTITO_SMOL")
+    server = start_dynamo_vllm(venv, model)
+    yield server
+    server.stop()

@@ -10,7 +10,7 @@ The same shapes are rendered by ``transformers.apply_chat_template`` (the oracle
 ``fasttito.Tokenizer.apply_chat_template``, and the outputs must be identical: the same text
 and the same ids, or both must raise.
 
-Conventions (see ``../shared/models/README.md``):
+Conventions (see ``docs/models.md``):
 
 * Tool-call ids are exactly 9 alphanumerics (``call00001``) everywhere, because the
   mistral-nemo template raises on any other id. Only ``tool_call_ids_not_9_chars`` breaks

@@ -212,7 +212,7 @@ def test_vllm_generate_8_turn_tool_rollout(eng: EngineProcess, tok: fasttito.Tok
         assert rec["status"] == 200
         assert body["token_ids"] == list(turn.prompt_ids) == rec["prompt_ids"]
         assert rec["completion_ids"] == list(turn.completion_ids)
-        assert body["cache_salt"] == "step-7" and body["priority"] == 3  # root (wire.md B.2)
+        assert body["cache_salt"] == "step-7" and body["priority"] == 3  # root (docs/wire.md B.2)
         sp = body["sampling_params"]
         assert sp["max_tokens"] == 512 and sp["top_p"] == 0.9 and sp["temperature"] == 1.0
         assert sp["stop_token_ids"] == tok.stop_token_ids and sp["logprobs"] >= 1
@@ -297,7 +297,7 @@ def test_vllm_chat_tokens_8_turn_tool_rollout(
     )
     assert [t.finish_reason for t in turns] == ["tool_calls"] * 7 + ["stop"]
     tokenize = records(eng, "/tokenize")
-    assert len(tokenize) == (0 if local else 14)  # two calls per bridged turn (wire.md E.2)
+    assert len(tokenize) == (0 if local else 14)  # two calls per bridged turn (docs/wire.md E.2)
     if not local:
         assert all(r["status"] == 200 for r in tokenize)
         assert tokenize[0]["body"]["chat_template_kwargs"] == {"x": 1}
@@ -577,7 +577,7 @@ def test_dynamo_8_turn_tool_rollout(dyn_clean: Any, tok: fasttito.Tokenizer) -> 
     for k, (turn, (body_bytes, resp)) in enumerate(zip(turns, chat, strict=True), start=1):
         assert resp.status == 200, f"turn {k}: Dynamo answered {resp.status}: {resp.body[:300]!r}"
         body = json.loads(body_bytes)
-        # wire.md C.1: placeholder message, ids in nvext, salt/priority in nvext, no tools
+        # docs/wire.md C.1: placeholder message, ids in nvext, salt/priority in nvext, no tools
         assert body["messages"] == [{"role": "user", "content": ""}]
         assert body["nvext"]["token_data"] == list(turn.prompt_ids)
         assert body["nvext"]["cache_salt"] == "step-9"

@@ -1,8 +1,9 @@
 """The real NVIDIA Dynamo frontend (PyPI ai-dynamo==1.6.1) with the scripted engine
-(``fasttito.testing.dynamo_engine``), driven with plain ``urllib``: no fasttito client code is used here.
+(``fasttito.testing.dynamo_engine``), driven with plain ``urllib``: no fasttito client code is
+used here.
 
 This pins down the wire contract that fasttito's Dynamo transport is written against
-(``../shared/wire.md`` section C): the canonical token-in request, ``nvext.engine_data`` in the
+(``docs/wire.md`` section C): the canonical token-in request, ``nvext.engine_data`` in the
 response, the 400s Dynamo gives for vLLM-only or unknown keys, and a multi-turn tool loop whose
 turn-k prompt is turn k-1's prompt + completion + bridge ids.
 
@@ -31,7 +32,7 @@ import pytest
 from fasttito.testing.dynamo_launch import DynamoHandle, dynamo_importable, start_dynamo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = REPO_ROOT / "models" / "qwen2.5"  # vendored, so CI without ../shared works
+MODEL_DIR = REPO_ROOT / "models" / "qwen2.5"  # vendored: works whatever FASTTITO_MODELS says
 SERVED = "qwen2.5-tito"
 IM_END, ENDOFTEXT = 151645, 151643
 TOOLS = [
@@ -142,7 +143,7 @@ def post(handle: DynamoHandle, body: dict[str, Any], timeout: float = 15.0) -> t
 
 
 def tito_body(token_data: list[int], **overrides: Any) -> dict[str, Any]:
-    """The canonical Dynamo token-in request of wire.md C.1 (renderers #79 ``_build_body``)."""
+    """The canonical Dynamo token-in request of docs/wire.md C.1 (renderers #79 ``_build_body``)."""
     body: dict[str, Any] = {
         "model": SERVED,
         "messages": [{"role": "user", "content": ""}],
@@ -192,7 +193,7 @@ def bridge_ids(
     tok: Any, conv: list[dict[str, Any]], asst: dict[str, Any], new: list[dict[str, Any]]
 ) -> list[int]:
     """Ids that follow the sampled completion (which ends in the stop token) so that the result
-    ends with the next generation prompt (wire.md E.2): the template text after the stop token
+    ends with the next generation prompt (docs/wire.md E.2): the template text after the stop token
     of ``asst`` (Qwen: the ``\\n`` the engine never samples), then the new messages and the
     generation prompt."""
     base = text_of(tok, [*conv, asst], gen=False)

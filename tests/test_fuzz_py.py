@@ -274,7 +274,7 @@ def test_tokenizer_json_that_panics_the_tokenizers_crate(tmp_path: Path) -> None
         '"post_processor": null, "decoder": {"type": }, "model": {"type": "WordLevel", '
         '"vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}}'
     )
-    with pytest.raises(fasttito.TokenizerLoadError, match="not a valid tokenizer.json"):
+    with pytest.raises(fasttito.TokenizerLoadError, match=r"not a valid tokenizer.json"):
         fasttito.Tokenizer.from_dir(tmp_path)
 
 
@@ -288,7 +288,8 @@ HOSTILE = [
     "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
     "{{ messages * 10**9 }}",
     "{% for a in messages %}{% for b in messages %}{% for c in messages %}{% for d in messages %}"
-    "{% for e in messages %}{{ e.content }}{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
+    "{% for e in messages %}{{ e.content }}"
+    "{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
     "{{ raise_exception('nope') }}",
     "{{ messages[0].content.split('')|list }}",
     "{{ (messages|tojson) * 100000000 }}",

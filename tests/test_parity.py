@@ -1,8 +1,8 @@
 """Parity of fasttito's chat-template rendering and tokenization with transformers.
 
-The oracle is ``transformers.AutoTokenizer.from_pretrained(folder).apply_chat_template`` on the
-real model folders of ``../shared/models`` (plus the vendored ``models/qwen2.5``). For every
-model x every conversation shape of ``conversations.py`` (parametrized in ``conftest.py``, ids
+The oracle is ``transformers.AutoTokenizer.from_pretrained(folder).apply_chat_template`` on the real
+model folders of ``$FASTTITO_MODELS`` (docs/models.md; plus the vendored ``models/qwen2.5``). For
+every model x every conversation shape of ``conversations.py`` (parametrized in ``conftest.py``, ids
 like ``qwen3-parallel_tool_calls_dict_args``):
 
 * the rendered text (``tokenize=False``) must be identical, then the ids (``tokenize=True``);
@@ -403,7 +403,7 @@ def test_growing_conversation_matches_cold_render(
     ft = ft_tokenizer_for(model)
     msgs, tools = C.growing_conversation(model.family)
     n = len(msgs)
-    # ``cache_stats`` is not part of the public contract (DESIGN.md); when the core has it, it
+    # ``cache_stats`` is not part of the documented contract; when the core has it, it
     # proves that the renders below really went through the segment cache.
     hits_before = ft.cache_stats()["hits"] if hasattr(ft, "cache_stats") else None
     outcomes: dict[str, str] = {}

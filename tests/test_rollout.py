@@ -4,7 +4,7 @@ The engine's completions here are what a real engine samples for a template-foll
 the assistant turn as the model's own template renders it, tokenized, ending in the stop token.
 Then, for templates whose rendering of history is stable, the stitched prompt of every turn >= 2
 must equal `transformers.apply_chat_template` of the whole conversation, token for token, with
-zero fallbacks. Every rule and edge case of ../shared/wire.md E.2/E.5 has a test below.
+zero fallbacks. Every rule and edge case of docs/wire.md E.2/E.5 has a test below.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ TOOLS = [
 @dataclass
 class Family:
     """How a model family's template may be driven so that its history stays stable
-    (../shared/models/README.md, "History stability")."""
+    (docs/models.md, "What TITO can promise per family")."""
 
     name: str
     stop_text: str
@@ -202,7 +202,7 @@ def run_rollout(
         # Each turn shares the ids it reused: the rollout holds the last prompt + completion once.
         assert rollout.held_ids == len(plan.prompt_ids) + len(completion)
         messages.append(assistant)
-        for call, result in zip(tool_calls, step["results"]):
+        for call, result in zip(tool_calls, step["results"], strict=True):
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         if step["user"]:
             messages.append({"role": "user", "content": step["user"]})
@@ -292,7 +292,7 @@ def test_qwen3_with_reasoning_reuses_ids_and_bridges_like_transformers() -> None
     )
 
 
-# ---- rules and edge cases (wire.md E.5), on the vendored Qwen2.5 -------------------------------
+# ---- rules and edge cases (docs/wire.md E.5), on the vendored Qwen2.5 --------------------------
 
 QWEN_STOP = "<|im_end|>"
 
@@ -511,7 +511,7 @@ def test_largest_of_several_matching_turns_is_chosen(qwen: Any) -> None:
 
 
 def test_no_tokenize_call_when_nothing_matches(qwen: Any) -> None:
-    rollout, messages, _ = first_turn(qwen, weather_call())
+    rollout, _, _ = first_turn(qwen, weather_call())
     other = [{"role": "user", "content": "something else"}, weather_call(), TOOL_RESULT]
     result = rollout.begin(other, TOOLS)
     assert isinstance(result, fasttito.Plan) and result.fallback_reason == "no_prefix_match"
@@ -604,7 +604,7 @@ def test_message_cache_is_bounded_when_every_turn_brings_new_objects(qwen: Any) 
 
 
 def test_glm_style_stop_token_is_not_duplicated(tmp_path: Path, qwen: Any) -> None:
-    """GLM's stop token <|observation|> also opens the tool result (wire.md E.2). A synthetic
+    """GLM's stop token <|observation|> also opens the tool result (docs/wire.md E.2). A synthetic
     template on the Qwen vocabulary plays it with <|endoftext|>: the sampled stop token must not
     appear twice."""
     shutil.copy(VENDORED_MODEL_DIR / "tokenizer.json", tmp_path / "tokenizer.json")

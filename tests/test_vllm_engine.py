@@ -32,7 +32,7 @@ from fasttito.testing.launch import EngineProcess, start_engine, stop_engine  # 
 
 REPO = TESTS_DIR.parent
 VENDORED = REPO / "models" / "qwen2.5"
-SHARED = Path(os.environ.get("FASTTITO_MODELS") or REPO.parent / "shared" / "models")
+SHARED = Path(os.environ.get("FASTTITO_MODELS") or REPO / "models")
 KEY = "sk-engine-test-secret"
 NAME = "test-model"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -81,7 +81,7 @@ def render_ids(
 def bridge_ids(
     tok: Any, prev: list[int], env: list[dict[str, Any]], tools: Any, ctk: dict[str, Any]
 ) -> list[int]:
-    """wire.md E.2: the dummy-assistant bridge, with the gap after the stop token."""
+    """docs/wire.md E.2: the dummy-assistant bridge, with the gap after the stop token."""
     call_ids = []
     for m in env:
         if m["role"] != "tool":

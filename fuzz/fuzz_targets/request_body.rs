@@ -1,7 +1,7 @@
 //! Request builders (rust/request.rs): any caller sampling arguments, ids and options. A body is
 //! written or the argument is refused with a typed error; a written body is one JSON object,
 //! never a key twice at any level, carries exactly the prompt ids it was given, and a Dynamo
-//! body never has the root keys Dynamo rejects (wire.md C.1, D1, D2).
+//! body never has the root keys Dynamo rejects (docs/wire.md C.1, D1, D2).
 #![no_main]
 
 mod common;

@@ -11,8 +11,13 @@ from fasttito._core import parse_response as parse_response
 from fasttito.client import Client as Client
 from fasttito.client import ClientRollout as ClientRollout
 from fasttito.client import Turn as Turn
+from fasttito.errors import ArgumentError as ArgumentError
 from fasttito.errors import ConfigError as ConfigError
+from fasttito.errors import DeadlineExceededError as DeadlineExceededError
+from fasttito.errors import EventLoopError as EventLoopError
 from fasttito.errors import FasttitoError as FasttitoError
+from fasttito.errors import IdBufferError as IdBufferError
+from fasttito.errors import IdIndexError as IdIndexError
 from fasttito.errors import MessageError as MessageError
 from fasttito.errors import OverlongPromptError as OverlongPromptError
 from fasttito.errors import RequestTimeoutError as RequestTimeoutError
@@ -35,10 +40,15 @@ from fasttito.tokens import TokenIds as TokenIds
 from fasttito.trajectory import TrajectoryRollouts as TrajectoryRollouts
 
 __all__ = [
+    "ArgumentError",
     "Client",
     "ClientRollout",
     "ConfigError",
+    "DeadlineExceededError",
+    "EventLoopError",
     "FasttitoError",
+    "IdBufferError",
+    "IdIndexError",
     "MessageError",
     "OverlongPromptError",
     "ParsedResponse",
@@ -51,7 +61,6 @@ __all__ = [
     "RolloutLimitError",
     "Sample",
     "ServerError",
-    "UnsupportedRouteError",
     "TemplateError",
     "TemplateLimitError",
     "TokenIds",
@@ -62,6 +71,7 @@ __all__ = [
     "TrajectoryRollouts",
     "TransportError",
     "Turn",
+    "UnsupportedRouteError",
     "__version__",
     "metrics",
     "parse_response",

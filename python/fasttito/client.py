@@ -19,22 +19,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from fasttito import _core
 from fasttito.config import ClientConfig, redact_url
 from fasttito.errors import (
     ConfigError,
+    DeadlineExceededError,
     OverlongPromptError,
+    RequestTimeoutError,
     RolloutLimitError,
     ServerError,
     TransportError,
     UnsupportedRouteError,
 )
-from fasttito.http import HttpResponse, Poster, make_poster
+from fasttito.http import _ATTEMPT, AttemptProgress, HttpResponse, Poster, make_poster
 from fasttito.metrics import count_error
 from fasttito.rollout import (
     DEFAULT_MAX_ROLLOUT_MESSAGES,
@@ -55,6 +59,55 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 MAX_TOP_LOGPROBS = 20
 
 
+class _CallBudget:
+    """The time one ``rollout.generate`` call may still spend, shared by every request it makes
+    (the ``auto`` probe, ``GET /v1/models``, ``/tokenize``, the completion). The Client's bound
+    (:attr:`Client.max_call_seconds`) counts the time spent waiting: an attempt at most its
+    timeout, a pause at most its length (running late is the event loop's, local work), a wait
+    on another call's request all of it; so a call of one request is never cut short by it.
+    The caller's ``deadline=`` counts the wall clock from the call's start."""
+
+    __slots__ = ("bound", "deadline", "start", "until", "wait_left")
+
+    def __init__(self, now: float, bound: float, deadline: float | None) -> None:
+        self.start = now
+        self.bound = bound
+        self.wait_left = bound
+        self.deadline = deadline
+        self.until = now + deadline if deadline is not None else math.inf
+
+    def left(self, now: float) -> float:
+        return min(self.wait_left, self.until - now)
+
+    def expired(
+        self,
+        now: float,
+        what: str,
+        *,
+        attempt: int,
+        attempts: int,
+        waiting_for: str,
+        detail: str,
+    ) -> DeadlineExceededError:
+        if self.until - now <= self.wait_left:
+            assert self.deadline is not None
+            cap, which = self.deadline, f"deadline={self.deadline:g}s"
+        else:
+            cap, which = self.bound, f"bound max_call_seconds={self.bound:g}s"
+        elapsed = now - self.start
+        return DeadlineExceededError(
+            f"{what}: the call's {which} ran out after {elapsed:.2f}s, {detail}",
+            attempt=attempt,
+            attempts=attempts,
+            waiting_for=waiting_for,
+            deadline=cap,
+            elapsed=elapsed,
+        )
+
+
+_BUDGET: ContextVar[_CallBudget | None] = ContextVar("fasttito_call_budget", default=None)
+
+
 class Client:
     """A connection to one served model, shared by any number of concurrent rollouts.
 
@@ -70,10 +123,16 @@ class Client:
             ``/tokenize`` without one.
         api_key: sent as ``Authorization: Bearer ...``; never in a repr, an error or a log.
         headers: extra headers of every request; their values are treated like the api key.
-        timeout: seconds for each HTTP attempt.
+        timeout: seconds for each HTTP attempt, from the moment it is queued (waiting for a
+            pooled connection included) to the last byte of the body.
         max_retries: retries of connection errors, timeouts and 502/503/504 answers, with
-            exponential backoff (``backoff`` * 2**attempt, at most ``backoff_max``) and jitter.
-            4xx answers are never retried.
+            exponential backoff (``backoff`` * 2**attempt, at most ``backoff_max``, times a
+            jitter in [0.5, 1]). 4xx answers are never retried. One ``rollout.generate`` call
+            therefore ends, with a turn or a typed error, within :attr:`max_call_seconds`
+            (``timeout * (max_retries + 1)`` plus the backoff sum, see there) plus its local
+            work; a call making several requests shares that time, and ``generate(...,
+            deadline=s)`` caps a call shorter (:class:`DeadlineExceededError`). See
+            docs/reliability-bounds.md.
         http_client: None (fasttito's own aiohttp session), an ``httpx.AsyncClient`` (owned by
             the caller), or any :class:`fasttito.http.Poster`.
         stop_token_ids: the ids a turn may end on (default: the tokenizer's).
@@ -183,6 +242,18 @@ class Client:
         """The transport in use; ``"auto"`` until :meth:`probe` (or the first turn) ran."""
         return self._transport.name if self._transport is not None else "auto"
 
+    @property
+    def max_call_seconds(self) -> float:
+        """The most seconds one ``rollout.generate`` call spends waiting on the network:
+        ``timeout * (max_retries + 1)`` plus the backoff sum ``min(backoff_max, backoff *
+        2**k)`` for ``k`` in ``0 .. max_retries - 1`` (the jitter only shortens a pause). The
+        call ends within this plus its local work (milliseconds: rendering, parsing), with a
+        turn or a typed error; size a watchdog from it. With the defaults (600 s, 2 retries,
+        0.5 s backoff): 1801.5 s."""
+        cfg = self.config
+        pauses = sum(min(cfg.backoff_max, cfg.backoff * 2**k) for k in range(cfg.max_retries))
+        return float(cfg.timeout * (cfg.max_retries + 1) + pauses)
+
     def rollout(self) -> ClientRollout:
         """A new multi-turn conversation."""
         return ClientRollout(self)
@@ -196,7 +267,8 @@ class Client:
         if self._transport is not None:
             return self._transport.name
         lock = self._lock()
-        async with lock:
+        await self._acquire(lock, "probe", "the transport probe (transport='auto')")
+        try:
             if self._transport is not None:
                 return self._transport.name
             name, why = await self._choose()
@@ -205,6 +277,8 @@ class Client:
                 "fasttito: transport %s for %s (%s)", name, redact_url(self.config.base_url), why
             )
             return name
+        finally:
+            lock.release()
 
     async def aclose(self) -> None:
         """Close fasttito's own HTTP session (a caller's ``http_client`` stays open)."""
@@ -285,11 +359,39 @@ class Client:
             return self._models
         if self._models_lock is None:
             self._models_lock = asyncio.Lock()
-        async with self._models_lock:  # one GET however many rollouts start at once
+        # one GET however many rollouts start at once; the others wait within their own time
+        await self._acquire(self._models_lock, "model_info", "GET /v1/models")
+        try:
             if not self._models_known:
                 self._models = await self._fetch_model_info()
                 self._models_known = True
             return self._models
+        finally:
+            self._models_lock.release()
+
+    async def _acquire(self, lock: asyncio.Lock, waiting_for: str, what: str) -> None:
+        """Take ``lock``, held by another call while it sends ``what``, within this call's
+        time (a waiter must not outlive its own bound because another call's request is slow)."""
+        budget = _BUDGET.get()
+        if budget is None or not lock.locked():
+            await lock.acquire()
+            return
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            async with asyncio.timeout(max(0.0, budget.left(t0))):
+                await lock.acquire()
+        except TimeoutError:
+            raise budget.expired(
+                loop.time(),
+                "fasttito",
+                attempt=0,
+                attempts=self.config.max_retries + 1,
+                waiting_for=waiting_for,
+                detail=f"waiting for {what}, which another call was sending",
+            ) from None
+        finally:
+            budget.wait_left -= loop.time() - t0
 
     async def _fetch_model_info(self) -> dict[str, Any] | None:
         resp = await self._send(
@@ -367,35 +469,106 @@ class Client:
     ) -> HttpResponse:
         cfg = self.config
         headers = {**self._headers, **extra_headers} if extra_headers else self._headers
+        # Every attempt runs under asyncio.timeout: the Poster's own timeout may fire late
+        # (aiohttp rounds totals of 5 s or more up to the next whole second) or not at all (a
+        # Poster of the caller's); inside a generate call, the call's budget caps it too.
+        budget = _BUDGET.get()
+        loop = asyncio.get_running_loop()
+        attempts = cfg.max_retries + 1
         attempt = 0
         while True:
+            limit, cut = cfg.timeout, False
+            if budget is not None:
+                left = budget.left(loop.time())
+                if left < limit - 1e-9:  # (not float noise of the bound's own sum)
+                    limit, cut = left, True
+                if limit <= 0:
+                    raise budget.expired(
+                        loop.time(),
+                        f"{transport}: {method} {redact_url(url)}",
+                        attempt=attempt + 1,
+                        attempts=attempts,
+                        waiting_for="start",
+                        detail=f"before attempt {attempt + 1} of {attempts} could start (the "
+                        "call's earlier requests used its time)",
+                    )
+            progress = AttemptProgress()
+            token = _ATTEMPT.set(progress)
+            t0 = loop.time()
             try:
-                resp = await self._poster.request(
-                    method,
-                    url,
-                    body,
-                    headers=headers,
-                    timeout=cfg.timeout,
-                    max_bytes=cfg.max_body_bytes,
-                    max_error_bytes=cfg.max_error_body_bytes,
+                async with asyncio.timeout(limit):
+                    resp = await self._poster.request(
+                        method,
+                        url,
+                        body,
+                        headers=headers,
+                        timeout=limit,
+                        max_bytes=cfg.max_body_bytes,
+                        max_error_bytes=cfg.max_error_body_bytes,
+                    )
+            except TimeoutError:  # this guard's, or the Poster's RequestTimeoutError
+                if budget is not None and cut:
+                    raise budget.expired(
+                        loop.time(),
+                        f"{transport}: {method} {redact_url(url)}",
+                        attempt=attempt + 1,
+                        attempts=attempts,
+                        waiting_for=progress.phase,
+                        detail=f"on attempt {attempt + 1} of {attempts} (given the {limit:.3g}s "
+                        f"left of its timeout={cfg.timeout:g}s), waiting for {progress.describe()}",
+                    ) from None
+                failure: TransportError = RequestTimeoutError(
+                    f"{method} {redact_url(url)} took longer than timeout={limit:g}s (attempt "
+                    f"{attempt + 1} of {attempts}, waiting for {progress.describe()})",
+                    attempt=attempt + 1,
+                    attempts=attempts,
+                    waiting_for=progress.phase,
                 )
             except TransportError as exc:
-                if attempt >= cfg.max_retries:
-                    raise type(exc)(self._redact(self._with_retries(str(exc), attempt))) from None
-                await self._backoff(attempt, method, url, type(exc).__name__)
-                attempt += 1
-                continue
-            if resp.status in RETRY_STATUSES and attempt < cfg.max_retries:
-                await self._backoff(attempt, method, url, f"HTTP {resp.status}")
-                attempt += 1
-                continue
-            if resp.status >= 400 and error_status:
-                raise self._server_error(method, url, resp, transport, attempt)
-            return resp
+                failure = exc
+            else:
+                if resp.status in RETRY_STATUSES and attempt < cfg.max_retries:
+                    await self._backoff(attempt, method, url, f"HTTP {resp.status}", transport)
+                    attempt += 1
+                    continue
+                if resp.status >= 400 and error_status:
+                    raise self._server_error(method, url, resp, transport, attempt)
+                return resp
+            finally:
+                _ATTEMPT.reset(token)
+                if budget is not None:
+                    budget.wait_left -= min(loop.time() - t0, limit)
+            if attempt >= cfg.max_retries:
+                text = self._redact(self._with_retries(str(failure), attempt))
+                if isinstance(failure, RequestTimeoutError):
+                    raise RequestTimeoutError(
+                        text,
+                        attempt=failure.attempt,
+                        attempts=failure.attempts,
+                        waiting_for=failure.waiting_for,
+                    ) from None
+                raise type(failure)(text) from None
+            await self._backoff(attempt, method, url, type(failure).__name__, transport)
+            attempt += 1
 
-    async def _backoff(self, attempt: int, method: str, url: str, why: str) -> None:
+    async def _backoff(
+        self, attempt: int, method: str, url: str, why: str, transport: str = ""
+    ) -> None:
         cfg = self.config
         delay = min(cfg.backoff_max, cfg.backoff * (2**attempt)) * random.uniform(0.5, 1.0)
+        budget = _BUDGET.get()
+        loop = asyncio.get_running_loop()
+        if budget is not None and delay >= budget.left(loop.time()):
+            # the pause would outlast the call's time: stop now rather than at the deadline
+            raise budget.expired(
+                loop.time(),
+                f"{transport}: {method} {redact_url(url)}",
+                attempt=attempt + 1,
+                attempts=cfg.max_retries + 1,
+                waiting_for="backoff",
+                detail=f"attempt {attempt + 1} of {cfg.max_retries + 1} failed ({why}) and the "
+                f"{delay:.2f}s pause before the next would end past it",
+            )
         logger.info(
             "fasttito: %s %s failed (%s); retry %d/%d in %.2fs",
             method,
@@ -405,7 +578,12 @@ class Client:
             cfg.max_retries,
             delay,
         )
-        await asyncio.sleep(delay)
+        t0 = loop.time()
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            if budget is not None:
+                budget.wait_left -= min(loop.time() - t0, delay)
 
     @staticmethod
     def _with_retries(text: str, attempt: int) -> str:
@@ -517,6 +695,8 @@ class ClientRollout:
         priority: int | None = None,
         chat_template_kwargs: Mapping[str, Any] | None = None,
         top_logprobs: int | None = None,
+        *,
+        deadline: float | None = None,
         **sampling: Any,
     ) -> Turn:
         """Generate the next assistant turn of ``messages`` (the whole conversation so far,
@@ -527,7 +707,52 @@ class ClientRollout:
         ``top_logprobs=k`` (1 to 20) fills ``turn.completion_top_logprobs`` with the engine's
         ``k`` most likely tokens at every completion position, as ``(token_id, logprob)``
         pairs; ``dynamo-nvext`` and non-vLLM chat servers cannot return them by id and raise
-        :class:`ConfigError`."""
+        :class:`ConfigError`.
+
+        The call ends within :attr:`Client.max_call_seconds` (plus its local work), shared by
+        every request it makes. ``deadline`` (seconds) caps it shorter, retries and backoff
+        included: when it passes, the call raises :class:`DeadlineExceededError` (a
+        ``TimeoutError``) naming the attempt and what it was waiting for, and the rollout is
+        unchanged (the turn can be tried again)."""
+        client = self._client
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0
+        ):
+            raise ConfigError(
+                f"deadline must be a positive number of seconds (or None), got {deadline!r}"
+            )
+        loop = asyncio.get_running_loop()
+        token = _BUDGET.set(_CallBudget(loop.time(), client.max_call_seconds, deadline))
+        try:
+            return await self._generate(
+                messages,
+                tools,
+                max_tokens,
+                temperature,
+                cache_salt,
+                priority,
+                chat_template_kwargs,
+                top_logprobs,
+                **sampling,
+            )
+        except BaseException as exc:  # a failed turn counts as an error, by type
+            count_error(exc)
+            raise
+        finally:
+            _BUDGET.reset(token)
+
+    async def _generate(
+        self,
+        messages: Sequence[Any],
+        tools: Sequence[Mapping[str, Any]] | None,
+        max_tokens: int | None,
+        temperature: float | None,
+        cache_salt: str | None,
+        priority: int | None,
+        chat_template_kwargs: Mapping[str, Any] | None,
+        top_logprobs: int | None,
+        **sampling: Any,
+    ) -> Turn:
         if self._transport is None:
             self._transport = await self._client._transport_for_turn()
             self._state = self._transport.new_state()
@@ -560,11 +785,7 @@ class ClientRollout:
             chat_template_kwargs=dict(chat_template_kwargs) if chat_template_kwargs else None,
             top_logprobs=top_logprobs,
         )
-        try:
-            turn = await self._transport.generate(self._state, args)
-        except BaseException as exc:
-            count_error(exc)
-            raise
+        turn = await self._transport.generate(self._state, args)
         self._state.turns.append(turn)
         return turn
 

@@ -29,10 +29,10 @@ __all__ = [
 
 TransportName = Literal["vllm-generate", "vllm-chat-tokens", "dynamo-nvext", "chat", "auto"]
 
-#: The transport ids (DESIGN.md, "Transports").
+#: The transport ids (docs/transports.md).
 TRANSPORTS: tuple[str, ...] = ("vllm-generate", "vllm-chat-tokens", "dynamo-nvext", "chat", "auto")
 
-#: Names users already use (verifiers, renderers, prime-rl; wire.md "Transport-name history").
+#: Names users already use (verifiers, renderers, prime-rl; docs/wire.md "Transport-name history").
 TRANSPORT_ALIASES: Mapping[str, str] = MappingProxyType(
     {
         "vllm_generate": "vllm-generate",
@@ -65,7 +65,7 @@ def resolve_transport(name: str) -> str:
 def split_base_url(base_url: str) -> tuple[str, str]:
     """``(root, v1)`` of a server: ``http://h:8000/v1`` and ``http://h:8000`` both give
     ``("http://h:8000", "http://h:8000/v1")``. The vLLM routes ``/tokenize`` and
-    ``/inference/v1/generate`` live at the root (wire.md B.1, B.2)."""
+    ``/inference/v1/generate`` live at the root (docs/wire.md B.1, B.2)."""
     if not isinstance(base_url, str) or not base_url:
         raise ConfigError("base_url must be a non-empty string such as 'http://127.0.0.1:8000/v1'")
     parts = urlsplit(base_url)

@@ -8,8 +8,13 @@ fasttito. The Rust core raises these same classes (``rust/py/errors.rs`` imports
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
     "ConfigError",
+    "DeadlineExceededError",
+    "EventLoopError",
     "FasttitoError",
+    "IdBufferError",
+    "IdIndexError",
     "MessageError",
     "OverlongPromptError",
     "RequestTimeoutError",
@@ -97,6 +102,25 @@ def _make_rollout_limit(message: str, limit: str, value: int, maximum: int) -> R
     return RolloutLimitError(message, limit=limit, value=value, maximum=maximum)
 
 
+class ArgumentError(FasttitoError, ValueError):
+    """An argument of a fasttito call has the wrong type, shape or value (a ``sampling`` that is
+    not a dict, a request kind fasttito does not write, a ``TokenIds`` lookup of an id it does
+    not hold...). The message names the argument and what is accepted."""
+
+
+class IdIndexError(FasttitoError, IndexError):
+    """A ``TokenIds`` index out of range (raised like ``list``'s: the sequence protocol holds)."""
+
+
+class IdBufferError(FasttitoError, BufferError):
+    """A writable buffer was asked of a read-only ``TokenIds``."""
+
+
+class EventLoopError(FasttitoError, RuntimeError):
+    """A ``fasttito.Client`` was used from an event loop other than the one its HTTP session
+    was opened on: create one Client per event loop."""
+
+
 class ConfigError(FasttitoError, ValueError):
     """A client setting is invalid: an unknown transport name, a transport that needs a local
     tokenizer without one, a malformed ``base_url``... The message lists what is accepted."""
@@ -109,7 +133,94 @@ class TransportError(FasttitoError, ConnectionError):
 
 class RequestTimeoutError(TransportError, TimeoutError):
     """An HTTP attempt took longer than ``timeout`` seconds. Raised after ``max_retries``
-    retries."""
+    retries.
+
+    Attributes (set when the Client raises it; 0 and ``""`` when a bare Poster does):
+        attempt: the attempt that timed out, from 1.
+        attempts: the most attempts the request could make (``max_retries + 1``).
+        waiting_for: what that attempt was waiting for when its time ran out:
+            ``"connection"`` (a free pooled connection or a new one), ``"headers"`` (the
+            status line and headers; with httpx this includes the connection), ``"body"``
+            (the rest of the body after the headers), ``"response"`` (a Poster that does not
+            say), or, for :class:`DeadlineExceededError` only, ``"backoff"`` (the pause before
+            a retry), ``"start"`` (the call's earlier requests used its time up) and
+            ``"probe"`` / ``"model_info"`` (another call's ``transport="auto"`` probe or
+            ``GET /v1/models``, which this call waited on).
+    """
+
+    def __init__(
+        self, message: str, *, attempt: int = 0, attempts: int = 0, waiting_for: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.attempt = attempt
+        self.attempts = attempts
+        self.waiting_for = waiting_for
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _make_request_timeout,
+            (type(self), str(self), self.attempt, self.attempts, self.waiting_for),
+        )
+
+
+def _make_request_timeout(
+    cls: type[RequestTimeoutError], message: str, attempt: int, attempts: int, waiting_for: str
+) -> RequestTimeoutError:
+    return cls(message, attempt=attempt, attempts=attempts, waiting_for=waiting_for)
+
+
+class DeadlineExceededError(RequestTimeoutError):
+    """A call ran out of its time: the ``deadline=`` given to ``rollout.generate``, or the
+    Client's own bound :attr:`fasttito.Client.max_call_seconds` (``timeout * (max_retries +
+    1)`` plus the backoff sum), which a call of several requests (remote ``/tokenize``, the
+    ``auto`` probe, ``GET /v1/models``) shares. Raised at the deadline, whatever the call was
+    doing: an attempt in flight is abandoned (its connection closed), a backoff cut short.
+    Also a :class:`RequestTimeoutError` and so a ``TimeoutError``.
+
+    Attributes (besides ``attempt``, ``attempts`` and ``waiting_for``):
+        deadline: the seconds the call was allowed.
+        elapsed: the seconds the call had run when it stopped.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempt: int = 0,
+        attempts: int = 0,
+        waiting_for: str = "",
+        deadline: float = 0.0,
+        elapsed: float = 0.0,
+    ) -> None:
+        super().__init__(message, attempt=attempt, attempts=attempts, waiting_for=waiting_for)
+        self.deadline = deadline
+        self.elapsed = elapsed
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _make_deadline,
+            (
+                str(self),
+                self.attempt,
+                self.attempts,
+                self.waiting_for,
+                self.deadline,
+                self.elapsed,
+            ),
+        )
+
+
+def _make_deadline(
+    message: str, attempt: int, attempts: int, waiting_for: str, deadline: float, elapsed: float
+) -> DeadlineExceededError:
+    return DeadlineExceededError(
+        message,
+        attempt=attempt,
+        attempts=attempts,
+        waiting_for=waiting_for,
+        deadline=deadline,
+        elapsed=elapsed,
+    )
 
 
 class ServerError(FasttitoError):

@@ -3,28 +3,92 @@
 Two implementations: :class:`AiohttpPoster` (the default: one ``aiohttp.ClientSession`` per
 Client over a ``TCPConnector`` sized for thousands of concurrent rollouts) and
 :class:`HttpxPoster` (wraps a caller's ``httpx.AsyncClient``, e.g. for proxies or custom auth;
-DESIGN.md "HTTP at scale" explains why it is not the default).
+it costs several times more CPU per request: docs/performance.md, "HTTP at scale").
 
 A Poster does one attempt: it raises :class:`~fasttito.errors.TransportError` (connection
 refused, reset, closed, body cut short) or :class:`~fasttito.errors.RequestTimeoutError`, and
 returns every HTTP status as an :class:`HttpResponse`; retries, backoff and status policy are
 the Client's. Bodies are read in chunks up to a limit and never past it
 (:class:`~fasttito.errors.ResponseTooLargeError`). Header values are never put in an error.
+
+While an attempt runs, the built-in Posters keep its :class:`AttemptProgress` (the Client's, from
+:func:`current_attempt`) up to date: waiting for a connection, for the headers, or for the body,
+so that a timeout can say which (docs/reliability-bounds.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from fasttito.config import redact_url
-from fasttito.errors import RequestTimeoutError, ResponseTooLargeError, TransportError
+from fasttito.errors import (
+    EventLoopError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+    TransportError,
+)
 
-__all__ = ["AiohttpPoster", "HttpResponse", "HttpxPoster", "Poster", "make_poster"]
+__all__ = [
+    "AiohttpPoster",
+    "AttemptProgress",
+    "HttpResponse",
+    "HttpxPoster",
+    "Poster",
+    "current_attempt",
+    "make_poster",
+]
 
 _CHUNK = 1 << 16
+
+
+class AttemptProgress:
+    """What one HTTP attempt is waiting for. The Client makes one per attempt (a Poster finds
+    it with :func:`current_attempt`); the built-in Posters move ``phase`` from
+    ``"connection"`` to ``"headers"`` to ``"body"`` and count the body bytes, so a timeout
+    names the step that ran out of time. A Poster that does not update it leaves
+    ``"response"``."""
+
+    __slots__ = ("busy", "expected", "phase", "received", "stream")
+
+    def __init__(self) -> None:
+        self.phase = "response"
+        #: connections in use when the attempt asked for one, and the pool size (0: no limit)
+        self.busy: tuple[int, int] | None = None
+        self.received = 0
+        self.expected: int | None = None
+        self.stream: Any = None  # aiohttp's StreamReader while ``resp.read()`` reads it
+
+    def describe(self) -> str:
+        """The phase in words, e.g. ``the response body (512 of 1024 bytes)``."""
+        if self.phase == "connection":
+            if self.busy is not None and 0 < self.busy[1] <= self.busy[0]:
+                return (
+                    f"a free connection (all max_connections={self.busy[1]} were in use by "
+                    "other requests of this Client)"
+                )
+            return "a connection to the server"
+        if self.phase == "headers":
+            return "the response headers"
+        if self.phase == "body":
+            got = self.received
+            if self.stream is not None:
+                got = max(got, int(getattr(self.stream, "total_bytes", 0) or 0))
+            of = f" of {self.expected}" if self.expected is not None else ""
+            return f"the response body ({got}{of} bytes received)"
+        return "the response"
+
+
+_ATTEMPT: ContextVar[AttemptProgress | None] = ContextVar("fasttito_attempt", default=None)
+
+
+def current_attempt() -> AttemptProgress:
+    """The :class:`AttemptProgress` of the attempt running in this task (a detached one when
+    a Poster is called outside a Client)."""
+    return _ATTEMPT.get() or AttemptProgress()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +131,11 @@ def _too_large(url: str, limit: int, declared: int | None = None) -> ResponseToo
 
 
 async def _read_bounded(
-    chunks: AsyncIterator[bytes], status: int, limit: int, url: str
+    chunks: AsyncIterator[bytes],
+    status: int,
+    limit: int,
+    url: str,
+    progress: AttemptProgress | None = None,
 ) -> HttpResponse:
     """Reads a body chunk by chunk, never holding more than ``limit`` bytes: a success body
     past the limit is a ``ResponseTooLargeError``; an error body is cut (and marked truncated),
@@ -80,7 +148,41 @@ async def _read_bounded(
             buf += chunk[: limit - len(buf)]
             return HttpResponse(status, bytes(buf), True)
         buf += chunk
+        if progress is not None:
+            progress.received = len(buf)
     return HttpResponse(status, bytes(buf), False)
+
+
+_CONNECTOR: Any = None
+
+
+def _connector_class() -> Any:
+    """``aiohttp.TCPConnector`` telling the running attempt when it has its connection (and
+    how busy the pool was when it asked), built on first use (aiohttp is imported lazily)."""
+    global _CONNECTOR
+    if _CONNECTOR is None:
+        import aiohttp
+
+        class TrackingConnector(aiohttp.TCPConnector):
+            in_use = 0
+
+            async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+                progress = _ATTEMPT.get()
+                if progress is not None:
+                    progress.phase = "connection"
+                    progress.busy = (self.in_use, self.limit)
+                conn = await super().connect(req, traces, timeout)
+                self.in_use += 1
+                conn.add_callback(self._released)
+                if progress is not None:
+                    progress.phase = "headers"
+                return conn
+
+            def _released(self) -> None:
+                self.in_use -= 1
+
+        _CONNECTOR = TrackingConnector
+    return _CONNECTOR
 
 
 class AiohttpPoster:
@@ -98,14 +200,14 @@ class AiohttpPoster:
         loop = asyncio.get_running_loop()
         if self._session is not None and not self._session.closed:
             if self._loop is not loop:
-                raise RuntimeError(
+                raise EventLoopError(
                     "this fasttito.Client's HTTP session belongs to another event loop; create "
                     "one Client per event loop"
                 )
             return self._session
         import aiohttp
 
-        connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0)
+        connector = _connector_class()(limit=self._limit, limit_per_host=0)
         # Content-Type is set per request; no cookie jar (a rollout client needs none)
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False
@@ -127,6 +229,7 @@ class AiohttpPoster:
         import aiohttp
 
         session = self._get_session()
+        progress = current_attempt()
         try:
             async with session.request(
                 method,
@@ -139,13 +242,17 @@ class AiohttpPoster:
                 status = resp.status
                 limit = max_bytes if status < 400 else max_error_bytes
                 declared = resp.content_length
+                progress.phase, progress.expected = "body", declared
                 if status < 400 and declared is not None:
                     if declared > limit:
                         raise _too_large(url, limit, declared)
                     if not resp.headers.get("Content-Encoding"):
                         # aiohttp stops at Content-Length: one read, no second copy
+                        progress.stream = resp.content
                         return HttpResponse(status, await resp.read())
-                return await _read_bounded(resp.content.iter_chunked(_CHUNK), status, limit, url)
+                return await _read_bounded(
+                    resp.content.iter_chunked(_CHUNK), status, limit, url, progress
+                )
         except ResponseTooLargeError:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -189,6 +296,8 @@ class HttpxPoster:
         max_error_bytes: int,
     ) -> HttpResponse:
         mod = _httpx_module(self._client)
+        progress = current_attempt()
+        progress.phase = "headers"  # httpx does not say when it has a connection
         try:
             async with asyncio.timeout(timeout):
                 async with self._client.stream(
@@ -197,10 +306,13 @@ class HttpxPoster:
                     status = resp.status_code
                     limit = max_bytes if status < 400 else max_error_bytes
                     declared = resp.headers.get("content-length")
+                    progress.phase = "body"
+                    if declared is not None and declared.isdigit():
+                        progress.expected = int(declared)
                     if status < 400 and declared is not None and declared.isdigit():
                         if int(declared) > limit:
                             raise _too_large(url, limit, int(declared))
-                    return await _read_bounded(resp.aiter_bytes(), status, limit, url)
+                    return await _read_bounded(resp.aiter_bytes(), status, limit, url, progress)
         except ResponseTooLargeError:
             raise
         except (TimeoutError, mod.TimeoutException) as exc:

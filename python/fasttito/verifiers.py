@@ -99,7 +99,7 @@ logger = logging.getLogger("fasttito")
 #: Token ids as this module passes them: Rust's zero-copy ``TokenIds`` or a caller's list.
 Ids = TokenIds | Sequence[int]
 
-#: ``renderer_transport`` values and the fasttito transport each selects (wire.md
+#: ``renderer_transport`` values and the fasttito transport each selects (docs/wire.md
 #: "Transport-name history": vf #1289's names, the later ``vllm``/``dynamo``, and the ids).
 RENDERER_TRANSPORTS: Mapping[str, str] = {
     "prime_vllm_generate": "vllm-chat-tokens",
@@ -811,4 +811,6 @@ def _routed_experts(raw: bytes | None) -> Any:
     value = json.loads(raw)
     if isinstance(value, dict) and isinstance(value.get("data"), str):
         value["data"] = memoryview(value["data"].encode("ascii"))
+    elif isinstance(value, str):  # upstream vLLM >= 0.32: the base64 .npy text itself
+        return memoryview(value.encode("ascii"))
     return value

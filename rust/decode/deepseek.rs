@@ -10,14 +10,14 @@
 //! TYPE, NAME := one line, non-empty;  ARGS := a JSON object, kept as the sampled string
 //! ```
 //!
-//! What the templates write (`../shared/models/deepseek-r1`, `deepseek-v3`): R1 renders
+//! What the templates write (the model matrix's `deepseek-r1`, `deepseek-v3`): R1 renders
 //! `'<｜Assistant｜>' + content + '<｜tool▁calls▁begin｜>'` then the calls as above (the
 //! first right after `<｜tool▁calls▁begin｜>`, the next ones after a `\n`) and
 //! `'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'`, concatenating `type`, `name` and the
 //! `arguments` **string** (a dict raises). So the message carries `arguments` as the sampled
 //! string and `type` as sampled, and a completion in that form re-renders exactly.
 //!
-//! Not round-trippable, because of the templates (`../shared/models/README.md`):
+//! Not round-trippable, because of the templates (`docs/models.md`):
 //! * DeepSeek-V3 prints tool calls only when `content is none`, and transformers 5.x (which
 //!   [`crate::chat`] follows) drops `None` keys first, so its tool-call messages cannot render;
 //!   it also leaves a single call without `<｜tool▁calls▁end｜>`, which is why that marker is

@@ -20,7 +20,7 @@
 //!   names a recipient: an unparsed call, kept verbatim;
 //! * text outside this grammar: content.
 //!
-//! What the template writes (`../shared/models/gpt-oss/chat_template.jinja`) for the last
+//! What the template writes (the model matrix's `gpt-oss/chat_template.jinja`) for the last
 //! assistant message: for a tool call, `'<|start|>assistant<|channel|>analysis<|message|>' +
 //! thinking + '<|end|>'` when there is reasoning, then `'<|start|>assistant to=functions.' + name +
 //! '<|channel|>commentary json<|message|>' + arguments|tojson + '<|call|>'` (only the first

@@ -8,7 +8,7 @@
 //! JSON  := {"name": STRING, "arguments": OBJECT}     exactly these two keys, any order
 //! ```
 //!
-//! What the templates write, which this inverts (`../shared/models/qwen2.5`, `qwen3`):
+//! What the templates write, which this inverts (the model matrix's `qwen2.5`, `qwen3`):
 //! Qwen2.5 renders `'<|im_start|>assistant' + ('\n' + content if content)` then, per call,
 //! `'\n<tool_call>\n{"name": "' + name + '", "arguments": ' + arguments|tojson + '}\n</tool_call>'`;
 //! its generation prompt `<|im_start|>assistant\n` absorbs the first `\n`. Qwen3 renders

@@ -12,10 +12,10 @@
 //! then `"name"`, or is one JSON object with `name` and `parameters`/`arguments` keys (vLLM's
 //! `llama3_json` parser looks at the same start). Anything else is plain content, even JSON.
 //!
-//! What the template writes (`../shared/models/llama-3.2`): for a message with `tool_calls`,
-//! `'{"name": "' + name + '", "parameters": ' + arguments|tojson + '}'` and nothing else (the
-//! content is not printed), and it raises "This model only supports single tool-calls at once!"
-//! on more than one call. So:
+//! What the template writes (the model matrix's `llama-3.2`, docs/models.md): for a message with
+//! `tool_calls`, `'{"name": "' + name + '", "parameters": ' + arguments|tojson + '}'` and nothing
+//! else (the content is not printed), and it raises "This model only supports single tool-calls at
+//! once!" on more than one call. So:
 //! * one call is decoded; several (`CALL; CALL`, as vLLM accepts) would make the next render
 //!   raise, so they are unparsed, counted one per call, and kept verbatim in the content;
 //! * text after the call goes to the content, trimmed (kept, though the template will not print it);

@@ -10,7 +10,7 @@
 //! ID         := exactly 9 ASCII letters or digits
 //! ```
 //!
-//! What the template writes (`../shared/models/mistral-nemo`): a message with `tool_calls` is
+//! What the template writes (the model matrix's `mistral-nemo`): a message with `tool_calls` is
 //! `'[TOOL_CALLS][' + ', '.join(function|tojson minus its final '}' + ', "id": "' + id + '"}') +
 //! ']' + eos`, and its content is not printed; it raises unless every id is 9 characters long
 //! (the README: exactly 9 alphanumerics). The engine's prompt ends with `[/INST]`, so there is
@@ -29,7 +29,7 @@
 //!
 //! Exact re-render needs the `json.dumps` form with keys in the order `name`, `arguments`, `id`.
 //! The newer `[TOOL_CALLS]name[ARGS]{…}` format (tokenizer v11+, Mistral-Small-3.2, Devstral) is
-//! not decoded: no tokenizer for it is in `../shared/models`.
+//! not decoded: no tokenizer for it is in the model matrix (docs/models.md).
 
 use serde_json::Value as Json;
 

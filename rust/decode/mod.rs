@@ -44,11 +44,11 @@
 //! special tokens, which for the byte-level decoders of every supported family concatenates to
 //! the same string as one `decode` call, and records where the special tokens are.
 //!
-//! Sources for the grammars: the chat templates in `../shared/models` (read with
-//! `../shared/models/README.md`), and vLLM's tool and reasoning parsers of the same names
-//! (`hermes`, `qwen3_coder`, `llama3_json`, `mistral`, `openai` (harmony), `deepseek_v3`,
-//! `qwen3`/`deepseek_r1` reasoning), whose accepted inputs these grammars follow, more strictly:
-//! vLLM also takes partial or extra fields, which would be guessing or dropping here.
+//! Sources for the grammars: the chat templates of the model matrix (docs/models.md), and vLLM's
+//! tool and reasoning parsers of the same names (`hermes`, `qwen3_coder`, `llama3_json`, `mistral`,
+//! `openai` (harmony), `deepseek_v3`, `qwen3`/`deepseek_r1` reasoning), whose accepted inputs these
+//! grammars follow, more strictly: vLLM also takes partial or extra fields, which would be guessing
+//! or dropping here.
 
 mod deepseek;
 mod harmony;
@@ -154,7 +154,7 @@ impl Family {
     }
 
     /// End-of-turn tokens the family's models stop on besides the tokenizer's eos (from the
-    /// upstream generation configs listed in `../shared/models/README.md`).
+    /// upstream generation configs listed in `docs/models.md`).
     fn stop_tokens(self) -> &'static [&'static str] {
         match self {
             Family::Hermes | Family::Qwen3Coder => &["<|im_end|>", "<|endoftext|>"],

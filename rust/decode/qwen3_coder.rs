@@ -10,7 +10,7 @@
 //! VALUE  := any text without "</parameter>" or "<parameter="
 //! ```
 //!
-//! What the template writes (`../shared/models/qwen3-coder`) for a message with tool calls:
+//! What the template writes (the model matrix's `qwen3-coder`) for a message with tool calls:
 //! `'<|im_start|>assistant' + ('\n' + content|trim + '\n' if content|trim)`; then per call
 //! `'\n<tool_call>\n<function=' + name + '>\n'`; per argument
 //! `'<parameter=' + key + '>\n' + value + '\n</parameter>\n'` (a non-string value printed with

@@ -1,5 +1,5 @@
 //! Response parsers: one server response body (bytes) in, the turn's token ids, logprobs and
-//! message out, for the three TITO wires of `../shared/wire.md`.
+//! message out, for the three TITO wires of `docs/wire.md`.
 //!
 //! | [`Wire`] | route | shape |
 //! |---|---|---|
@@ -10,9 +10,9 @@
 //! Invariants every parser keeps:
 //! * **Logprobs are 1:1 with the completion ids.** A list of another length is a
 //!   [`ErrorKind::Parse`](crate::ErrorKind::Parse) error naming both lengths, never a shorter or
-//!   padded list (wire.md D3: renderers' filter of non-dict entries silently misaligned them). A
-//!   `null` logprob (or a `null` entry) is kept in place as NaN and counted in
-//!   [`Parsed::null_logprobs`]. vLLM's `-9999.0` (its clamp of `-inf`, wire.md A.3) is kept as
+//!   padded list (docs/wire.md D3: renderers' filter of non-dict entries silently misaligned
+//!   them). A `null` logprob (or a `null` entry) is kept in place as NaN and counted in
+//!   [`Parsed::null_logprobs`]. vLLM's `-9999.0` (its clamp of `-inf`, docs/wire.md A.3) is kept as
 //!   is and counted in [`Parsed::clamped_logprobs`]: whether it is evidence is the trainer's call.
 //! * **Token ids are `u32`.** A negative, fractional or too-large id is an error, never a cast.
 //! * **Bounded input.** A body over [`ParseOptions::max_body_bytes`] is rejected before any
@@ -22,11 +22,11 @@
 //! * **No panic on input.** Every malformed, truncated or mutated body gives a typed error whose
 //!   message names what was expected, what was found with its JSON path, and what to do.
 //!
-//! Parsing is one serde pass into borrowed structs (STYLE.md "Parsing"): unknown fields are
+//! Parsing is one serde pass into borrowed structs: unknown fields are
 //! ignored, logprobs go straight into a `Vec<f64>` (no per-token `String`), and the opaque
 //! `routed_experts` blob is located, not decoded: [`Parsed::routed_experts`] is its raw JSON and
 //! [`Parsed::routed_experts_span`] its byte range in the body, so a binding can hand out a
-//! zero-copy slice (verifiers' memoryview splice, wire.md A.5).
+//! zero-copy slice (verifiers' memoryview splice, docs/wire.md A.5).
 
 mod nvext;
 mod vllm_chat;
@@ -46,12 +46,12 @@ use crate::error::{Error, Result};
 /// The response shape to parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Wire {
-    /// A vLLM chat completion with `return_token_ids` (wire.md A.3): also what prime-rl's
+    /// A vLLM chat completion with `return_token_ids` (docs/wire.md A.3): also what prime-rl's
     /// `/v1/chat/completions/tokens` returns.
     VllmChat,
-    /// A vLLM `/inference/v1/generate` response (wire.md B.2).
+    /// A vLLM `/inference/v1/generate` response (docs/wire.md B.2).
     VllmGenerate,
-    /// A Dynamo chat completion whose token data sits in `nvext` (wire.md C.2).
+    /// A Dynamo chat completion whose token data sits in `nvext` (docs/wire.md C.2).
     Dynamo,
 }
 
@@ -81,16 +81,16 @@ impl Wire {
     fn advice(self) -> &'static str {
         match self {
             Wire::VllmChat => {
-                "Expected a non-streaming vLLM chat completion (wire.md A.3); check that the \
+                "Expected a non-streaming vLLM chat completion (docs/wire.md A.3); check that the \
                  server is vLLM or prime-rl and that the request is not streamed"
             }
             Wire::VllmGenerate => {
-                "Expected a non-streaming vLLM /inference/v1/generate response (wire.md B.2); \
+                "Expected a non-streaming vLLM /inference/v1/generate response (docs/wire.md B.2); \
                  check that the server is vLLM >= 0.20 and that the URL is the generate route"
             }
             Wire::Dynamo => {
-                "Expected a non-streaming Dynamo chat completion with `nvext` (wire.md C.2); check \
-                 that the server is a Dynamo frontend and that the request is not streamed"
+                "Expected a non-streaming Dynamo chat completion with `nvext` (docs/wire.md C.2); \
+                 check that the server is a Dynamo frontend and that the request is not streamed"
             }
         }
     }
@@ -127,7 +127,7 @@ impl Default for ParseOptions {
 }
 
 /// A `stop_reason`: vLLM's `int | str | None` (the stop token id or the stop string that ended
-/// the turn, wire.md A.3), or Dynamo's `nvext.stop_reason` (wire.md C.2).
+/// the turn, docs/wire.md A.3), or Dynamo's `nvext.stop_reason` (docs/wire.md C.2).
 #[derive(Debug, Clone)]
 pub enum StopReason {
     /// The stop token id.
@@ -179,9 +179,9 @@ pub struct Usage {
 /// What one response says about its first choice (`choices[0]`; further choices are skipped).
 #[derive(Debug, Clone)]
 pub struct Parsed {
-    /// The sampled token ids, stop token included when the engine sampled one (wire.md A.3).
+    /// The sampled token ids, stop token included when the engine sampled one (docs/wire.md A.3).
     pub completion_ids: Vec<u32>,
-    /// The JSON path the ids were read from (Dynamo has three channels, wire.md C.2).
+    /// The JSON path the ids were read from (Dynamo has three channels, docs/wire.md C.2).
     pub completion_ids_from: &'static str,
     /// One logprob per completion id, or `None` when the response carries no logprobs.
     /// `null` entries are NaN; vLLM's `-9999.0` clamp is kept as is.
@@ -195,7 +195,7 @@ pub struct Parsed {
     /// The prompt ids the engine actually ran, when the response echoes them.
     pub prompt_ids: Option<Vec<u32>>,
     /// `finish_reason` as sent, except that `"stop"` becomes `"tool_calls"` when the message has
-    /// tool calls (wire.md B.2, vf #1289). `"length"` is never rewritten: it marks truncation.
+    /// tool calls (docs/wire.md B.2, vf #1289). `"length"` is never rewritten: it marks truncation.
     pub finish_reason: Option<String>,
     /// `stop_reason`, when sent and not `null`.
     pub stop_reason: Option<StopReason>,
@@ -207,7 +207,7 @@ pub struct Parsed {
     pub tool_calls: Vec<ParsedToolCall>,
     /// `usage`, when sent.
     pub usage: Option<Usage>,
-    /// The `routed_experts` value, unparsed (wire.md A.5, C.2), when sent and not `null`.
+    /// The `routed_experts` value, unparsed (docs/wire.md A.5, C.2), when sent and not `null`.
     pub routed_experts: Option<Box<RawValue>>,
     /// The byte range of [`Parsed::routed_experts`] inside the parsed body.
     pub routed_experts_span: Option<Range<usize>>,
@@ -297,6 +297,8 @@ pub(crate) struct Cx<'b> {
 
 impl<'b> Cx<'b> {
     /// Deserializes the whole body into `T`, mapping serde's error to a typed one with a path.
+    // Takes `self`: it consumes the (Copy) context and reads its body, so `from_` is apt here.
+    #[allow(clippy::wrong_self_convention)]
     pub(crate) fn from_body<T: Deserialize<'b>>(self) -> Result<T> {
         serde_json::from_slice(self.body).map_err(|e| self.json_error(&e))
     }
@@ -576,7 +578,7 @@ impl<'de> Deserialize<'de> for TokenId {
 pub(crate) struct Logprobs {
     pub(crate) values: Vec<f64>,
     pub(crate) nulls: usize,
-    /// For `token_id:N` checks (wire.md B.2): per entry, the id its `token` names, `None` when
+    /// For `token_id:N` checks (docs/wire.md B.2): per entry, the id its `token` names, `None` when
     /// the token is absent or not of that form. Empty unless collected.
     pub(crate) tokens: Vec<Option<u32>>,
     /// The first `token` that is not `token_id:<u32>`, with its index, for the error message.
@@ -616,7 +618,7 @@ impl Logprobs {
         }
     }
 
-    /// How many values are vLLM's `-9999.0` clamp of `-inf` (wire.md A.3).
+    /// How many values are vLLM's `-9999.0` clamp of `-inf` (docs/wire.md A.3).
     pub(crate) fn clamped(&self) -> usize {
         self.values
             .iter()
@@ -636,10 +638,10 @@ impl Logprobs {
 }
 
 /// vLLM writes `-inf` logprobs as this value (`ChatCompletionLogProbsContent.logprob` default,
-/// wire.md A.3). renderers 0.1.12 rejects it; fasttito keeps it and counts it.
+/// docs/wire.md A.3). renderers 0.1.12 rejects it; fasttito keeps it and counts it.
 pub const VLLM_LOGPROB_CLAMP: f64 = -9999.0;
 
-/// A flat list of numbers-or-null (Dynamo `engine_data.completion_logprobs`, wire.md C.2).
+/// A flat list of numbers-or-null (Dynamo `engine_data.completion_logprobs`, docs/wire.md C.2).
 #[derive(Debug, Default)]
 pub(crate) struct FloatList(pub(crate) Logprobs);
 
@@ -665,7 +667,7 @@ impl<'de> Deserialize<'de> for FloatList {
 
 /// `logprobs.content`: a list of `{token, logprob, bytes, top_logprobs, ...}` entries of which
 /// only `logprob` is kept (and `token` when `TOKENS`). A `null` entry counts as a `null` logprob
-/// so the list stays 1:1 with the ids (wire.md D3).
+/// so the list stays 1:1 with the ids (docs/wire.md D3).
 #[derive(Debug, Default)]
 pub(crate) struct LogprobContent<const TOKENS: bool>(pub(crate) Logprobs);
 
@@ -698,7 +700,7 @@ impl<'de, const TOKENS: bool> Deserialize<'de> for LogprobContent<TOKENS> {
 
 /// `choices[0].logprobs`: an object `{"content": [...] | null, ...}`, read as its `content`.
 /// Objects only: a derived struct would also take an array positionally, and then prime-rl's
-/// legacy flat list of floats (wire.md B.2) would fail with a confusing message.
+/// legacy flat list of floats (docs/wire.md B.2) would fail with a confusing message.
 pub(crate) struct LogprobsObject<const TOKENS: bool>(pub(crate) Option<LogprobContent<TOKENS>>);
 
 impl<'de, const TOKENS: bool> Deserialize<'de> for LogprobsObject<TOKENS> {
@@ -923,7 +925,7 @@ impl<'de> Deserialize<'de> for TopEntry {
     }
 }
 
-/// A logprob entry's `token`, read as the id of a `token_id:<id>` string (wire.md B.2); the
+/// A logprob entry's `token`, read as the id of a `token_id:<id>` string (docs/wire.md B.2); the
 /// string itself is only kept (allocated) when it is not of that form.
 struct TokenTag {
     id: Option<u32>,
@@ -969,16 +971,12 @@ impl<'de> Deserialize<'de> for TokenTag {
 
 /// Deserializes `choices` as its first element only; the rest are skipped unbuilt. `null`, and a
 /// missing key (with `#[serde(default)]`), give `Choices::Absent`; `[]` gives `Choices::Empty`.
+#[derive(Default)]
 pub(crate) enum Choices<T> {
+    #[default]
     Absent,
     Empty,
     First(T),
-}
-
-impl<T> Default for Choices<T> {
-    fn default() -> Self {
-        Choices::Absent
-    }
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Choices<T> {
@@ -1047,12 +1045,12 @@ pub(crate) fn check_aligned(
     Err(cx.error(format_args!(
         "expected one logprob per completion token id, found {} logprobs at `{logprobs_from}` \
          for {} ids at `{ids_from}`. The server's ids and logprobs disagree, so neither can be \
-         trusted for training (wire.md D3); report it to the server's maintainers{}",
+         trusted for training (docs/wire.md D3); report it to the server's maintainers{}",
         logprobs.values.len(),
         ids.len(),
         if cx.wire == Wire::Dynamo {
             " and request `nvext.extra_fields: [\"engine_data\"]` so that \
-             `engine_data.completion_logprobs` is used (wire.md C.2)"
+             `engine_data.completion_logprobs` is used (docs/wire.md C.2)"
         } else {
             ""
         }

@@ -1,4 +1,4 @@
-//! NVIDIA Dynamo chat completions carrying token data in `nvext` (wire.md C.2).
+//! NVIDIA Dynamo chat completions carrying token data in `nvext` (docs/wire.md C.2).
 //!
 //! Read precedence, the union of renderers #79 `parse` and vf #1574 `_graft_engine_data`:
 //! * completion ids: `nvext.engine_data.completion_token_ids`, then `nvext.completion_token_ids`,
@@ -9,7 +9,7 @@
 //! * logprobs: `nvext.engine_data.completion_logprobs` whenever that key is present, even as an
 //!   empty list (it is authoritative); otherwise `choices[0].logprobs.content[].logprob`, which
 //!   older Dynamo left empty with `top_logprobs=0` and NeMo-Gym #1963 saw off by one. Either
-//!   way a length mismatch with the ids is fatal (renderers #79, wire.md D3).
+//!   way a length mismatch with the ids is fatal (renderers #79, docs/wire.md D3).
 //! * routed experts: `choices[0].routed_experts`, then `nvext.routed_experts`, then
 //!   `nvext.engine_data.routed_experts`, passed through unparsed.
 //! * stop reason: `choices[0].stop_reason`, then `nvext.stop_reason`.
@@ -82,7 +82,7 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
                 "expected the completion's token ids, found none of `{ENGINE_COMPLETION_IDS}`, \
                  `{NVEXT_COMPLETION_IDS}` or `{TOKEN_IDS}`. Request them with \
                  `nvext.extra_fields: [\"engine_data\"]` (Dynamo >= 1.3 with the vLLM worker; \
-                 wire.md C.1, C.2)"
+                 docs/wire.md C.1, C.2)"
             )))
         }
     };

@@ -1,10 +1,10 @@
-//! vLLM chat completions with `return_token_ids` (wire.md A.3), as returned by vLLM's
+//! vLLM chat completions with `return_token_ids` (docs/wire.md A.3), as returned by vLLM's
 //! `/v1/chat/completions` and prime-rl's `/v1/chat/completions/tokens`.
 //!
 //! Reads: `choices[0].token_ids` (required: without them the next turn cannot be token-in),
 //! top-level `prompt_token_ids`, `choices[0].logprobs.content[].logprob`, the message's
 //! `content`, `reasoning_content` or `reasoning`, and `tool_calls`, plus `finish_reason`,
-//! `stop_reason`, `usage` and `choices[0].routed_experts` (wire.md A.5, passed through). The
+//! `stop_reason`, `usage` and `choices[0].routed_experts` (docs/wire.md A.5, passed through). The
 //! message structs here are shared with the Dynamo parser, whose choices are the same OpenAI shape.
 
 use serde::de::IgnoredAny;
@@ -112,7 +112,7 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
         return Err(cx.error(format_args!(
             "expected the completion's token ids at `{TOKEN_IDS}`, found none (absent or null). \
              Send `return_token_ids: true` in the request (vLLM >= 0.10.2, vllm#22587; prime-rl's \
-             token route needs it too, wire.md A.2)"
+             token route needs it too, docs/wire.md A.2)"
         )));
     };
     let mut out = Parsed::new(ids, TOKEN_IDS);
@@ -161,7 +161,7 @@ pub(crate) fn fill_choice(
     }
     // vLLM's /generate never says "tool_calls" and Dynamo's parser may not; a turn that called
     // tools and stopped is a tool-call turn (renderers B.2, vf #1289 test). "length" stays: the
-    // turn was cut and has no stop token (wire.md A.3, E.5 item 4).
+    // turn was cut and has no stop token (docs/wire.md A.3, E.5 item 4).
     out.finish_reason = match finish_reason {
         Some(f) if f == "stop" && !out.tool_calls.is_empty() => Some("tool_calls".to_owned()),
         other => other,

@@ -1,19 +1,20 @@
-//! vLLM `/inference/v1/generate` responses (wire.md B.2, vLLM >= 0.20 "Tokens IN <> Tokens OUT").
+//! vLLM `/inference/v1/generate` responses (docs/wire.md B.2, vLLM >= 0.20 "Tokens IN <> Tokens
+//! OUT").
 //!
 //! Reads `choices[0].token_ids` (required), `choices[0].logprobs.content[]`, top-level
 //! `prompt_token_ids`, `finish_reason`, `stop_reason`, `usage`, `request_id` and
-//! `choices[0].routed_experts` (wire.md A.5, passed through). There is no message: the route
+//! `choices[0].routed_experts` (docs/wire.md A.5, passed through). There is no message: the route
 //! returns ids only, so `content`, `reasoning_content` and `tool_calls` stay empty and
 //! `finish_reason` is never `"tool_calls"` (the caller promotes it after parsing tool calls out
 //! of the ids, as renderers does).
 //!
-//! Each logprob entry names the id it belongs to, in one of two shapes: `"token":
-//! "token_id:<id>"` (prime-rl's server and vLLM before 0.32; renderers 0.1.12
-//! `_parse_completion_logprobs`) or `"token_id": <id>` with a `rank` (upstream vLLM 0.32's tokens
-//! mode, measured on a running server: docs/wire.md). That id must equal the completion id at the
-//! same position: it is the one cross-check this route offers that ids and logprobs are aligned.
-//! Every logprob must be a finite number other than vLLM's `-9999.0` clamp of `-inf`: a sampled
-//! token always has a finite logprob, so anything else is not evidence to train on.
+//! Each logprob entry names the id it belongs to, in one of two shapes: `"token": "token_id:<id>"`
+//! (prime-rl's server and vLLM before 0.32; renderers 0.1.12 `_parse_completion_logprobs`) or
+//! `"token_id": <id>` with a `rank` (upstream vLLM 0.32's tokens mode, measured on a running
+//! server: docs/wire.md B.2). That id must equal the completion id at the same position: it is the
+//! one cross-check this route offers that ids and logprobs are aligned. Every logprob must be a
+//! finite number other than vLLM's `-9999.0` clamp of `-inf`: a sampled token always has a finite
+//! logprob, so anything else is not evidence to train on.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

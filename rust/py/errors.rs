@@ -10,6 +10,9 @@ pyo3::import_exception!(fasttito.errors, TemplateLimitError);
 pyo3::import_exception!(fasttito.errors, MessageError);
 pyo3::import_exception!(fasttito.errors, TokenizationError);
 pyo3::import_exception!(fasttito.errors, ResponseParseError);
+pyo3::import_exception!(fasttito.errors, ArgumentError);
+pyo3::import_exception!(fasttito.errors, IdIndexError);
+pyo3::import_exception!(fasttito.errors, IdBufferError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {

@@ -9,7 +9,7 @@
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyBufferError, PyIndexError, PyValueError};
+use super::errors::{ArgumentError, IdBufferError, IdIndexError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PySlice};
@@ -69,7 +69,7 @@ pub fn ids_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Arc<[u32]>> {
             match u32::try_from(value) {
                 Ok(id) => out.push(id),
                 Err(_) => {
-                    return Err(PyValueError::new_err(format!(
+                    return Err(ArgumentError::new_err(format!(
                         "{what}[{i}] is {}, but token ids are ints in 0..2**32",
                         list.get_item(i)
                             .map(|v| v.repr().map(|r| r.to_string()).unwrap_or_default())
@@ -81,7 +81,7 @@ pub fn ids_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Arc<[u32]>> {
         return Ok(out.into());
     }
     obj.extract::<Vec<u32>>().map(Into::into).map_err(|_| {
-        PyValueError::new_err(format!(
+        ArgumentError::new_err(format!(
             "{what} must be a list of token ids (ints in 0..2**32)"
         ))
     })
@@ -125,7 +125,7 @@ impl TokenIds {
         let n = self.ids.len() as isize;
         let j = if i < 0 { i + n } else { i };
         if !(0..n).contains(&j) {
-            return Err(PyIndexError::new_err(format!(
+            return Err(IdIndexError::new_err(format!(
                 "TokenIds index {i} out of range for {n} ids"
             )));
         }
@@ -153,7 +153,7 @@ impl TokenIds {
         u32::try_from(id)
             .ok()
             .and_then(|id| self.ids.iter().position(|x| *x == id))
-            .ok_or_else(|| PyValueError::new_err(format!("{id} is not in TokenIds")))
+            .ok_or_else(|| ArgumentError::new_err(format!("{id} is not in TokenIds")))
     }
 
     /// The largest id, or `None` when empty (a vocabulary-bound check without a list).
@@ -180,7 +180,7 @@ impl TokenIds {
         other: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let rest = extract_ids(other)
-            .ok_or_else(|| PyValueError::new_err("can only add a sequence of ids"))?;
+            .ok_or_else(|| ArgumentError::new_err("can only add a sequence of ids"))?;
         PyList::new(py, self.ids.iter().copied().chain(rest))
     }
 
@@ -190,7 +190,7 @@ impl TokenIds {
         other: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let mut first = extract_ids(other)
-            .ok_or_else(|| PyValueError::new_err("can only add a sequence of ids"))?;
+            .ok_or_else(|| ArgumentError::new_err("can only add a sequence of ids"))?;
         first.extend_from_slice(&self.ids);
         PyList::new(py, first)
     }
@@ -211,10 +211,10 @@ impl TokenIds {
         flags: c_int,
     ) -> PyResult<()> {
         if view.is_null() {
-            return Err(PyBufferError::new_err("view is null"));
+            return Err(IdBufferError::new_err("view is null"));
         }
         if (flags & ffi::PyBUF_WRITABLE) == ffi::PyBUF_WRITABLE {
-            return Err(PyBufferError::new_err("TokenIds is read-only"));
+            return Err(IdBufferError::new_err("TokenIds is read-only"));
         }
         let this = slf.get();
         let buf = this.ids.as_ptr() as *mut c_void;

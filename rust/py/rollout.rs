@@ -13,7 +13,7 @@ use std::hash::Hasher;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::PyValueError;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -21,7 +21,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde_json::{Map, Value as Json};
 
 use super::convert::{to_json, to_json_list};
-use super::errors::MessageError;
+use super::errors::{ArgumentError, MessageError};
 use super::ids::{ids_from_py, TokenIds};
 use super::tokenizer::PyTokenizer;
 use crate::messages::{fingerprint, message_hash, prefix_hashes};
@@ -104,7 +104,7 @@ fn walk<'py>(
             walk(&fields, shape, leaves.as_deref_mut(), depth + 1)?;
         }
         if let Ok(extra) = obj.getattr(intern!(py, "__pydantic_extra__")) {
-            walk(&extra, shape, leaves.as_deref_mut(), depth + 1)?;
+            walk(&extra, shape, leaves, depth + 1)?;
         }
     }
     Ok(())
@@ -441,7 +441,7 @@ impl PyRollout {
     ) -> PyResult<Self> {
         let tokenizer = tokenizer.map(|t| t.get().core());
         if verify && tokenizer.is_none() {
-            return Err(PyValueError::new_err(
+            return Err(ArgumentError::new_err(
                 "verify=True needs a local tokenizer to re-render with",
             ));
         }
@@ -490,7 +490,7 @@ impl PyRollout {
         render_mito: bool,
     ) -> PyResult<PyPlan> {
         let Some(tok) = self.tokenizer.clone() else {
-            return Err(PyValueError::new_err(
+            return Err(ArgumentError::new_err(
                 "this Rollout has no local tokenizer: use begin()/finish() with a remote tokenizer, \
                  or create it with Rollout(tokenizer)",
             ));
@@ -576,7 +576,7 @@ impl PyRollout {
             .pending
             .lock()
             .take()
-            .ok_or_else(|| PyValueError::new_err("this PendingBridge was already finished"))?;
+            .ok_or_else(|| ArgumentError::new_err("this PendingBridge was already finished"))?;
         let state = self.state.lock();
         let plan = match (full_ids, base_ids) {
             (Some(full), Some(base)) => state.rollout.finish(pending, &full, &base),
@@ -643,7 +643,7 @@ impl PyRollout {
         let prompt_ids = match prompt_ids.or_else(|| plan.prompt_ids.clone()) {
             Some(ids) => ids,
             None => {
-                return Err(PyValueError::new_err(
+                return Err(ArgumentError::new_err(
                     "this MITO turn has no prompt ids: pass the engine's prompt_ids (the \
                      response's prompt_token_ids) to record()",
                 ))

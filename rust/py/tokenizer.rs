@@ -8,7 +8,7 @@ use pyo3::types::{PyDict, PyString};
 use serde_json::Map;
 
 use super::convert::{to_json, to_json_list};
-use super::errors::{MessageError, TokenizationError};
+use super::errors::{ArgumentError, MessageError, TokenizationError};
 use crate::chat::{self, ChatOptions};
 use crate::template::RenderLimits;
 use crate::tokenizer::{LoadOptions, Tokenizer};
@@ -254,9 +254,7 @@ impl PyTokenizer {
         let decoder = match family {
             Some(name) => {
                 let fam = Family::from_name(name).ok_or_else(|| {
-                    pyo3::exceptions::PyValueError::new_err(format!(
-                        "unknown completion family {name:?}"
-                    ))
+                    ArgumentError::new_err(format!("unknown completion family {name:?}"))
                 })?;
                 explicit = Decoder::new(&self.inner, fam);
                 &explicit

@@ -4,13 +4,13 @@
 //! released) and its ids come back as `TokenIds`; a request body is written in Rust from the
 //! rollout's ids and handed to the HTTP layer as `bytes`.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
 use super::convert::{to_json, to_json_list};
+use super::errors::ArgumentError;
 use super::ids::{ids_from_py, TokenIds};
 use crate::parse::{self, ParseOptions, Parsed, StopReason, Wire};
 use crate::request::{self, ChatTarget, RequestOptions};
@@ -160,7 +160,7 @@ fn wire_of(name: &str) -> PyResult<Wire> {
         "vllm-chat" | "vllm_chat" => Ok(Wire::VllmChat),
         "vllm-generate" | "vllm_generate" => Ok(Wire::VllmGenerate),
         "dynamo" | "dynamo-nvext" => Ok(Wire::Dynamo),
-        other => Err(PyValueError::new_err(format!(
+        other => Err(ArgumentError::new_err(format!(
             "unknown wire {other:?}; expected \"vllm-chat\", \"vllm-generate\" or \"dynamo\""
         ))),
     }
@@ -190,7 +190,7 @@ pub fn parse_response(
 }
 
 fn raw_json(value: Json) -> PyResult<Box<RawValue>> {
-    RawValue::from_string(value.to_string()).map_err(|e| PyValueError::new_err(e.to_string()))
+    RawValue::from_string(value.to_string()).map_err(|e| ArgumentError::new_err(e.to_string()))
 }
 
 /// Writes a request body: `kind` is `"vllm-generate"`, `"chat-tokens"`, `"dynamo"` or `"chat"`
@@ -224,14 +224,18 @@ pub fn request_body<'py>(
     let sampling = match sampling.filter(|s| !s.is_none()) {
         Some(s) => match to_json(s, "sampling")? {
             Json::Object(map) => map,
-            _ => return Err(PyValueError::new_err("sampling must be a dict")),
+            _ => return Err(ArgumentError::new_err("sampling must be a dict")),
         },
         None => Map::new(),
     };
     let ctk = match chat_template_kwargs.filter(|s| !s.is_none()) {
         Some(s) => match to_json(s, "chat_template_kwargs")? {
             Json::Object(map) => Some(map),
-            _ => return Err(PyValueError::new_err("chat_template_kwargs must be a dict")),
+            _ => {
+                return Err(ArgumentError::new_err(
+                    "chat_template_kwargs must be a dict",
+                ))
+            }
         },
         None => None,
     };
@@ -242,21 +246,21 @@ pub fn request_body<'py>(
         ("chat", "dynamo") => Some(ChatTarget::Dynamo),
         ("chat", "openai") => Some(ChatTarget::OpenAi),
         ("chat", other) => {
-            return Err(PyValueError::new_err(format!(
+            return Err(ArgumentError::new_err(format!(
                 "unknown chat target {other:?}; expected \"vllm\", \"dynamo\" or \"openai\""
             )))
         }
         ("vllm-generate" | "chat-tokens" | "dynamo", _) => None,
         (other, _) => {
-            return Err(PyValueError::new_err(format!(
+            return Err(ArgumentError::new_err(format!(
                 "unknown request kind {other:?}; expected \"vllm-generate\", \"chat-tokens\", \"dynamo\" or \"chat\""
             )))
         }
     };
     let ids = match kind {
-        "vllm-generate" | "chat-tokens" | "dynamo" => {
-            Some(ids.ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need token_ids")))?)
-        }
+        "vllm-generate" | "chat-tokens" | "dynamo" => Some(
+            ids.ok_or_else(|| ArgumentError::new_err(format!("{kind} bodies need token_ids")))?,
+        ),
         _ => None,
     };
     let messages_raw = match kind {
@@ -264,7 +268,7 @@ pub fn request_body<'py>(
             messages
                 .map(|m| raw_json(Json::Array(m)))
                 .transpose()?
-                .ok_or_else(|| PyValueError::new_err(format!("{kind} bodies need messages")))?,
+                .ok_or_else(|| ArgumentError::new_err(format!("{kind} bodies need messages")))?,
         ),
         _ => None,
     };

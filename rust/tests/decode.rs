@@ -1,4 +1,4 @@
-//! Completion decoding on the real model folders of `../shared/models` (or `$FASTTITO_MODELS`).
+//! Completion decoding on the real model folders of `$FASTTITO_MODELS` (docs/models.md).
 //!
 //! The round trip, per family and message shape: render `conversation + [assistant]` and
 //! `conversation` with the generation prompt (`fasttito::chat::render`, identical to
@@ -6,7 +6,7 @@
 //! stop token, encode it, decode it with `fasttito::decode`, and check that
 //! `conversation + [decoded.message]` renders to the same text (the next turn stays TITO) and
 //! that content, reasoning, tool names and arguments match. Shapes a template cannot render
-//! are left out, each with the reason (see `../shared/models/README.md`). Then: completions as
+//! are left out, each with the reason (see `docs/models.md`). Then: completions as
 //! the models really sample them, which decode right but cannot re-render exactly; malformed
 //! completions (raw text as content, counted, never a panic); and a grammar fuzzer whose every
 //! decoded message must render without error.
@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value as Json};
 fn models_dir() -> PathBuf {
     match std::env::var_os("FASTTITO_MODELS") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"),
     }
 }
 

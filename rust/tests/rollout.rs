@@ -251,10 +251,7 @@ fn turns_share_reused_ids_so_memory_grows_with_tokens() {
             "turn {i}: {:?}",
             plan.fallback
         );
-        assert!(
-            plan.verify.as_ref().map_or(true, |r| r.identical),
-            "turn {i}"
-        );
+        assert!(plan.verify.as_ref().is_none_or(|r| r.identical), "turn {i}");
         let ids = plan.prompt_ids.clone().unwrap();
         prompts_total += ids.len();
         d.reply(&plan, call(i), "tool_calls");

@@ -1,9 +1,9 @@
-//! Wire tests: response parsers over recorded and wire.md fixtures, every read-precedence rule
+//! Wire tests: response parsers over recorded and docs/wire.md fixtures, every read-precedence rule
 //! and error path, truncation/mutation sweeps (never a panic), and request bodies parsed back
 //! and compared as exact JSON.
 //!
 //! Fixtures (`rust/tests/fixtures/`):
-//! * `wire_*.json`: the examples of `../shared/wire.md` A.3, B.2 and C.2, verbatim;
+//! * `wire_*.json`: example responses in the shapes of `docs/wire.md` A.3, B.2 and C.2;
 //! * `dynamo_1_6_1_observed.json`: a response of the real Dynamo 1.6.1 frontend (hidden eos as
 //!   `token: ""`, `bytes: null`; `token_id` and a one-item `top_logprobs` per entry);
 //! * `dynamo_1_6_1_*.json`: more real Dynamo 1.6.1 responses (scripted engine behind the real
@@ -349,7 +349,7 @@ fn cross_wire_shapes() {
     assert_eq!(p.completion_ids_from, "choices[0].token_ids");
     assert_eq!(
         p.prompt_ids, None,
-        "Dynamo reads prompt ids only from nvext (wire.md C.2)"
+        "Dynamo reads prompt ids only from nvext (docs/wire.md C.2)"
     );
     // A Dynamo body read as vLLM chat: no choices[0].token_ids.
     let text = err(fixture("dynamo_1_6_1_observed.json"), Wire::VllmChat);
@@ -367,7 +367,7 @@ fn cross_wire_shapes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// vLLM chat rules (wire.md A.3)
+// vLLM chat rules (docs/wire.md A.3)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -403,7 +403,7 @@ fn logprob_length_mismatch_names_both_lengths() {
             &[
                 &format!("found {n_lp} logprobs at `choices[0].logprobs.content`"),
                 &format!("for {n_ids} ids at `choices[0].token_ids`"),
-                "wire.md D3",
+                "docs/wire.md D3",
             ],
         );
     }
@@ -471,7 +471,7 @@ fn bad_token_ids_are_errors_with_their_path() {
         let text = err(chat_with(json!({"token_ids": [5, bad]})), Wire::VllmChat);
         assert_contains(
             &text,
-            &[what, "at `choices[0].token_ids[1]`", "wire.md A.3"],
+            &[what, "at `choices[0].token_ids[1]`", "docs/wire.md A.3"],
         );
         let body = json!({"prompt_token_ids": [bad], "choices": [{"token_ids": [1]}]}).to_string();
         assert_contains(
@@ -658,7 +658,7 @@ fn missing_or_empty_choices_quote_server_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// vLLM generate rules (wire.md B.2)
+// vLLM generate rules (docs/wire.md B.2)
 // ---------------------------------------------------------------------------------------------
 
 fn generate_with(ids: Value, content: Value) -> Vec<u8> {
@@ -776,7 +776,7 @@ fn generate_rules() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Dynamo precedence (wire.md C.2)
+// Dynamo precedence (docs/wire.md C.2)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -831,7 +831,7 @@ fn dynamo_completion_id_precedence() {
     );
     assert_contains(
         &text,
-        &["found none of", "extra_fields", "wire.md C.1, C.2"],
+        &["found none of", "extra_fields", "docs/wire.md C.1, C.2"],
     );
 }
 
@@ -1004,7 +1004,7 @@ fn dynamo_ignores_unknown_engine_data_keys_but_checks_read_ones() {
         &[
             "invalid type: string \"a\"",
             "at `nvext.engine_data.completion_logprobs[0]`",
-            "wire.md C.2",
+            "docs/wire.md C.2",
         ],
     );
     // (serde reads a derived struct from an array positionally: the error names the element)
@@ -1049,7 +1049,7 @@ fn non_json_bodies_are_typed_errors() {
     for wire in Wire::ALL {
         for (body, what) in cases {
             let text = err(body, wire);
-            assert_contains(&text, &[what, "wire.md"]);
+            assert_contains(&text, &[what, "docs/wire.md"]);
         }
     }
     // invalid UTF-8 inside a string
@@ -1360,7 +1360,7 @@ fn keys(v: &Value) -> Vec<&str> {
 
 #[test]
 fn generate_body_b2_exact() {
-    // renderers PR #79 test_generate_builds_request_body_and_parses_response (wire.md B.2)
+    // renderers PR #79 test_generate_builds_request_body_and_parses_response (docs/wire.md B.2)
     let sampling =
         map(json!({"temperature": 0.3, "max_tokens": 7, "min_tokens": 2, "cache_salt": "ckpt-42"}));
     let body = vllm_generate_body(
@@ -1448,8 +1448,8 @@ const A2_TOKENS: [u32; 26] = [
 
 #[test]
 fn chat_tokens_body_a2_exact() {
-    // wire.md A.2: sampling args as prime-rl passes them (cache_salt and chat_template_kwargs in
-    // extra_body), normalized by verifiers' normalize_sampling_args
+    // docs/wire.md A.2: sampling args as prime-rl passes them (cache_salt and chat_template_kwargs
+    // in extra_body), normalized by verifiers' normalize_sampling_args
     let sampling = map(
         json!({"max_tokens": 2048, "temperature": 1.0, "top_p": null,
         "extra_body": {"cache_salt": "17", "chat_template_kwargs": {"enable_thinking": true}}}),
@@ -1477,7 +1477,7 @@ fn chat_tokens_body_a2_exact() {
     });
     let got = json_of(&body);
     assert_eq!(got, want);
-    assert_eq!(keys(&got), keys(&want), "key order as in wire.md A.2");
+    assert_eq!(keys(&got), keys(&want), "key order as in docs/wire.md A.2");
     // messages and tools are copied byte for byte
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains(a2_messages().get()) && text.contains(a2_tools().get()));
@@ -1554,7 +1554,7 @@ fn chat_body_targets() {
                "spaces_between_special_tokens": false, "routed_experts_prompt_start": 3, "top_k": 20,
                "logprobs": true, "return_token_ids": true, "stop_token_ids": [151645], "cache_salt": "s", "priority": 2})
     );
-    // tools omitted when there are none (wire.md A.2 step 2: `tools?`)
+    // tools omitted when there are none (docs/wire.md A.2 step 2: `tools?`)
     let v = json_of(
         &chat_body(
             "m",
@@ -1631,7 +1631,7 @@ fn dynamo_body_c1_exact() {
     });
     let got = json_of(&body);
     assert_eq!(got, want);
-    assert_eq!(keys(&got), keys(&want), "key order as in wire.md C.1");
+    assert_eq!(keys(&got), keys(&want), "key order as in docs/wire.md C.1");
     assert_eq!(keys(&got["nvext"]), keys(&want["nvext"]));
 }
 
@@ -1680,7 +1680,7 @@ fn dynamo_cache_salt_reaches_nvext_never_the_root() {
     assert_eq!(
         v["nvext"].get("cache_salt"),
         None,
-        "empty salts count as absent (wire.md C.1)"
+        "empty salts count as absent (docs/wire.md C.1)"
     );
 }
 
@@ -1957,5 +1957,62 @@ fn bodies_are_valid_json_for_awkward_keys_and_values() {
                 assert!(text.matches(key).count() <= 2, "{key} repeated in {text}");
             }
         }
+    }
+}
+
+/// A response recorded from a running upstream vLLM 0.32.0 (CPU build, SmolLM2-135M-Instruct,
+/// `logprobs: 2`, no `return_token_ids`): tokens-mode entries, no echoed prompt.
+#[test]
+fn vllm_0_32_tokens_mode_recorded() {
+    let body = fixture("vllm_0_32_generate_tokens_mode.json");
+    let p = ok(&body, Wire::VllmGenerate);
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    let choice = &raw["choices"][0];
+    let ids: Vec<u32> = serde_json::from_value(choice["token_ids"].clone()).unwrap();
+    assert_eq!(p.completion_ids, ids);
+    assert_eq!(p.prompt_ids, None);
+    let entries = choice["logprobs"]["content"].as_array().unwrap();
+    let want: Vec<f64> = entries
+        .iter()
+        .map(|e| e["logprob"].as_f64().unwrap())
+        .collect();
+    assert_eq!(logprobs(&p), want);
+    let top = p.completion_top_logprobs.clone().unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        let alts: Vec<(u32, f64)> = e["top_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["token_id"].as_u64().unwrap() as u32,
+                    a["logprob"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(top.at(i).collect::<Vec<_>>(), alts);
+    }
+}
+
+#[test]
+fn generate_routed_experts_in_both_forms() {
+    // prime-rl: an object with the data and its shape; upstream vLLM 0.32: a base64 .npy string
+    for experts in [
+        json!({"data": "AAEC", "shape": [3, 1, 1], "dtype": "uint8"}),
+        json!("k05VTVBZAQB2AHsnZGVzY3InOiAnfHUxJywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZX0="),
+    ] {
+        let body = json!({"choices": [{"token_ids": [7], "routed_experts": experts,
+                                       "logprobs": {"content": [{"token_id": 7, "logprob": -0.5}]}}]})
+        .to_string()
+        .into_bytes();
+        let p = ok(&body, Wire::VllmGenerate);
+        let raw = p
+            .routed_experts
+            .as_ref()
+            .map(|r| r.get())
+            .unwrap_or_default();
+        assert_eq!(json_of(raw.as_bytes()), experts);
+        let span = p.routed_experts_span.clone().unwrap_or_default();
+        assert_eq!(&body[span], raw.as_bytes());
     }
 }

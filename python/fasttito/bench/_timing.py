@@ -36,9 +36,11 @@ def peer(module: str, extra: str = "bench") -> ModuleType:
 
 
 def model_folder(name: str) -> Path:
-    """``models/NAME`` (vendored in the repository) or ``$FASTTITO_MODELS/NAME`` (default
-    ``../shared/models``), relative to the current directory."""
-    roots = [Path("models"), Path(os.environ.get("FASTTITO_MODELS") or "../shared/models")]
+    """``models/NAME`` (vendored in the repository, relative to the current directory) or
+    ``$FASTTITO_MODELS/NAME`` (the model matrix, docs/models.md)."""
+    roots = [Path("models")]
+    if os.environ.get("FASTTITO_MODELS"):
+        roots.append(Path(os.environ["FASTTITO_MODELS"]))
     for root in roots:
         if (root / name / "tokenizer.json").is_file():
             return root / name

@@ -334,7 +334,8 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
         return []
     flat = rows[-1]["_fasttito"] / rows[0]["_fasttito"]
     return [
-        f"fasttito per-turn CPU at {rows[-1]['_rollouts']:,} vs {rows[0]['_rollouts']:,} rollouts: {flat:.2f}x"
+        f"fasttito per-turn CPU at {rows[-1]['_rollouts']:,} vs {rows[0]['_rollouts']:,} "
+        f"rollouts: {flat:.2f}x"
     ]
 
 

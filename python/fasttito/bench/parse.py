@@ -2,9 +2,9 @@
 
 One process, release build, medians, GC on (each candidate in its own block). Response: a vLLM
 chat completion as vLLM writes it (compact JSON) with N completion tokens, logprob entries
-`{token, logprob, bytes, top_logprobs}` (top_logprobs 0 or 5) and 16,384 prompt ids (the shape of
-``../shared/baselines.md`` section 4). Candidates, each ending with the completion ids, the
-prompt ids and one logprob per id:
+`{token, logprob, bytes, top_logprobs}` (top_logprobs 0 or 5) and 16,384 prompt ids
+(docs/performance.md, "Response parsing and request bodies"). Candidates, each ending with the
+completion ids, the prompt ids and one logprob per id:
 
 * ``openai-python``: ``ChatCompletion.model_validate_json`` + verifiers' ``parse_tokens``
   extraction (verifiers 0.3.1's path);

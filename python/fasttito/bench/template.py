@@ -1,7 +1,7 @@
 """Benchmark: chat-template render + tokenize, fasttito against transformers and `tokenizers`.
 
 One process, interleaved rounds, medians. For agent conversations of about 4k, 16k and 64k
-tokens (4, 16 and 64 turns of the coding-agent shape in ``../shared/baselines.md``: a system
+tokens (4, 16 and 64 turns of the coding-agent shape of docs/performance.md: a system
 prompt, a task, then per turn an assistant message with reasoning and one tool call, and a tool
 result cut from real source code), it times:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,9 @@ def bench_model(
         base = make_conversation(turns)
         prev = base[:-2]
 
-        def grown(i: int) -> list[dict[str, Any]]:
+        # The closures below run within this iteration; the loop values they read are bound as
+        # keyword-only defaults so each provably sees this size's values (ruff B023).
+        def grown(i: int, *, base: list[dict[str, Any]] = base) -> list[dict[str, Any]]:
             # The newest turn (assistant call + tool result) differs every round, so its text is
             # never in the cache, as in a real rollout.
             msgs = list(base)
@@ -165,7 +168,7 @@ def bench_model(
                 f"{model_dir.name}: fasttito ids differ from transformers at {turns} turns"
             )
 
-        def run_hf(i: int) -> None:
+        def run_hf(i: int, *, grown: Callable[[int], list[dict[str, Any]]] = grown) -> None:
             hf.apply_chat_template(
                 grown(i),
                 tools=TOOLS,
@@ -175,13 +178,13 @@ def bench_model(
                 **kwargs,
             )
 
-        def run_raw(i: int) -> None:
+        def run_raw(i: int, *, text: str = text) -> None:
             raw.encode(f"[round {i}]" + text, add_special_tokens=False)
 
-        def run_cold(i: int) -> None:
+        def run_cold(i: int, *, grown: Callable[[int], list[dict[str, Any]]] = grown) -> None:
             cold.apply_chat_template(grown(i), tools=TOOLS, add_generation_prompt=True, **kwargs)
 
-        def run_plus_one(i: int) -> None:
+        def run_plus_one(i: int, *, grown: Callable[[int], list[dict[str, Any]]] = grown) -> None:
             warm.apply_chat_template(grown(i), tools=TOOLS, add_generation_prompt=True, **kwargs)
 
         # The previous turn was rendered before, as a client does every turn.
@@ -240,7 +243,7 @@ def measure(
     seconds: float | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of the render + tokenize table. Default models: the vendored qwen2.5, then qwen3 and
-    llama-3.2 from ``$FASTTITO_MODELS`` (``../shared/models``) when present; ``quick``: qwen2.5
+    llama-3.2 from ``$FASTTITO_MODELS`` (the model matrix) when present; ``quick``: qwen2.5
     only, 2 and 4 turns, a few rounds."""
     peer("transformers", "test")
     if models:

@@ -1,7 +1,7 @@
 """Benchmark: the per-turn TITO step, fasttito against verifiers 0.3.1 and renderers 0.1.12.
 
-One process, release build, medians (each candidate in its own block, GC on). The workload is the coding-agent
-trajectory of ``bench_template.make_conversation`` (the shape of ``../shared/baselines.md``),
+One process, release build, medians (each candidate in its own block, GC on). The workload is
+the coding-agent trajectory of ``bench_template.make_conversation`` (docs/performance.md),
 with engine ids per turn as a template-following model samples them. At turn T (T-1 steps in
 the trajectory, a new tool result to bridge) it times:
 
@@ -26,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fasttito.bench._timing import model_folder, peer, timeit_blocks, us
@@ -54,10 +55,12 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
     if len(rows) < 2:
         return []
     lo, hi = rows[0], rows[-1]
+    ft_growth = hi["_series"]["fasttito turn"] / lo["_series"]["fasttito turn"]
+    vf_key = "verifiers get_prompt_ids"
+    vf_growth = hi["_series"][vf_key] / lo["_series"][vf_key]
     return [
         f"Per-turn cost growth, fasttito turn at T={hi['_turns']} / T={lo['_turns']}: "
-        f"{hi['_series']['fasttito turn'] / lo['_series']['fasttito turn']:.2f}x "
-        f"(verifiers: {hi['_series']['verifiers get_prompt_ids'] / lo['_series']['verifiers get_prompt_ids']:.2f}x)"
+        f"{ft_growth:.2f}x (verifiers: {vf_growth:.2f}x)"
     ]
 
 
@@ -177,23 +180,29 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
         prev = steps[k - 1]["tokens"]
         assert new_tool["role"] == "tool"
 
-        def vf_turn(_: int) -> None:
+        # Every closure below runs within this iteration; the loop values it reads are bound as
+        # keyword-only defaults so each closure provably sees this turn's values (ruff B023).
+        def vf_turn(_: int, *, state: Any = state, native_prompt: Any = native_prompt) -> None:
             client.stub = False
             assert (
                 loop.run_until_complete(client.get_prompt_ids(state, native_prompt, TOOLS))
                 is not None
             )
 
-        def vf_prefix(_: int) -> None:
+        def vf_prefix(_: int, *, state: Any = state, native_prompt: Any = native_prompt) -> None:
             client.stub = True
             loop.run_until_complete(client.get_prompt_ids(state, native_prompt, TOOLS))
 
         # The newest tool result is new text on every round (as in a real rollout), so no cache
         # of any candidate can serve it.
-        def fresh_tool(i: int, who: str) -> dict[str, Any]:
+        def fresh_tool(
+            i: int, who: str, *, new_tool: dict[str, Any] = new_tool, T: int = T
+        ) -> dict[str, Any]:
             return {**new_tool, "content": f"[{who} T{T} round {i}] " + new_tool["content"]}
 
-        def renderers_bridge(i: int) -> None:
+        def renderers_bridge(
+            i: int, *, prev: Any = prev, fresh_tool: Callable[..., dict[str, Any]] = fresh_tool
+        ) -> None:
             out = renderer.bridge_to_next_turn(
                 prev["prompt_ids"],
                 prev["completion_ids"],
@@ -202,7 +211,16 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
             )
             assert out is not None
 
-        def ft_turn(i: int) -> None:
+        ft_state: dict[str, Any] = {}
+
+        def ft_turn(
+            i: int,
+            *,
+            ft_state: dict[str, Any] = ft_state,
+            k: int = k,
+            native_prompt: Any = native_prompt,
+            fresh_tool: Callable[..., dict[str, Any]] = fresh_tool,
+        ) -> None:
             # Steady state: the trajectory's earlier steps were ingested on earlier turns; this
             # turn ingests the newest step, then plans (untimed set-up in ft_setup below).
             traj = ft_state["traj"]
@@ -219,12 +237,15 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
             assert plan.mode == "tito", plan.fallback_reason
             ft_state["result"] = plan.prompt_ids
 
-        ft_state: dict[str, Any] = {}
-
         # The previous turn's prompt, as verifiers rebuilt it then (new dicts, same strings).
         previous_native, _ = loop.run_until_complete(client.to_native_prompt(vf_messages[: 2 * k]))
 
-        def ft_setup() -> None:
+        def ft_setup(
+            *,
+            ft_state: dict[str, Any] = ft_state,
+            k: int = k,
+            previous_native: Any = previous_native,
+        ) -> None:
             # Steady state before turn T: the earlier steps ingested and the previous turn
             # planned, as a real rollout did on its previous turns.
             rollouts = fasttito.TrajectoryRollouts(tok)
@@ -237,15 +258,21 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
 
         rollout = fasttito.TrajectoryRollouts(tok).rollout_for(list(trajectory), TOOLS)
 
-        def ft_prefix(_: int) -> None:
+        def ft_prefix(_: int, *, rollout: Any = rollout, prompt_dicts: Any = prompt_dicts) -> None:
             assert isinstance(rollout.begin(prompt_dicts, TOOLS), fasttito.PendingBridge)
 
-        def ft_bridge(i: int) -> None:
+        def ft_bridge(
+            i: int,
+            *,
+            rollout: Any = rollout,
+            prompt_dicts: Any = prompt_dicts,
+            fresh_tool: Callable[..., dict[str, Any]] = fresh_tool,
+        ) -> None:
             assert (
                 rollout.prepare([*prompt_dicts[:-1], fresh_tool(i, "bridge")], TOOLS).mode == "tito"
             )
 
-        def floor(i: int) -> None:
+        def floor(i: int, *, fresh_tool: Callable[..., dict[str, Any]] = fresh_tool) -> None:
             tok.encode(fresh_tool(i, "floor")["content"])
 
         # fasttito turn needs a fresh (k-1)-step rollout each round: set it up outside the timer.
@@ -286,12 +313,20 @@ def measure(quick: bool, turns: list[int] | None = None) -> list[dict[str, Any]]
                 "turn T": T,
                 "prompt tokens": len(expected),
                 "verifiers get_prompt_ids": us(m["vf_turn"]),
-                "fasttito turn (vs verifiers)": f"{us(m['ft_turn'])} ({m['vf_turn'] / m['ft_turn']:.0f}x)",
+                "fasttito turn (vs verifiers)": (
+                    f"{us(m['ft_turn'])} ({m['vf_turn'] / m['ft_turn']:.0f}x)"
+                ),
                 "verifiers prefix match": us(m["vf_prefix"]),
-                "fasttito prefix match (vs verifiers)": f"{us(m['ft_prefix'])} ({m['vf_prefix'] / m['ft_prefix']:.0f}x)",
+                "fasttito prefix match (vs verifiers)": (
+                    f"{us(m['ft_prefix'])} ({m['vf_prefix'] / m['ft_prefix']:.0f}x)"
+                ),
                 "renderers bridge": us(m["renderers"]),
-                "fasttito bridge (vs renderers)": f"{us(m['ft_bridge'])} ({m['renderers'] / m['ft_bridge']:.1f}x)",
-                "encode floor (fasttito bridge / floor)": f"{us(m['floor'])} ({m['ft_bridge'] / m['floor']:.2f}x)",
+                "fasttito bridge (vs renderers)": (
+                    f"{us(m['ft_bridge'])} ({m['renderers'] / m['ft_bridge']:.1f}x)"
+                ),
+                "encode floor (fasttito bridge / floor)": (
+                    f"{us(m['floor'])} ({m['ft_bridge'] / m['floor']:.2f}x)"
+                ),
                 "_turns": T,
                 "_series": {
                     "verifiers get_prompt_ids": m["vf_turn"],

@@ -101,7 +101,7 @@ class Recorded:
         for k in range(turns):
             asst = _assistant(k, final=k == turns - 1)
             prompt = tok.apply_chat_template(conv, tools=[TOOL], add_generation_prompt=True)
-            full = tok.apply_chat_template(conv + [asst], tools=[TOOL])
+            full = tok.apply_chat_template([*conv, asst], tools=[TOOL])
             rest = full[len(prompt) :]
             completion = rest[: rest.index(IM_END) + 1]
             self.responses.append(self._body(k, prompt, completion, asst))
@@ -320,10 +320,16 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "turns": r["turns"],
                 "client": r["candidate"],
-                "get_native_response, ms/turn (last turn)": f"{r['native_ms_per_turn']:.3f} ({r['native_ms_last_turn']:.3f})",
+                "get_native_response, ms/turn (last turn)": (
+                    f"{r['native_ms_per_turn']:.3f} ({r['native_ms_last_turn']:.3f})"
+                ),
                 "vs verifiers": f"{b['native_ms_per_turn'] / r['native_ms_per_turn']:.1f}x",
-                "client part of a turn, ms/turn (last turn)": f"{r['client_ms_per_turn']:.3f} ({r['client_ms_last_turn']:.3f})",
-                "vs verifiers (client part)": f"{b['client_ms_per_turn'] / r['client_ms_per_turn']:.1f}x",
+                "client part of a turn, ms/turn (last turn)": (
+                    f"{r['client_ms_per_turn']:.3f} ({r['client_ms_last_turn']:.3f})"
+                ),
+                "vs verifiers (client part)": (
+                    f"{b['client_ms_per_turn'] / r['client_ms_per_turn']:.1f}x"
+                ),
                 "TITO turns": ""
                 if r["tito_turns"] is None
                 else f"{r['tito_turns']}/{r['turns'] - 1}",

@@ -54,6 +54,22 @@ FOLLOW_UP = {"role": "user", "content": "Thanks. And in Lima?"}
 REASONING = "The user wants the weather; I should call the tool."
 
 
+def bridge_error(
+    rollout: fasttito.Rollout, tok: fasttito.Tokenizer, conv: list[Any], ctk: dict[str, Any]
+) -> str:
+    """Why the bridge of ``conv`` could not be rendered: the template's own error on the two
+    conversations fasttito renders for it (a dummy assistant turn, then the new messages)."""
+    pending = rollout.begin(conv, TOOLS, ctk or None)
+    if not isinstance(pending, fasttito.PendingBridge):
+        return ""
+    for messages, gen in ((pending.full_messages, True), (pending.base_messages, False)):
+        try:
+            tok.apply_chat_template(messages, tools=TOOLS, add_generation_prompt=gen, **ctk)
+        except FasttitoError as exc:
+            return f"; the template fails on the bridge: {type(exc).__name__}: {exc}"
+    return ""
+
+
 def _call(i: int, city: str) -> dict[str, Any]:
     # 9 alphanumerics: Mistral's template rejects other tool-call ids
     return {
@@ -228,6 +244,8 @@ def diagnose_shape(
     if plan.mode != "tito":
         res.status = "falls back"
         res.detail += f"TITO refused ({plan.fallback_reason}); the turn is sent as messages"
+        if plan.fallback_reason == "tokenization_failed":
+            res.detail += bridge_error(rollout, tok, conv2, ctk)
         return res
     stitched = plan.prompt_ids.tolist() if plan.prompt_ids is not None else []
     res.reused, res.bridge, res.gap, res.deduped = (

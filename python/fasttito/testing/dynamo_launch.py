@@ -407,8 +407,9 @@ def dynamo_server(model_dir: Path | str, served_name: str, **kwargs: Any) -> Ite
 
 
 def _frontend_main(argv: list[str]) -> None:
-    """``python -m fasttito.testing.dynamo_launch frontend -- <dynamo.frontend args>``: the frontend, in this
-    process, with a watchdog that SIGKILLs the process group when the parent pid changes."""
+    """``python -m fasttito.testing.dynamo_launch frontend -- <dynamo.frontend args>``: the
+    frontend, in this process, with a watchdog that SIGKILLs the process group when the parent pid
+    changes."""
     import runpy
 
     if argv and argv[0] == "--":

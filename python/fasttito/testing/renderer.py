@@ -65,7 +65,8 @@ class AddedToken:
 
 
 class FasttitoRenderer:
-    """The part of a ``transformers`` tokenizer the test engines use, over ``fasttito.Tokenizer``."""
+    """The part of a ``transformers`` tokenizer the test engines use, over
+    ``fasttito.Tokenizer``."""
 
     def __init__(self, model_dir: str | os.PathLike[str]) -> None:
         from fasttito import Tokenizer

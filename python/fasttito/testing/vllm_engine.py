@@ -22,7 +22,7 @@ It renders and tokenizes with ``transformers`` when that is importable (``--rend
 independent side of every wire test. Without transformers (an installed wheel, ``fasttito
 demo``) it renders with ``fasttito.Tokenizer``.
 
-Routes (field names and shapes follow ``../shared/wire.md`` sections A and B)
+Routes (field names and shapes follow ``docs/wire.md`` sections A and B)
 ----------------------------------------------------------------------------
 ``GET  /v1/models``                  ``{"object": "list", "data": [{"id", "object": "model",
                                      "max_model_len", ...}]}``
@@ -135,11 +135,12 @@ Admin API (JSON in, JSON out)
   ``no_stop_token``: the final stop token (and its logprob) removed, finish_reason unchanged
 
   Random faults, for soak runs: ``POST /_admin/faults`` with ``{"random": {"rate": R, "modes":
-  [M, ...], "seed": 0, "seconds": 1.0, "delay_seconds": 1.0}}`` (``seconds``: of a stall) gives each matching request (same route rules as
-  above) probability R of one fault drawn uniformly from the modes (``{"random": null}`` turns it
-  off). Queued faults are taken first. ``GET /_admin/faults`` also returns ``"random"`` and
-  ``"injected"``: how many faults of each mode were applied since the last reset, queued and
-  random alike (a fault is counted when its request takes it, before the answer is sent).
+  [M, ...], "seed": 0, "seconds": 1.0, "delay_seconds": 1.0}}`` (``seconds``: of a stall) gives
+  each matching request (same route rules as above) probability R of one fault drawn uniformly
+  from the modes (``{"random": null}`` turns it off). Queued faults are taken first.
+  ``GET /_admin/faults`` also returns ``"random"`` and ``"injected"``: how many faults of each mode
+  were applied since the last reset, queued and random alike (a fault is counted when its request
+  takes it, before the answer is sent).
 
 ``/inference/v1/generate`` (ids only)
 -------------------------------------
@@ -158,7 +159,7 @@ kwargs). A generate request is resolved by:
 
 Anything else (e.g. a truncated previous turn, an unknown tool list) is a 500
 ``ids_not_understood`` naming what to set. Supported: the tool-agent loop for history-stable
-templates (see ``../shared/models/README.md``: qwen2.5, llama-3.2 single calls, qwen3 with
+templates (see ``docs/models.md``: qwen2.5, llama-3.2 single calls, qwen3 with
 reasoning on every turn, mistral-nemo tool-only tails).
 """
 
@@ -1366,7 +1367,7 @@ class Engine:
         rec["history_detail"] = comp.stable_detail
         ids, finish, _, complete = self.finish(comp, max_tokens, extra_stops)
         if finish == "tool_calls":
-            finish = "stop"  # /inference/v1/generate never says tool_calls (wire.md B.2)
+            finish = "stop"  # /inference/v1/generate never says tool_calls (docs/wire.md B.2)
         rec["completion_ids"] = ids
         if complete:
             self.store.add(prompt_ids + ids, StoredTurn([*conv, comp.message], tools, ctk))

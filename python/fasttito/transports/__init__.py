@@ -1,4 +1,4 @@
-"""One module per transport (DESIGN.md "Transports"); ``TRANSPORT_CLASSES`` maps each id to
+"""One module per transport (docs/transports.md); ``TRANSPORT_CLASSES`` maps each id to
 its class. ``auto`` is resolved by :meth:`fasttito.Client.probe`."""
 
 from __future__ import annotations

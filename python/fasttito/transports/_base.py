@@ -221,7 +221,7 @@ class Transport(abc.ABC):
             unparsed = dec.unparsed_tool_calls
             message = dec.message
             if dec.finish_reason_hint == "tool_calls" and finish == "stop":
-                finish = "tool_calls"  # generate never says tool_calls (wire.md B.2)
+                finish = "tool_calls"  # generate never says tool_calls (docs/wire.md B.2)
         if message is None:
             message = assistant_message(content, reasoning, tool_calls)
 

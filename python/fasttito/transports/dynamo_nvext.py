@@ -1,5 +1,5 @@
 """``dynamo-nvext``: NVIDIA Dynamo ``POST /v1/chat/completions`` with a placeholder message and
-the prompt as ``nvext.token_data`` (wire.md C.1): stitched ids on TITO turns; on turn 1 and
+the prompt as ``nvext.token_data`` (docs/wire.md C.1): stitched ids on TITO turns; on turn 1 and
 fallbacks a full local render by default (``dynamo_first_turn="tokens"``), or the real
 messages (``"messages"``: Dynamo renders the template). ``cache_salt`` goes to
 ``nvext.cache_salt``, ``priority`` to ``nvext.agent_hints.priority``, the tokenizer's stop ids

@@ -1,8 +1,8 @@
-"""``vllm-chat-tokens``: vLLM + prime-rl (wire.md A). Turn 1 and fallbacks: ``POST
+"""``vllm-chat-tokens``: vLLM + prime-rl (docs/wire.md A). Turn 1 and fallbacks: ``POST
 /v1/chat/completions`` with ``return_token_ids``; TITO turns: ``POST /v1/chat/completions/tokens``
 with ``tokens`` (the messages are still sent: the server validates them). Bridges are rendered
 with the local tokenizer when the Client has one, else by two ``POST {root}/tokenize`` calls per
-turn (wire.md B.1, E.2). The server parses tool calls and reasoning itself."""
+turn (docs/wire.md B.1, E.2). The server parses tool calls and reasoning itself."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class VllmChatTokensTransport(Transport):
     async def _tokenize(
         self, messages: Sequence[Any], args: GenerateArgs, *, generation_prompt: bool
     ) -> list[int] | None:
-        """vLLM's chat ``/tokenize`` (wire.md B.1); None when the server rejects the messages
+        """vLLM's chat ``/tokenize`` (docs/wire.md B.1); None when the server rejects the messages
         (the turn then falls back to messages, counted as ``tokenization_failed``)."""
         c = self.client
         req: dict[str, Any] = {"model": c.model, "messages": list(messages), "tools": args.tools}

@@ -1,5 +1,5 @@
 """``vllm-generate``: vLLM >= 0.20 ``POST {root}/inference/v1/generate`` with ``token_ids``
-every turn (wire.md B.2): the stitched ids on TITO turns, a full local render otherwise. The
+every turn (docs/wire.md B.2): the stitched ids on TITO turns, a full local render otherwise. The
 response carries ids only, so the message is decoded locally."""
 
 from __future__ import annotations
