@@ -4,6 +4,7 @@
 //! The core modules never touch Python: they take and return plain Rust values, so `cargo test`
 //! needs no interpreter. The PyO3 binding lives in [`py`] behind the `python` feature.
 
+pub mod attribute;
 pub mod bridge;
 pub mod chat;
 pub mod decode;

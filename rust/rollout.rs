@@ -522,3 +522,108 @@ pub fn compare(tok: &Tokenizer, stitched: &[u32], rendered: &[u32]) -> VerifyRep
         rendered_context: first_diff.map(|i| context(rendered, i)).unwrap_or_default(),
     }
 }
+
+/// A bridge made without the previous turn's messages (renderers' `bridge_to_next_turn` knows
+/// only the previous ids): the ids after a turn that ended on `stop`, for the new messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoneBridge {
+    /// The ids to append to the previous prompt + completion.
+    pub ids: Vec<u32>,
+    /// The conversation rendered for the bridge: the dummy assistant, then the new messages.
+    pub full: Vec<Json>,
+    /// Where the bridge starts in the render of `full` (with the generation prompt).
+    pub offset: usize,
+    /// Template tokens after the stop token that were put back.
+    pub gap: usize,
+    /// A duplicated leading stop token was dropped.
+    pub deduped: bool,
+}
+
+/// The bridge for `tail` after a turn that ended on `stop`, by the same rules and renders as a
+/// [`Rollout`] turn (`names`: the previous turn's tool names by call id, for templates that
+/// render a tool result with its call's name). The tail rule and the tokenization failures are
+/// the same fallbacks; the caller checks that `stop` is a stop token.
+pub fn lone_bridge(
+    tok: &Tokenizer,
+    stop: u32,
+    tail: &[&Json],
+    names: &Map<String, Json>,
+    tools: Option<&[Json]>,
+    kwargs: &Map<String, Json>,
+    fps: (u128, u128),
+) -> std::result::Result<LoneBridge, Fallback> {
+    if tail.iter().any(|m| is_multimodal(m)) {
+        return Err(Fallback::Multimodal);
+    }
+    bridge::check_tail(tail)?;
+    let options = |add_generation_prompt| ChatOptions {
+        tools: tools.map(<[Json]>::to_vec),
+        add_generation_prompt,
+        kwargs: kwargs.clone(),
+        ..Default::default()
+    };
+    let mut inputs = bridge::bridge_inputs(tail, names, false);
+    let mut ids = bridge_ids(tok, &inputs, &options, fps);
+    if matches!(&ids, Err(e) if e.kind() == ErrorKind::Template) {
+        inputs = bridge::bridge_inputs(tail, names, true);
+        ids = bridge_ids(tok, &inputs, &options, fps);
+    }
+    let (full, base) = ids.map_err(|_| Fallback::TokenizationFailed)?;
+    let Stitched {
+        ids, gap, deduped, ..
+    } = bridge::stitch(&[&[stop]], &full, &base)?;
+    Ok(LoneBridge {
+        ids: ids[1..].to_vec(),
+        offset: base.len() - gap + usize::from(deduped),
+        full: inputs.full,
+        gap,
+        deduped,
+    })
+}
+
+#[cfg(test)]
+mod lone_bridge_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn qwen25_bridge_after_a_stop_token_and_the_fallbacks() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5");
+        let tok = Tokenizer::from_dir(&dir, &Default::default()).unwrap();
+        let stop = tok.stop_token_ids()[0];
+        let user = json!({"role": "user", "content": "And in Rome?"});
+        let b = lone_bridge(&tok, stop, &[&user], &Map::new(), None, &Map::new(), (0, 0)).unwrap();
+        assert_eq!(
+            tok.decode(&b.ids, false).unwrap(),
+            "\n<|im_start|>user\nAnd in Rome?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!((b.gap, b.deduped, b.full.len()), (1, false, 2));
+        let assistant = json!({"role": "assistant", "content": "x"});
+        assert_eq!(
+            lone_bridge(
+                &tok,
+                stop,
+                &[&assistant],
+                &Map::new(),
+                None,
+                &Map::new(),
+                (0, 0)
+            ),
+            Err(Fallback::InvalidTail)
+        );
+        let image =
+            json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]});
+        assert_eq!(
+            lone_bridge(
+                &tok,
+                stop,
+                &[&image],
+                &Map::new(),
+                None,
+                &Map::new(),
+                (0, 0)
+            ),
+            Err(Fallback::Multimodal)
+        );
+    }
+}

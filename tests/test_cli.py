@@ -347,7 +347,16 @@ def test_bench_quick_template_table_and_plot(tmp_path: Path) -> None:
 
 def test_bench_peer_suites_run_or_say_what_is_missing() -> None:
     result = run(
-        "bench", "tito", "parse", "http", "verifiers", "--quick", "--turns", "2", "--allow-debug"
+        "bench",
+        "tito",
+        "parse",
+        "http",
+        "verifiers",
+        "renderers",
+        "--quick",
+        "--turns",
+        "2",
+        "--allow-debug",
     )
     out = result.stdout
     for suite, peer in (
@@ -355,6 +364,7 @@ def test_bench_peer_suites_run_or_say_what_is_missing() -> None:
         ("parse", "orjson"),
         ("http", "aiohttp"),
         ("verifiers", "verifiers"),
+        ("renderers", "renderers"),
     ):
         assert f"## {suite}:" in out
         try:

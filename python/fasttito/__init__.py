@@ -36,6 +36,8 @@ from fasttito.errors import UnsupportedRouteError as UnsupportedRouteError
 from fasttito.metrics import metrics as metrics
 from fasttito.metrics import reset_metrics as reset_metrics
 from fasttito.rollout import Rollout as Rollout
+from fasttito.rollout import Sample as Sample
+from fasttito.rollout import TrajectoryError as TrajectoryError
 from fasttito.tokens import TokenIds as TokenIds
 from fasttito.trajectory import TrajectoryRollouts as TrajectoryRollouts
 
@@ -61,6 +63,7 @@ __all__ = [
     "ResponseTooLargeError",
     "Rollout",
     "RolloutLimitError",
+    "Sample",
     "ServerError",
     "TemplateError",
     "TemplateLimitError",
@@ -68,6 +71,7 @@ __all__ = [
     "TokenizationError",
     "Tokenizer",
     "TokenizerLoadError",
+    "TrajectoryError",
     "TrajectoryRollouts",
     "TransportError",
     "Turn",

@@ -42,7 +42,13 @@ from fasttito.errors import (
 )
 from fasttito.http import _ATTEMPT, AttemptProgress, HttpResponse, Poster, make_poster
 from fasttito.metrics import count_error
-from fasttito.rollout import DEFAULT_MAX_ROLLOUT_MESSAGES, DEFAULT_MAX_ROLLOUT_TOKENS, Rollout
+from fasttito.rollout import (
+    DEFAULT_MAX_ROLLOUT_MESSAGES,
+    DEFAULT_MAX_ROLLOUT_TOKENS,
+    Rollout,
+    Sample,
+    TrajectoryError,
+)
 from fasttito.transports import TRANSPORT_CLASSES, Transport, Turn
 from fasttito.transports._base import GenerateArgs, RolloutState
 
@@ -883,6 +889,24 @@ class ClientRollout:
         turn = await self._transport.generate(self._state, args)
         self._state.turns.append(turn)
         return turn
+
+    def trajectory(self) -> Sample:
+        """The conversation as one training sample (:meth:`fasttito.Rollout.trajectory`)."""
+        return self._engine_for_samples().trajectory()
+
+    def trajectories(self) -> list[Sample]:
+        """The conversation as training samples, a new one at every turn sent as messages
+        (:meth:`fasttito.Rollout.trajectories`)."""
+        return self._engine_for_samples().trajectories()
+
+    def _engine_for_samples(self) -> Rollout:
+        engine = self.engine
+        if engine is None:
+            raise TrajectoryError(
+                "the chat transport keeps no token ids, so a rollout over it has no training "
+                "sample; use a token transport (vllm-generate, vllm-chat-tokens, dynamo-nvext)"
+            )
+        return engine
 
     def __repr__(self) -> str:
         return f"ClientRollout(transport={self.transport!r}, turns={len(self)})"

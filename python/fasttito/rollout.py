@@ -15,13 +15,21 @@ messages past turn 1 is logged once per rollout at WARNING (every fallback is co
 from __future__ import annotations
 
 import logging
+import math
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fasttito import _core
-from fasttito.errors import ConfigError, RolloutLimitError
+from fasttito.errors import ConfigError, FasttitoError, RolloutLimitError
 
-__all__ = ["DEFAULT_MAX_ROLLOUT_MESSAGES", "DEFAULT_MAX_ROLLOUT_TOKENS", "Rollout"]
+__all__ = [
+    "DEFAULT_MAX_ROLLOUT_MESSAGES",
+    "DEFAULT_MAX_ROLLOUT_TOKENS",
+    "Rollout",
+    "Sample",
+    "TrajectoryError",
+]
 
 #: Default bound on the messages of one conversation (an agent loop that never ends stops here).
 DEFAULT_MAX_ROLLOUT_MESSAGES = 10_000
@@ -46,7 +54,16 @@ class Rollout:
             :class:`RolloutLimitError` (``limit="max_rollout_tokens"``), so nothing is sent.
     """
 
-    __slots__ = ("_core", "_max_messages", "_max_tokens", "_warned")
+    __slots__ = (
+        "_core",
+        "_max_messages",
+        "_max_tokens",
+        "_pending",
+        "_stops",
+        "_tokenizer",
+        "_turns",
+        "_warned",
+    )
 
     def __init__(
         self,
@@ -68,6 +85,15 @@ class Rollout:
             verify=verify,
         )
         self._warned = False
+        self._tokenizer = tokenizer
+        self._stops = (
+            list(stop_token_ids)
+            if stop_token_ids is not None
+            else (list(tokenizer.stop_token_ids) if tokenizer is not None else None)
+        )
+        # what trajectories() needs of each recorded turn, by turn index
+        self._turns: dict[int, _TurnLog] = {}
+        self._pending: tuple[Any, Sequence[Any], Any, Any] | None = None
 
     def __len__(self) -> int:
         return len(self._core)
@@ -145,9 +171,11 @@ class Rollout:
     ) -> _core.Plan:
         """Plan the next turn for the whole conversation ``messages`` (dicts or Pydantic models)."""
         messages = self._messages(messages)
-        return self._note(
+        plan = self._note(
             self._core.prepare(messages, tools, chat_template_kwargs, render_mito=render_mito)
         )
+        self._pending = (plan, messages, tools, chat_template_kwargs)
+        return plan
 
     def begin(
         self,
@@ -160,6 +188,7 @@ class Rollout:
         caller tokenizes, then passes to :meth:`finish`."""
         messages = self._messages(messages)
         result = self._core.begin(messages, tools, chat_template_kwargs)
+        self._pending = (result, messages, tools, chat_template_kwargs)
         if isinstance(result, _core.Plan):
             return self._note(result)
         return result
@@ -171,13 +200,16 @@ class Rollout:
         base_ids: Sequence[int] | None,
     ) -> _core.Plan:
         """Complete a pending bridge; ``None`` ids mean tokenization failed (the turn goes MITO)."""
-        return self._note(
+        plan = self._note(
             self._core.finish(
                 pending,
                 list(full_ids) if full_ids is not None else None,
                 list(base_ids) if base_ids is not None else None,
             )
         )
+        if self._pending is not None and self._pending[0] is pending:
+            self._pending = (plan, *self._pending[1:])
+        return plan
 
     def record(
         self,
@@ -186,14 +218,228 @@ class Rollout:
         message: Any,
         finish_reason: str | None = None,
         prompt_ids: Sequence[int] | None = None,
+        *,
+        logprobs: Sequence[float] | None = None,
     ) -> None:
         """Record the turn of ``plan``: the sampled ids, the assistant message appended to the
-        conversation, the finish reason, and the engine's prompt ids if they are not the plan's
-        (a MITO turn without a local render)."""
+        conversation, the finish reason, the engine's prompt ids if they are not the plan's
+        (a MITO turn without a local render), and the engine's logprobs of the sampled ids (for
+        :meth:`trajectories`; NaN where missing)."""
+        completion = list(completion_ids)
         self._core.record(
             plan,
-            list(completion_ids),
+            completion,
             message,
             finish_reason,
             list(prompt_ids) if prompt_ids is not None else None,
         )
+        pending, self._pending = self._pending, None
+        messages, tools, kwargs = (
+            pending[1:] if pending is not None and pending[0] is plan else (None, None, None)
+        )
+        if logprobs is not None and len(logprobs) != len(completion):
+            logprobs = None
+        log = _TurnLog(plan, completion, logprobs, messages, tools, kwargs)
+        log.message = message
+        matched = self._turns.get(log.matched) if log.matched is not None else None
+        if prompt_ids is not None:  # the engine's ids, not the plan's: a sample of their own
+            log.tito = False
+            log.new_ids = list(prompt_ids)
+        elif log.tito and matched is not None and messages is not None:
+            log.tail = list(messages[matched.n_messages + 1 :])
+        self._turns[plan.turn - 1] = log
+
+    def trajectory(self) -> Sample:
+        """The conversation as one training sample (see :meth:`trajectories`); raises
+        :class:`TrajectoryError` when a turn fell back to messages after the first, so the
+        rollout is more than one sample."""
+        samples = self.trajectories()
+        if len(samples) != 1:
+            raise TrajectoryError(
+                f"this rollout is {len(samples)} samples: a turn after the first fell back to "
+                "messages (its prompt was re-rendered, not the earlier ids verbatim); use "
+                "rollout.trajectories() and train on each"
+            )
+        return samples[0]
+
+    def trajectories(self) -> list[Sample]:
+        """The recorded turns as training samples, in order. A TITO turn extends the sample of
+        the turn it continues (its prompt is that turn's ids verbatim plus a bridge); a turn
+        sent as messages (MITO: the first, and every fallback) starts a new one. In each sample
+        ``loss_mask`` is 1 exactly on the ids the engine sampled (every turn's completion, stop
+        tokens included) and 0 on the ids rendered for the prompt; ``logprobs`` are the engine's
+        on the sampled ids, NaN elsewhere; ``message_indices`` name the message of the
+        conversation each id belongs to (-1: the generation prompt, or unknown)."""
+        if len(self._turns) != len(self):
+            raise TrajectoryError(
+                f"{len(self) - len(self._turns)} of {len(self)} turns were not recorded through "
+                "Rollout.record (ingested trajectory steps carry no sample information)"
+            )
+        samples: list[Sample] = []
+        where: list[tuple[int, int]] = []  # per turn: its sample, and the sample's length then
+        for t in range(len(self)):
+            log = self._turns[t]
+            m = log.matched
+            sample: Sample | None = None
+            if log.tito and m is not None and m < len(where) and where[m][1] == log.reused:
+                index, length = where[m]
+                sample = samples[index]
+                if len(sample) != length:  # continues an earlier turn: a sample of its own
+                    sample = sample._prefix(length)
+                    samples.append(sample)
+                sample._extend(log.new_ids, 0, None, self._bridge_indices(log, m))
+            else:
+                if log.new_ids is None:
+                    raise TrajectoryError(
+                        f"turn {t + 1} was sent as messages without local prompt ids (the engine "
+                        "rendered it and reported none): its sample is unknown"
+                    )
+                sample = Sample()
+                samples.append(sample)
+                sample._extend(log.new_ids, 0, None, self._prompt_indices(log))
+            sample._extend(log.completion, 1, log.logprobs, [log.n_messages] * len(log.completion))
+            where.append((samples.index(sample), len(sample)))
+        return samples
+
+    def _prompt_indices(self, log: _TurnLog) -> list[int]:
+        n = len(log.new_ids or ())
+        if self._tokenizer is None or log.messages is None:
+            return [-1] * n
+        try:
+            ids, indices, _ = _core.attribute(
+                self._tokenizer, log.messages, log.tools, True, log.kwargs, self._stops
+            )
+        except FasttitoError:
+            return [-1] * n
+        return indices if ids == log.new_ids else [-1] * n
+
+    def _bridge_indices(self, log: _TurnLog, matched: int) -> list[int]:
+        n = len(log.new_ids or ())
+        prev = self._turns[matched]
+        if self._tokenizer is None or log.tail is None or not prev.completion:
+            return [-1] * n
+        calls = _field(prev.message, "tool_calls") or []
+        names = {}
+        for call in calls:
+            function = _field(call, "function")
+            name = _field(function, "name") if function is not None else _field(call, "name")
+            if _field(call, "id") and name:
+                names[str(_field(call, "id"))] = str(name)
+        try:
+            bridge, _, full, offset = _core.lone_bridge(
+                self._tokenizer, prev.completion[-1], log.tail, log.tools, log.kwargs, names
+            )
+            if bridge != log.new_ids or full is None:
+                return [-1] * n
+            _, indices, _ = _core.attribute(
+                self._tokenizer, full, log.tools, True, log.kwargs, self._stops
+            )
+        except FasttitoError:
+            return [-1] * n
+        first = prev.n_messages + 1  # the first new message; the dummy stands for the reply
+        return [-1 if i < 0 else first + i - 1 for i in indices[offset:]]
+
+
+def _field(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+class TrajectoryError(FasttitoError, ValueError):
+    """A rollout's turns do not make the training sample asked for (see
+    :meth:`Rollout.trajectories`)."""
+
+
+class _TurnLog:
+    """What :meth:`Rollout.trajectories` needs of one recorded turn: the ids it added (the
+    bridge of a TITO turn, the whole prompt of a MITO one), its completion and logprobs, and the
+    messages to attribute them."""
+
+    __slots__ = (
+        "completion",
+        "kwargs",
+        "logprobs",
+        "matched",
+        "message",
+        "messages",
+        "n_messages",
+        "new_ids",
+        "reused",
+        "tail",
+        "tito",
+        "tools",
+    )
+
+    def __init__(
+        self,
+        plan: _core.Plan,
+        completion: list[int],
+        logprobs: Sequence[float] | None,
+        messages: Sequence[Any] | None,
+        tools: Any,
+        kwargs: Any,
+    ) -> None:
+        self.tito = plan.mode == "tito"
+        # the index of the continued turn (plan.matched_turn counts from 1)
+        self.matched = plan.matched_turn - 1 if plan.matched_turn is not None else None
+        self.reused = plan.tokens_reused
+        ids = plan.prompt_ids
+        self.new_ids: list[int] | None = (
+            None if ids is None else (ids[self.reused :] if self.tito else ids.tolist())
+        )
+        self.completion = completion
+        self.logprobs = logprobs
+        self.n_messages = len(messages) if messages is not None else -1
+        # a MITO turn keeps its messages (to attribute its prompt), a TITO turn its tail
+        self.messages = list(messages) if messages is not None and not self.tito else None
+        self.tail: list[Any] | None = None
+        self.tools = tools
+        self.kwargs = kwargs
+        self.message: Any = None
+
+
+class Sample:
+    """One training sample: ``token_ids`` (uint32), ``loss_mask`` (uint8), ``logprobs``
+    (float32) and ``message_indices`` (int32), each an :class:`array.array` of the same length,
+    so ``numpy.frombuffer(sample.loss_mask, numpy.uint8)`` and ``torch.frombuffer(...)`` read it
+    without a copy."""
+
+    __slots__ = ("logprobs", "loss_mask", "message_indices", "token_ids")
+
+    def __init__(self) -> None:
+        self.token_ids = array("I")
+        self.loss_mask = array("B")
+        self.logprobs = array("f")
+        self.message_indices = array("i")
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def __repr__(self) -> str:
+        return f"Sample(tokens={len(self)}, sampled={sum(self.loss_mask)})"
+
+    def _extend(
+        self,
+        ids: Sequence[int] | None,
+        mask: int,
+        logprobs: Sequence[float] | None,
+        indices: Sequence[int],
+    ) -> None:
+        ids = ids or []
+        n = len(ids)
+        self.token_ids.extend(ids)
+        self.loss_mask.extend(bytes([mask]) * n)
+        if logprobs is None:
+            self.logprobs.extend([math.nan] * n)
+        else:
+            self.logprobs.extend(logprobs)
+        self.message_indices.extend(indices)
+
+    def _prefix(self, n: int) -> Sample:
+        out = Sample()
+        out.token_ids = self.token_ids[:n]
+        out.loss_mask = self.loss_mask[:n]
+        out.logprobs = self.logprobs[:n]
+        out.message_indices = self.message_indices[:n]
+        return out

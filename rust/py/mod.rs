@@ -6,6 +6,7 @@
 mod convert;
 mod errors;
 mod ids;
+mod renderer;
 mod rollout;
 mod tokenizer;
 mod wire;
@@ -41,6 +42,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wire::request_body, m)?)?;
     m.add_function(wrap_pyfunction!(decode_completion, m)?)?;
     m.add_function(wrap_pyfunction!(metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(renderer::attribute, m)?)?;
+    m.add_function(wrap_pyfunction!(renderer::lone_bridge, m)?)?;
     m.add_function(wrap_pyfunction!(reset_metrics, m)?)?;
     Ok(())
 }

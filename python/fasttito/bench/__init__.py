@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "parse": "fasttito.bench.parse",
     "http": "fasttito.bench.http",
     "verifiers": "fasttito.bench.verifiers_client",
+    "renderers": "fasttito.bench.renderers_suite",
 }
 
 

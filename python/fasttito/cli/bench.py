@@ -4,9 +4,11 @@ Suites (``fasttito.bench.SUITES``): ``template`` (render + tokenize against tran
 tokenizers), ``tito`` (the per-turn TITO step against verifiers and renderers), ``parse``
 (response parsing and request bodies against openai-python, json and orjson), ``http`` (whole
 ``rollout.generate`` turns at 50 and 1,000 concurrent rollouts against bare aiohttp and httpx),
-``verifiers`` (the verifiers drop-in client against verifiers' own). Peers come from
-the ``bench`` extra (``scripts/bootstrap.sh release test,bench``); a suite whose peer is missing
-is skipped with a note. Timings are medians on this machine; the ratios are what to compare.
+``verifiers`` (the verifiers drop-in client against verifiers' own), ``renderers``
+(``fasttito.renderers`` against renderers' Qwen3 and default renderers, and its ``generate``).
+Peers come from the ``bench`` extra (``scripts/bootstrap.sh release test,bench``); a suite whose
+peer is missing is skipped with a note. Timings are medians on this machine; the ratios are what
+to compare.
 
 A debug build is refused: its timings say nothing about a release build (``--allow-debug``
 runs anyway, with a warning above every table).

@@ -283,7 +283,9 @@ class Transport(abc.ABC):
                 "them (vLLM: return_token_ids) or give the Client a tokenizer"
             )
         assert state.rollout is not None
-        state.rollout.record(plan, completion_ids, message, finish, prompt_ids=record_ids)
+        state.rollout.record(
+            plan, completion_ids, message, finish, prompt_ids=record_ids, logprobs=logprobs
+        )
         return Turn(
             prompt_ids=prompt_ids,
             completion_ids=completion_ids,
