@@ -13,9 +13,10 @@ on its random faults (``/_admin/faults`` ``random``), drives ``--rollouts`` tool
 ``vllm-generate``: TITO from turn 2, local bridge and local decoding), stops the engine, prints
 a report (JSON with ``--json``) and exits 1 if a pass criterion fails. ``--transport
 sglang-generate`` drives the same rollouts through SGLang's native ``/generate`` against
-``fasttito.testing.sglang_engine`` instead (its fault modes: ``missing_output_ids``,
-``wrong_logprob_id`` and ``null_logprob`` among the malformed bodies, ``abort`` raised as
-``EngineAbortError``, and every turn must report ``cached_tokens``):
+``fasttito.testing.sglang_engine`` instead (its fault modes: ``missing_output_ids`` and
+``wrong_logprob_id`` among the malformed bodies, ``abort`` raised as ``EngineAbortError``, and
+every turn must report ``cached_tokens``). On both routes a ``null`` logprob is a malformed body:
+a sampled token's logprob must be finite.
 
 * no crash (any exception other than fasttito's typed errors fails the run), no hang: every
   ``rollout.generate`` call ends within its bound, ``Client.max_call_seconds`` (``timeout *
@@ -33,8 +34,8 @@ sglang-generate`` drives the same rollouts through SGLang's native ``/generate``
   in the vocabulary, a TITO prompt that starts with the previous turn's prompt + completion, and
   a prompt that carries this rollout's own marker and no other rollout's;
 * every injected fault is accounted for: retried (a retry log record), raised as a typed error,
-  or counted (a ``null`` logprob in ``Turn.null_logprobs``; a missing stop token as the next
-  turn's ``stop_token_missing`` fallback, or seen on a rollout's last turn). Slow answers within
+  or counted (a missing stop token as the next turn's ``stop_token_missing`` fallback, or seen
+  on a rollout's last turn). Slow answers within
   the timeout (``delay``) need no handling and are reported apart;
 * client RSS: the peak of the second half of the run is less than 10% above the first half's.
 
@@ -82,8 +83,9 @@ PARSE = (
     "short_logprobs",
     "long_logprobs",
     "oov_token_id",
+    "null_logprob",  # a sampled token's logprob must be finite on the generate routes
 )
-COUNTED = ("null_logprob", "no_stop_token")
+COUNTED = ("no_stop_token",)
 SLOW = ("delay",)
 DEFAULT_MODES = RETRIED + NOT_RETRIED_STATUS + PARSE + COUNTED + SLOW
 #: The SGLang engine's malformed bodies (fasttito.testing.sglang_engine.faults), and its abort.
@@ -491,14 +493,12 @@ def account(
             sum(inj[m] for m in (SGLANG_PARSE if sglang else PARSE)),
             e["ResponseParseError"],
         ),
-        "null_logprob -> Turn.null_logprobs": (inj["null_logprob"], stats.null_logprobs),
         "no_stop_token -> stop_token_missing fallback / last turn": (
             inj["no_stop_token"],
             stats.fallbacks["stop_token_missing"] + stats.final_turn_no_stop,
         ),
     }
-    if sglang:  # a null logprob is a malformed body there (counted above), and aborts are typed
-        del rows["null_logprob -> Turn.null_logprobs"]
+    if sglang:  # aborts are typed
         rows["abort -> EngineAbortError"] = (inj["abort"], e["EngineAbortError"])
     # accounted > injected: retries or errors no fault caused (e.g. a healthy request that
     # queued past the timeout); accounted < injected: a fault the client never saw as such

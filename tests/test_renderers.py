@@ -3,7 +3,7 @@
 * renderers' own ``tests/test_client.py`` (from its sdist on PyPI) runs against
   ``fasttito.renderers.generate`` with only its import line rewritten;
 * on every model folder: ``render`` ids equal transformers', the attribution puts the sampled ids
-  on assistant messages, ``bridge_to_next_turn`` equals the E.2 reference (``../shared/wire.md``)
+  on assistant messages, ``bridge_to_next_turn`` equals the E.2 reference (``docs/wire.md`` E.2)
   or is None, never wrong, and a rollout's loss mask marks exactly the sampled ids;
 * ``Rollout.trajectories`` / ``ClientRollout.trajectory`` against the local engine.
 """
@@ -216,7 +216,7 @@ def test_loads_through_create_renderer_and_validates() -> None:
 
 
 def _e2_reference(hf: Any, prev: list[int], tail: list[dict[str, Any]]) -> list[int] | None:
-    """wire.md E.2 written from the spec with transformers (the dummy carries the tail's tool
+    """docs/wire.md E.2 written from the spec with transformers (the dummy carries the tail's tool
     names and tries mapping arguments before string ones, as fasttito's bridge.rs does)."""
     ids = [m["tool_call_id"] for m in tail if m["role"] == "tool"]
     names = {m["tool_call_id"]: m.get("name", "f") for m in tail if m["role"] == "tool"}
