@@ -176,10 +176,10 @@ def measure(quick: bool) -> list[dict[str, Any]]:
             assert list(a[0]) == b[0] and list(a[1]) == b[1] and a[2] == b[2]
             m = timeit_blocks(
                 {
-                    "openai": lambda _, body=body: via_openai(body),
-                    "json": lambda _, body=body: extract(json.loads(body)),
-                    "orjson": lambda _, body=body: extract(orjson.loads(body)),
-                    "fasttito": lambda _, body=body: via_fasttito(body),
+                    "openai": lambda _: via_openai(body),
+                    "json": lambda _: extract(json.loads(body)),
+                    "orjson": lambda _: extract(orjson.loads(body)),
+                    "fasttito": lambda _: via_fasttito(body),
                 },
                 min_rounds,
                 min_seconds,
