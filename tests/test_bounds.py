@@ -476,7 +476,9 @@ def test_remote_tokenize_and_the_completion_share_the_call_bound(
     paths = [r["path"] for r in clean.requests()][-4:]
     assert paths == ["/tokenize"] * 3 + ["/v1/chat/completions/tokens"]
     assert isinstance(err, fasttito.DeadlineExceededError), err
-    assert (err.attempt, err.waiting_for) == (1, "body")
+    # where the shared budget runs out (the completion's body, or the pause before its retry)
+    # depends on how late the loop's timers fire on a loaded machine; that it runs out does not
+    assert err.waiting_for in ("body", "backoff"), err
     assert err.deadline == bound and "max_call_seconds=2.01s" in str(err)
     assert wall <= bound + SLACK
 
