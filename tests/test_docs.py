@@ -42,7 +42,7 @@ def _wire_labels() -> tuple[set[str], set[str]]:
 
 def test_sources_were_found() -> None:
     names = {p.name for p in SOURCES}
-    assert {"request.rs", "client.py", "conftest.py", "test"} <= names
+    assert {"body.rs", "client.py", "conftest.py", "test"} <= names
 
 
 def test_every_cited_docs_page_exists() -> None:

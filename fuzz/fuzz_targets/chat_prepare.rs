@@ -1,4 +1,4 @@
-//! Chat rendering and turn planning with odd messages (rust/chat.rs, rust/rollout.rs): a turn-1
+//! Chat rendering and turn planning with odd messages (rust/template/chat.rs, rust/tito/rollout.rs): a turn-1
 //! conversation, a recorded completion, then an arbitrary tail, tools and template variables,
 //! with the repository's Qwen2.5 tokenizer. Planning never panics; a TITO plan's prompt starts
 //! with the previous turn's prompt and completion ids verbatim (the TITO invariant).
@@ -8,9 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use fasttito::chat::{self, ChatOptions};
-use fasttito::messages::{fingerprint, message_hash, prefix_hashes};
-use fasttito::rollout::{Mode, Rollout, TurnInput};
+use fasttito::template::chat::{self, ChatOptions};
+use fasttito::tito::messages::{fingerprint, message_hash, prefix_hashes};
+use fasttito::tito::rollout::{Mode, Rollout, TurnInput};
 use fasttito::ErrorKind;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};

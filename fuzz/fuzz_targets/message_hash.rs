@@ -1,9 +1,9 @@
-//! Message normalization and hashing (rust/messages.rs): any JSON value. Hashing never panics and
+//! Message normalization and hashing (rust/tito/messages.rs): any JSON value. Hashing never panics and
 //! keeps the normalization rules: a value hashes as its own re-serialization does, and adding a
 //! `null` key or an empty `content` to an object never changes its hash.
 #![no_main]
 
-use fasttito::messages::{fingerprint, message_hash, prefix_hashes};
+use fasttito::tito::messages::{fingerprint, message_hash, prefix_hashes};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

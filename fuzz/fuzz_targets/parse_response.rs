@@ -1,9 +1,9 @@
-//! Response parsers (rust/parse/): any bytes, any wire. A body is parsed or refused with a typed
+//! Response parsers (rust/wire/): any bytes, any wire. A body is parsed or refused with a typed
 //! error; what parses keeps the parsers' invariants (logprobs and top logprobs 1:1 with ids, NaN exactly where
 //! the server sent null, the routed_experts span pointing at its own raw JSON).
 #![no_main]
 
-use fasttito::parse::{parse_response, ParseOptions, Wire};
+use fasttito::wire::{parse_response, ParseOptions, Wire};
 use fasttito::ErrorKind;
 use libfuzzer_sys::fuzz_target;
 

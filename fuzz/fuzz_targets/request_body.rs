@@ -1,4 +1,4 @@
-//! Request builders (rust/request.rs): any caller sampling arguments, ids and options. A body is
+//! Request builders (rust/wire/): any caller sampling arguments, ids and options. A body is
 //! written or the argument is refused with a typed error; a written body is one JSON object,
 //! never a key twice at any level, carries exactly the prompt ids it was given, and a Dynamo
 //! body never has the root keys Dynamo rejects (docs/wire.md C.1, D1, D2).
@@ -6,7 +6,7 @@
 
 mod common;
 
-use fasttito::request::{chat_body, chat_tokens_body, dynamo_body, sglang_generate_body, vllm_generate_body, ChatTarget, RequestOptions};
+use fasttito::wire::{chat_body, chat_tokens_body, dynamo_body, sglang_generate_body, vllm_generate_body, ChatTarget, RequestOptions};
 use fasttito::ErrorKind;
 use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;

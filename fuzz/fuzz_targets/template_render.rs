@@ -1,4 +1,4 @@
-//! Chat templates (rust/template.rs): any template source, any context. Compiling and rendering
+//! Chat templates (rust/template/mod.rs): any template source, any context. Compiling and rendering
 //! never panic and never run unbounded: fuel and recursion limits stop a hostile template with a
 //! typed error (libFuzzer's -timeout and -rss_limit_mb catch what they would let through).
 #![no_main]

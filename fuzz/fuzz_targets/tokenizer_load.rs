@@ -1,4 +1,4 @@
-//! Model-folder loading (rust/tokenizer.rs): mangled tokenizer.json, tokenizer_config.json,
+//! Model-folder loading (rust/template/tokenizer.rs): mangled tokenizer.json, tokenizer_config.json,
 //! special_tokens_map.json, generation_config.json and chat_template.jinja. Loading never panics:
 //! a folder loads or is refused with a typed error; a folder that loads renders a small
 //! conversation and round-trips its text through encode/decode, or refuses with a typed error.
@@ -6,7 +6,7 @@
 
 use std::fs;
 
-use fasttito::chat::{self, ChatOptions};
+use fasttito::template::chat::{self, ChatOptions};
 use fasttito::template::RenderLimits;
 use fasttito::{ErrorKind, LoadOptions, Tokenizer};
 use libfuzzer_sys::fuzz_target;
@@ -34,7 +34,7 @@ fn split(data: &[u8]) -> Vec<&[u8]> {
 
 fuzz_target!(|data: &[u8]| {
     // Tokenizer::from_dir catches the panics of the tokenizers crate on malformed files (see
-    // rust/tokenizer.rs). libFuzzer's panic hook would abort on them before they are caught, so
+    // rust/template/tokenizer.rs). libFuzzer's panic hook would abort on them before they are caught, so
     // it is replaced by a plain one: a panic that escapes from_dir still reaches libfuzzer-sys'
     // own catch_unwind around this closure, which aborts, and the input is kept as a crash.
     static HOOK: std::sync::Once = std::sync::Once::new();

@@ -19,7 +19,7 @@
 //!
 //! Not round-trippable, because of the templates (`docs/models.md`):
 //! * DeepSeek-V3 prints tool calls only when `content is none`, and transformers 5.x (which
-//!   [`crate::chat`] follows) drops `None` keys first, so its tool-call messages cannot render;
+//!   [`crate::template::chat`] follows) drops `None` keys first, so its tool-call messages cannot render;
 //!   it also leaves a single call without `<｜tool▁calls▁end｜>`, which is why that marker is
 //!   optional here;
 //! * R1 drops reasoning from history (`content.split('</think>')[-1]`) and has no reasoning

@@ -62,8 +62,8 @@ use rustc_hash::FxHashSet;
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::Result;
-use crate::pyfmt::{json_dumps, JsonOptions};
-use crate::tokenizer::Tokenizer;
+use crate::template::pyfmt::{json_dumps, JsonOptions};
+use crate::template::tokenizer::Tokenizer;
 
 /// A tool-call and reasoning grammar, shared by a family of models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

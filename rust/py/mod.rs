@@ -52,7 +52,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// mismatches, and `fallback.<reason>` for every reason.
 #[pyfunction]
 fn metrics() -> Vec<(String, u64)> {
-    crate::metrics::snapshot()
+    crate::tito::metrics::snapshot()
 }
 
 /// Recovers the assistant message from completion ids with `tokenizer`'s model family; the same
@@ -71,5 +71,5 @@ fn decode_completion<'py>(
 /// Sets every counter to zero.
 #[pyfunction]
 fn reset_metrics() {
-    crate::metrics::reset();
+    crate::tito::metrics::reset();
 }

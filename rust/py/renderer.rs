@@ -5,12 +5,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use serde_json::{Map, Value as Json};
 
-use super::convert::{to_json, to_json_list};
+use super::convert::{json_to_py, to_json, to_json_list};
 use super::errors::MessageError;
-use super::rollout::json_to_py;
 use super::tokenizer::PyTokenizer;
-use crate::chat::ChatOptions;
-use crate::messages::fingerprint;
+use crate::template::chat::ChatOptions;
+use crate::tito::messages::fingerprint;
 
 fn kwargs_map(kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Map<String, Json>> {
     match kwargs.filter(|k| !k.is_none()) {
@@ -30,7 +29,7 @@ fn tools_list(tools: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<Json>>> {
 }
 
 /// Renders `messages` like `apply_chat_template` and attributes every id:
-/// `(ids, message_indices, sampled)` (see `rust/attribute.rs`).
+/// `(ids, message_indices, sampled)` (see `rust/tito/attribute.rs`).
 #[pyfunction]
 #[pyo3(signature = (tokenizer, messages, tools = None, add_generation_prompt = false,
                     chat_template_kwargs = None, stop_token_ids = None))]
@@ -52,7 +51,7 @@ pub fn attribute<'py>(
     };
     let tok = tokenizer.get().core();
     let stops = stop_token_ids.unwrap_or_else(|| tok.stop_token_ids().to_vec());
-    let a = py.detach(|| crate::attribute::attribute(&tok, &messages, &options, &stops))?;
+    let a = py.detach(|| crate::tito::attribute::attribute(&tok, &messages, &options, &stops))?;
     PyTuple::new(
         py,
         [
@@ -99,7 +98,15 @@ pub fn lone_bridge<'py>(
     let tok = tokenizer.get().core();
     let result = py.detach(|| {
         let refs: Vec<&Json> = tail.iter().collect();
-        crate::rollout::lone_bridge(&tok, stop_id, &refs, &names, tools.as_deref(), &kwargs, fps)
+        crate::tito::rollout::lone_bridge(
+            &tok,
+            stop_id,
+            &refs,
+            &names,
+            tools.as_deref(),
+            &kwargs,
+            fps,
+        )
     });
     let none = || py.None().into_bound(py);
     match result {

@@ -20,13 +20,13 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use rustc_hash::{FxHashMap, FxHasher};
 use serde_json::{Map, Value as Json};
 
-use super::convert::{to_json, to_json_list};
+use super::convert::{json_to_py, to_json, to_json_list};
 use super::errors::{ArgumentError, MessageError};
 use super::ids::{ids_from_py, TokenIds};
 use super::tokenizer::PyTokenizer;
-use crate::messages::{fingerprint, message_hash, prefix_hashes};
-use crate::rollout::{Begin, Mode, PendingBridge, Plan, Rollout, TurnInput};
-use crate::tokenizer::Tokenizer;
+use crate::template::tokenizer::Tokenizer;
+use crate::tito::messages::{fingerprint, message_hash, prefix_hashes};
+use crate::tito::rollout::{Begin, Mode, PendingBridge, Plan, Rollout, TurnInput};
 
 /// A message seen before: its structure (see [`walk`]), the leaf objects it was made of (held,
 /// so their ids cannot be reused while cached), and its hash and JSON.
@@ -322,38 +322,6 @@ impl PyPendingBridge {
     fn base_messages(&self, py: Python<'_>) -> Py<PyAny> {
         self.base.clone_ref(py)
     }
-}
-
-/// A JSON value as Python data (dict, list, str, int, float, bool, None).
-pub(super) fn json_to_py(py: Python<'_>, value: &Json) -> PyResult<Py<PyAny>> {
-    Ok(match value {
-        Json::Null => py.None(),
-        Json::Bool(b) => pyo3::types::PyBool::new(py, *b)
-            .to_owned()
-            .into_any()
-            .unbind(),
-        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => i.into_pyobject(py)?.into_any().unbind(),
-            (None, Some(u), _) => u.into_pyobject(py)?.into_any().unbind(),
-            (_, _, Some(f)) => f.into_pyobject(py)?.into_any().unbind(),
-            _ => py.None(),
-        },
-        Json::String(s) => PyString::new(py, s).into_any().unbind(),
-        Json::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(json_to_py(py, item)?)?;
-            }
-            list.into_any().unbind()
-        }
-        Json::Object(map) => {
-            let dict = PyDict::new(py);
-            for (k, v) in map {
-                dict.set_item(k, json_to_py(py, v)?)?;
-            }
-            dict.into_any().unbind()
-        }
-    })
 }
 
 /// One multi-turn conversation's TITO state.

@@ -7,11 +7,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use serde_json::Map;
 
-use super::convert::{to_json, to_json_list};
+use super::convert::{json_to_py, to_json, to_json_list};
 use super::errors::{ArgumentError, MessageError, TokenizationError};
-use crate::chat::{self, ChatOptions};
+use crate::template::chat::{self, ChatOptions};
+use crate::template::tokenizer::{LoadOptions, Tokenizer};
 use crate::template::RenderLimits;
-use crate::tokenizer::{LoadOptions, Tokenizer};
 
 /// A tokenizer and chat template loaded from a model folder.
 #[pyclass(frozen, module = "fasttito._core", name = "Tokenizer")]
@@ -284,7 +284,7 @@ impl PyTokenizer {
         d.set_item("unparsed_tool_calls", turn.unparsed_tool_calls)?;
         d.set_item("finish_reason_hint", turn.finish_reason_hint)?;
         d.set_item("stop_token_id", turn.stop_token_id)?;
-        d.set_item("message", super::rollout::json_to_py(py, &turn.message)?)?;
+        d.set_item("message", json_to_py(py, &turn.message)?)?;
         Ok(d)
     }
 

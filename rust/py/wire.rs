@@ -12,8 +12,7 @@ use serde_json::{Map, Value as Json};
 use super::convert::{to_json, to_json_list};
 use super::errors::ArgumentError;
 use super::ids::{ids_from_py, TokenIds};
-use crate::parse::{self, ParseOptions, Parsed, StopReason, Wire};
-use crate::request::{self, ChatTarget, RequestOptions};
+use crate::wire::{self, ChatTarget, ParseOptions, Parsed, RequestOptions, StopReason, Wire};
 
 /// A parsed server response.
 #[pyclass(frozen, module = "fasttito._core", name = "ParsedResponse")]
@@ -190,7 +189,7 @@ pub fn parse_response(
         max_depth,
     };
     let bytes = body.as_bytes();
-    let parsed = py.detach(|| parse::parse_response(bytes, wire, &opts))?;
+    let parsed = py.detach(|| wire::parse_response(bytes, wire, &opts))?;
     Ok(PyParsed {
         parsed,
         body: body.unbind(),
@@ -294,14 +293,14 @@ pub fn request_body<'py>(
         let ids = ids.as_deref().unwrap_or_default();
         let tools = tools_raw.as_deref();
         match (kind, messages_raw.as_deref(), chat_target) {
-            ("vllm-generate", _, _) => request::vllm_generate_body(model, ids, &sampling, &opts),
+            ("vllm-generate", _, _) => wire::vllm_generate_body(model, ids, &sampling, &opts),
             ("chat-tokens", Some(m), _) => {
-                request::chat_tokens_body(model, m, tools, ids, &sampling, &opts)
+                wire::chat_tokens_body(model, m, tools, ids, &sampling, &opts)
             }
-            ("dynamo", _, _) => request::dynamo_body(model, ids, &sampling, &opts),
-            ("sglang-generate", _, _) => request::sglang_generate_body(ids, &sampling, &opts),
+            ("dynamo", _, _) => wire::dynamo_body(model, ids, &sampling, &opts),
+            ("sglang-generate", _, _) => wire::sglang_generate_body(ids, &sampling, &opts),
             (_, Some(m), Some(target)) => {
-                request::chat_body(model, m, tools, &sampling, target, &opts)
+                wire::chat_body(model, m, tools, &sampling, target, &opts)
             }
             _ => Err(crate::Error::message(format!(
                 "request kind {kind:?} is missing its messages"

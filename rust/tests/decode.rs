@@ -1,7 +1,7 @@
 //! Completion decoding on the real model folders of `$FASTTITO_MODELS` (docs/models.md).
 //!
 //! The round trip, per family and message shape: render `conversation + [assistant]` and
-//! `conversation` with the generation prompt (`fasttito::chat::render`, identical to
+//! `conversation` with the generation prompt (`fasttito::template::chat::render`, identical to
 //! transformers by the parity suite), take the text after that prefix up to and including the
 //! stop token, encode it, decode it with `fasttito::decode`, and check that
 //! `conversation + [decoded.message]` renders to the same text (the next turn stays TITO) and
@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use fasttito::chat::{self, ChatOptions};
 use fasttito::decode::{decode_completion, DecodedTurn, Decoder, Family};
+use fasttito::template::chat::{self, ChatOptions};
 use fasttito::{LoadOptions, Tokenizer};
 use serde_json::{json, Map, Value as Json};
 

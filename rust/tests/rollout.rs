@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use fasttito::bridge::Fallback;
-use fasttito::chat::{self, ChatOptions};
-use fasttito::messages::{fingerprint, message_hash, prefix_hashes};
-use fasttito::rollout::{Mode, Rollout, TurnInput};
+use fasttito::template::chat::{self, ChatOptions};
+use fasttito::tito::bridge::Fallback;
+use fasttito::tito::messages::{fingerprint, message_hash, prefix_hashes};
+use fasttito::tito::rollout::{Mode, Rollout, TurnInput};
 use fasttito::{LoadOptions, Tokenizer};
 use serde_json::{json, Map, Value as Json};
 
@@ -52,7 +52,7 @@ impl Driver {
         &mut self,
         tools_for_turn: &[Json],
         kwargs: &Map<String, Json>,
-    ) -> fasttito::rollout::Plan {
+    ) -> fasttito::tito::rollout::Plan {
         let hashes: Vec<u128> = self.messages.iter().map(message_hash).collect();
         let prefix = prefix_hashes(&hashes);
         let refs: Vec<&Json> = self.messages.iter().collect();
@@ -68,7 +68,7 @@ impl Driver {
             .prepare_local(&self.tok, &input, Some(tools_for_turn), kwargs, true, true)
     }
 
-    fn reply(&mut self, plan: &fasttito::rollout::Plan, assistant: Json, finish: &str) {
+    fn reply(&mut self, plan: &fasttito::tito::rollout::Plan, assistant: Json, finish: &str) {
         let ids = completion_ids(&self.tok, &self.messages, &assistant);
         let hash = message_hash(&assistant);
         self.rollout.record(

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use fasttito::chat::{self, ChatOptions};
+use fasttito::template::chat::{self, ChatOptions};
 use fasttito::{ErrorKind, LoadOptions, Tokenizer};
 use serde_json::json;
 

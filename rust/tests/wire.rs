@@ -13,12 +13,12 @@
 //!   (`tests/engines/vllm_engine.py`): chat with a tool call, the prime-rl tokens route, plain
 //!   text, `/inference/v1/generate` (stop and length).
 
-use fasttito::parse::{
+use fasttito::wire::{
+    chat_body, chat_tokens_body, dynamo_body, vllm_generate_body, ChatTarget, RequestOptions,
+};
+use fasttito::wire::{
     parse_response, ParseOptions, Parsed, ParsedToolCall, StopReason, Usage, Wire,
     SERDE_JSON_MAX_DEPTH,
-};
-use fasttito::request::{
-    chat_body, chat_tokens_body, dynamo_body, vllm_generate_body, ChatTarget, RequestOptions,
 };
 use fasttito::ErrorKind;
 use serde_json::value::RawValue;

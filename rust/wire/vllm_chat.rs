@@ -10,8 +10,11 @@
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
-use super::{
+use super::body::{caller_args, estimate, RequestOptions, Writer};
+use super::chat::vllm_chat_tail;
+use super::parse::{
     check_aligned, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobsObject, Parsed,
     ParsedToolCall, Usage,
 };
@@ -208,12 +211,53 @@ fn tool_call(cx: Cx<'_>, i: usize, call: ToolCall<'_>) -> Result<ParsedToolCall>
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// The request body
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/chat/completions/tokens` (prime-rl, docs/wire.md A.1, A.2), as verifiers builds it:
+///
+/// `{"model", "messages", "tools", "tokens": [...], "max_completion_tokens", ...caller...,
+/// "logprobs": true, "return_token_ids": true, "cache_salt"?, "priority"?,
+/// "chat_template_kwargs"?}`
+///
+/// * `messages` must still be a valid conversation (the server renders and validates it, then
+///   replaces the prompt with `tokens`); `tools` is sent as `null` when there are none;
+/// * `max_tokens` is renamed `max_completion_tokens`; `null` caller values are dropped;
+/// * a caller's integer `logprobs` N becomes `top_logprobs: N` (chat `logprobs` is a boolean);
+/// * `stop_token_ids` are sent only when [`RequestOptions::stop_token_ids`] is set;
+/// * Dynamo's `nvext` is dropped.
+pub fn chat_tokens_body(
+    model: &str,
+    messages: &RawValue,
+    tools: Option<&RawValue>,
+    token_ids: &[u32],
+    sampling: &Map<String, Value>,
+    opts: &RequestOptions<'_>,
+) -> Result<Vec<u8>> {
+    let args = caller_args(sampling)?;
+    let extra = messages.get().len() + tools.map_or(4, |t| t.get().len());
+    let mut w = Writer::with_capacity(estimate(model, token_ids, &args, extra));
+    w.open();
+    w.key("model");
+    w.str(model);
+    w.key("messages");
+    w.raw(messages.get());
+    w.key("tools");
+    w.raw(tools.map_or("null", RawValue::get));
+    w.key("tokens");
+    w.ids(token_ids);
+    vllm_chat_tail(&mut w, &args, opts, true)?;
+    w.close();
+    Ok(w.buf)
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::parse::{parse_response, ParseOptions, Wire};
+    use crate::wire::{parse_response, ParseOptions, Wire};
     use crate::ErrorKind;
 
-    fn parse(body: &str) -> crate::Result<crate::parse::Parsed> {
+    fn parse(body: &str) -> crate::Result<crate::wire::Parsed> {
         parse_response(body.as_bytes(), Wire::VllmChat, &ParseOptions::default())
     }
 

@@ -29,11 +29,6 @@
 //! [`Parsed::routed_experts_span`] its byte range in the body, so a binding can hand out a
 //! zero-copy slice (verifiers' memoryview splice, docs/wire.md A.5).
 
-mod nvext;
-mod sglang;
-mod vllm_chat;
-mod vllm_generate;
-
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
@@ -43,80 +38,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::Wire;
 use crate::error::{Error, Result};
-
-/// The response shape to parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Wire {
-    /// A vLLM chat completion with `return_token_ids` (docs/wire.md A.3): also what prime-rl's
-    /// `/v1/chat/completions/tokens` returns.
-    VllmChat,
-    /// A vLLM `/inference/v1/generate` response (docs/wire.md B.2).
-    VllmGenerate,
-    /// A Dynamo chat completion whose token data sits in `nvext` (docs/wire.md C.2).
-    Dynamo,
-    /// An SGLang native `/generate` response (docs/wire.md S).
-    Sglang,
-}
-
-impl Wire {
-    /// Every wire, in a stable order.
-    pub const ALL: [Wire; 4] = [
-        Wire::VllmChat,
-        Wire::VllmGenerate,
-        Wire::Dynamo,
-        Wire::Sglang,
-    ];
-
-    /// The wire's name: `"vllm_chat"`, `"vllm_generate"`, `"dynamo"` or `"sglang"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Wire::VllmChat => "vllm_chat",
-            Wire::VllmGenerate => "vllm_generate",
-            Wire::Dynamo => "dynamo",
-            Wire::Sglang => "sglang",
-        }
-    }
-
-    /// A human name of the response, for error messages.
-    fn describe(self) -> &'static str {
-        match self {
-            Wire::VllmChat => "vLLM chat completion",
-            Wire::VllmGenerate => "vLLM /inference/v1/generate",
-            Wire::Dynamo => "Dynamo chat completion",
-            Wire::Sglang => "SGLang /generate",
-        }
-    }
-
-    /// What the response should look like and what to check, for error messages.
-    fn advice(self) -> &'static str {
-        match self {
-            Wire::VllmChat => {
-                "Expected a non-streaming vLLM chat completion (docs/wire.md A.3); check that the \
-                 server is vLLM or prime-rl and that the request is not streamed"
-            }
-            Wire::VllmGenerate => {
-                "Expected a non-streaming vLLM /inference/v1/generate response (docs/wire.md B.2); \
-                 check that the server is vLLM >= 0.20 and that the URL is the generate route"
-            }
-            Wire::Dynamo => {
-                "Expected a non-streaming Dynamo chat completion with `nvext` (docs/wire.md C.2); \
-                 check that the server is a Dynamo frontend and that the request is not streamed"
-            }
-            Wire::Sglang => {
-                "Expected a non-streaming SGLang /generate response {\"output_ids\", \
-                 \"meta_info\"} (docs/wire.md S); check that the server is SGLang and that the URL \
-                 is its native /generate route"
-            }
-        }
-    }
-}
-
-impl fmt::Display for Wire {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// serde_json's recursion limit: it refuses the 128th nested array or object, so 127 levels is
 /// the deepest body it parses. [`ParseOptions::max_depth`] is clamped to this.
@@ -308,10 +231,10 @@ pub fn parse_response(body: &[u8], wire: Wire, opts: &ParseOptions) -> Result<Pa
     }
     let cx = Cx { body, wire };
     let mut out = match wire {
-        Wire::VllmChat => vllm_chat::parse(cx),
-        Wire::VllmGenerate => vllm_generate::parse(cx),
-        Wire::Dynamo => nvext::parse(cx),
-        Wire::Sglang => sglang::parse(cx),
+        Wire::VllmChat => super::vllm_chat::parse(cx),
+        Wire::VllmGenerate => super::vllm_generate::parse(cx),
+        Wire::Dynamo => super::nvext::parse(cx),
+        Wire::Sglang => super::sglang::parse(cx),
     }?;
     if out.cached_tokens.is_none() {
         out.cached_tokens = out
@@ -400,7 +323,7 @@ impl<'b> Cx<'b> {
 }
 
 /// `s` cut to at most `max` bytes on a char boundary, with an ellipsis when cut.
-fn clip(s: &str, max: usize) -> Cow<'_, str> {
+pub(super) fn clip(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
         return Cow::Borrowed(s);
     }
@@ -576,7 +499,7 @@ impl<'de> Deserialize<'de> for Ids {
 }
 
 /// One token id: an integer in `0..=u32::MAX`.
-struct TokenId(u32);
+pub(crate) struct TokenId(pub(crate) u32);
 
 impl<'de> Deserialize<'de> for TokenId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

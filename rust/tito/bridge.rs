@@ -17,7 +17,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::messages::role;
+use crate::tito::messages::role;
 
 /// Why a turn goes as messages (MITO) instead of tokens. Every fallback is counted and logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

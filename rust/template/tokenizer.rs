@@ -22,9 +22,9 @@ use serde_json::Value as Json;
 use tokenizers::Tokenizer as HfTokenizer;
 
 use crate::error::{Error, Result};
-use crate::render_cache::RenderCache;
-use crate::segments::{encode_whole, CacheStats, EncodeCache, Segmenter};
+use crate::template::segments::{encode_whole, CacheStats, EncodeCache, Segmenter};
 use crate::template::{ChatTemplate, RenderLimits};
+use crate::tito::render_cache::RenderCache;
 
 /// The named special tokens transformers exposes to templates, in its order
 /// (`SPECIAL_TOKENS_ATTRIBUTES`).

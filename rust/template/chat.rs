@@ -19,7 +19,7 @@ use minijinja::Value;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::tokenizer::Tokenizer;
+use crate::template::tokenizer::Tokenizer;
 
 /// Names a message's reasoning is passed under; the first is the one templates read.
 const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];

@@ -18,8 +18,12 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
-use super::{
+use super::body::{
+    cache_salt, caller_args, estimate, get, max_tokens, priority, RequestOptions, Writer,
+};
+use super::parse::{
     check_aligned, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobContent,
     LogprobsObject, Parsed, Usage, VLLM_LOGPROB_CLAMP,
 };
@@ -139,11 +143,110 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
     Ok(out)
 }
 
+// ---------------------------------------------------------------------------------------------
+// The request body
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /inference/v1/generate` (vLLM >= 0.20, docs/wire.md B.2), as renderers 0.1.12 builds it:
+///
+/// `{"model", "token_ids": [...], "sampling_params": {...caller..., "max_tokens",
+/// "stop_token_ids", "logprobs", "skip_special_tokens"}, "cache_salt"?, "priority"?}`
+///
+/// * `max_completion_tokens` is renamed `max_tokens` (a `SamplingParams` has only that name);
+/// * `stop_token_ids` are the tokenizer's ([`RequestOptions::stop_token_ids`]), replacing the
+///   caller's;
+/// * `logprobs` is at least 1 (the sampled token's logprob); a caller's integer `logprobs` or
+///   chat-style `top_logprobs` above 1 is kept as the count of alternatives;
+/// * `skip_special_tokens` is `false` unless the caller set it;
+/// * `cache_salt`, `priority`, `request_id` and `kv_transfer_params` are `GenerateRequest`
+///   fields and go to the body root;
+/// * `return_token_ids: true` goes to the root (vLLM >= 0.32 then echoes `prompt_token_ids`);
+/// * keys without meaning here are dropped: the chat-route ones (`chat_template_kwargs`, `stream`, `stream_options`, `messages`, `tools`, `tool_choice`,
+///   `tokens`) and Dynamo's `nvext`, so one set of sampling arguments serves every wire.
+pub fn vllm_generate_body(
+    model: &str,
+    token_ids: &[u32],
+    sampling: &Map<String, Value>,
+    opts: &RequestOptions<'_>,
+) -> Result<Vec<u8>> {
+    let args = caller_args(sampling)?;
+    let mut w = Writer::with_capacity(estimate(model, token_ids, &args, 0));
+    w.open();
+    w.key("model");
+    w.str(model);
+    w.key("token_ids");
+    w.ids(token_ids);
+    w.key("sampling_params");
+    w.open();
+    if let Some(max) = max_tokens(&args, opts) {
+        w.key("max_tokens");
+        w.value(max)?;
+    }
+    let mut logprobs = 1u64;
+    let mut skip_special = false;
+    for &(k, v) in &args {
+        match k {
+            "model" | "token_ids" | "sampling_params" | "max_tokens" | "max_completion_tokens" => {}
+            "cache_salt" | "priority" | "request_id" | "kv_transfer_params" => {}
+            "logprobs" | "top_logprobs" => logprobs = logprobs.max(v.as_u64().unwrap_or(0)),
+            // a `GenerateRequest` field: sent at the root (below) when the caller asks
+            "return_token_ids" => {}
+            "chat_template_kwargs"
+            | "stream"
+            | "stream_options"
+            | "messages"
+            | "tools"
+            | "tool_choice"
+            | "tokens"
+            | "nvext" => {}
+            "stop_token_ids" if opts.stop_token_ids.is_some() => {}
+            _ => {
+                skip_special |= k == "skip_special_tokens";
+                w.key(k);
+                w.value(v)?;
+            }
+        }
+    }
+    if let Some(stop) = opts.stop_token_ids {
+        w.key("stop_token_ids");
+        w.ids(stop);
+    }
+    w.key("logprobs");
+    w.int(logprobs);
+    if !skip_special {
+        w.key("skip_special_tokens");
+        w.raw("false");
+    }
+    w.close();
+    if let Some(salt) = cache_salt(&args, opts, None)? {
+        w.key("cache_salt");
+        w.str(salt);
+    }
+    if let Some(priority) = priority(&args, opts)? {
+        w.key("priority");
+        w.int(priority);
+    }
+    for key in ["request_id", "kv_transfer_params"] {
+        if let Some(v) = get(&args, key) {
+            w.key(key);
+            w.value(v)?;
+        }
+    }
+    // vLLM >= 0.32 echoes the prompt it ran as `prompt_token_ids` only when asked: the engine's
+    // own evidence of what it received, at the cost of the prompt's size in every response
+    if get(&args, "return_token_ids") == Some(&Value::Bool(true)) {
+        w.key("return_token_ids");
+        w.raw("true");
+    }
+    w.close();
+    Ok(w.buf)
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::parse::{parse_response, ParseOptions, Wire};
+    use crate::wire::{parse_response, ParseOptions, Wire};
 
-    fn parse(body: &str) -> crate::Result<crate::parse::Parsed> {
+    fn parse(body: &str) -> crate::Result<crate::wire::Parsed> {
         parse_response(
             body.as_bytes(),
             Wire::VllmGenerate,

@@ -18,14 +18,19 @@
 //! a template that loops forever or allocates without bound fails with
 //! [`ErrorKind::TemplateLimit`] instead of hanging.
 
+pub mod chat;
+pub mod pyfmt;
+pub mod segments;
+pub mod tokenizer;
+
 use std::fmt;
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, State, UndefinedBehavior};
 
+use self::pyfmt::JsonOptions;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pyfmt::{self, JsonOptions};
 
 /// The name under which the one template of an environment is stored.
 const NAME: &str = "chat_template";

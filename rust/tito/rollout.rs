@@ -5,13 +5,13 @@
 //! square), how it ended, and
 //! fingerprints of its tools and `chat_template_kwargs`. Its messages (prompt + the assistant
 //! reply) are known by one prefix hash (the chain of the per-message hashes of
-//! [`crate::messages`]), indexed in a hash map. To plan a turn, the prompt's prefix hashes are
+//! [`crate::tito::messages`]), indexed in a hash map. To plan a turn, the prompt's prefix hashes are
 //! looked up longest-first: the first hit is the longest previous turn whose messages are a
 //! prefix of the prompt (strictly shorter), found in O(prompt messages) hash-map probes however
 //! many turns came before. Equal prefixes: the latest turn wins.
 //!
 //! Then the checks of `docs/wire.md` E.1/E.2 decide TITO or an explicit fallback
-//! ([`Fallback`]), and [`crate::bridge`] stitches the ids. Bridge tokenization is pluggable:
+//! ([`Fallback`]), and [`crate::tito::bridge`] stitches the ids. Bridge tokenization is pluggable:
 //! [`Rollout::prepare_local`] renders with the local [`Tokenizer`]; [`Rollout::begin`] +
 //! [`Rollout::finish`] let a caller tokenize the two bridge conversations elsewhere (vLLM's
 //! `/tokenize`) with the same algorithm and results.
@@ -22,13 +22,13 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json};
 
-use crate::bridge::{self, BridgeInputs, Fallback, Stitched};
-use crate::chat::{self, ChatOptions};
 use crate::error::ErrorKind;
-use crate::messages::{chain, is_multimodal};
-use crate::metrics;
-use crate::rope::Rope;
-use crate::tokenizer::Tokenizer;
+use crate::template::chat::{self, ChatOptions};
+use crate::template::tokenizer::Tokenizer;
+use crate::tito::bridge::{self, BridgeInputs, Fallback, Stitched};
+use crate::tito::messages::{chain, is_multimodal};
+use crate::tito::metrics;
+use crate::tito::rope::Rope;
 
 /// How a turn ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,9 +155,9 @@ impl Plan {
 pub struct TurnInput<'a> {
     /// The whole conversation so far.
     pub messages: &'a [&'a Json],
-    /// `prefix[k]` is the prefix hash of `messages[..=k]` ([`crate::messages::prefix_hashes`]).
+    /// `prefix[k]` is the prefix hash of `messages[..=k]` ([`crate::tito::messages::prefix_hashes`]).
     pub prefix: &'a [u128],
-    /// Fingerprint of the tools ([`crate::messages::fingerprint`]).
+    /// Fingerprint of the tools ([`crate::tito::messages::fingerprint`]).
     pub tools_fp: u128,
     /// Fingerprint of the `chat_template_kwargs`.
     pub kwargs_fp: u128,

@@ -13,14 +13,14 @@
 //!
 //! Tokens after the last message (the generation prompt) belong to no message (`-1`). The cost is
 //! one render per message (and one more per assistant message), so O(messages x length): the
-//! bridge (`crate::bridge`) attributes only the new messages.
+//! bridge (`crate::tito::bridge`) attributes only the new messages.
 
 use serde_json::Value as Json;
 
-use crate::chat::{self, ChatOptions};
 use crate::error::Result;
-use crate::messages::role;
-use crate::tokenizer::Tokenizer;
+use crate::template::chat::{self, ChatOptions};
+use crate::template::tokenizer::Tokenizer;
+use crate::tito::messages::role;
 
 /// A render with its attribution.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::bridge::Fallback;
+use crate::tito::bridge::Fallback;
 
 static TURNS: AtomicU64 = AtomicU64::new(0);
 static TITO: AtomicU64 = AtomicU64::new(0);
