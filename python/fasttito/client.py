@@ -240,12 +240,12 @@ class Client:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._secrets = self.config.secrets()
+        self.chat_target: str = self.config.chat_target or "vllm"
         self._transport: Transport | None = None
         if self.config.transport != "auto":
             self._transport = self._make_transport(self.config.transport)
         self._models: dict[str, Any] | None = None
         self._models_known = False
-        self.chat_target: str = self.config.chat_target or "vllm"
         self._probe_lock: asyncio.Lock | None = None
         self._models_lock: asyncio.Lock | None = None
         self._server_info: dict[str, Any] | None = None
@@ -341,7 +341,7 @@ class Client:
                 "tokenizer=<model folder or fasttito.Tokenizer> to the Client (vllm-chat-tokens "
                 "and chat work without one)"
             )
-        return cls(self)
+        return cls(_ClientSession(self))
 
     async def _transport_for_turn(self) -> Transport:
         if self._transport is None:
@@ -715,6 +715,51 @@ class Client:
 
 
 SCALE_OUT_DISABLED = "scale-out endpoints are disabled"
+
+
+class _ClientSession:
+    """The :class:`~fasttito.transports._session.Session` a :class:`Client` hands its transports:
+    the Client's settings, read live, and its POST with retries, budget and typed errors."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._client.config
+
+    @property
+    def model(self) -> str:
+        return self._client.config.model
+
+    @property
+    def tokenizer(self) -> _core.Tokenizer | None:
+        return self._client.tokenizer
+
+    @property
+    def stop_token_ids(self) -> list[int] | None:
+        return self._client.stop_token_ids
+
+    @property
+    def verify(self) -> bool:
+        return self._client.verify
+
+    @property
+    def chat_target(self) -> str:
+        return self._client.chat_target
+
+    async def post(
+        self, url: str, body: bytes, transport: str, headers: Mapping[str, str] | None
+    ) -> bytes:
+        return await self._client._post(url, body, transport, extra_headers=headers)
+
+    async def prompt_limit(self) -> int | None:
+        return await self._client._prompt_limit()
+
+    async def check_prompt_length(self, n: int, transport: str) -> None:
+        await self._client._check_prompt_length(n, transport)
 
 
 def route_hint(url: str, status: int, body: str) -> str | None:

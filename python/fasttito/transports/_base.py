@@ -16,7 +16,7 @@ from fasttito.tokens import TokenIds
 from fasttito.transports._decode import decode_completion
 
 if TYPE_CHECKING:
-    from fasttito.client import Client
+    from fasttito.transports._session import Session
 
 __all__ = [
     "GenerateArgs",
@@ -137,11 +137,11 @@ class Transport(abc.ABC):
     uses_rollout = True
     needs_tokenizer = False
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
     def new_state(self) -> RolloutState:
-        c = self.client
+        c = self.session
         if not self.uses_rollout:
             return RolloutState(None)
         cfg = c.config
@@ -184,7 +184,7 @@ class Transport(abc.ABC):
     async def check_length(self, prompt_ids: Sized | None) -> None:
         """The length pre-flight alone, for ids rendered locally but not sent (messages are)."""
         if prompt_ids is not None:
-            await self.client._check_prompt_length(len(prompt_ids), self.name)
+            await self.session.check_prompt_length(len(prompt_ids), self.name)
 
     async def check_prompt(self, prompt_ids: Sized | None) -> None:
         """Every token transport calls this before it writes a body: the ids must lie in the
@@ -192,17 +192,17 @@ class Transport(abc.ABC):
         tokenizer) and the prompt must fit the server's length (:class:`OverlongPromptError`)."""
         if prompt_ids is None:
             return
-        tokenizer = self.client.tokenizer
+        tokenizer = self.session.tokenizer
         if tokenizer is not None:
             check_prompt_ids(prompt_ids, tokenizer.vocab_size, self.name)  # type: ignore[arg-type]
-        await self.client._check_prompt_length(len(prompt_ids), self.name)
+        await self.session.check_prompt_length(len(prompt_ids), self.name)
 
     async def post(self, state: RolloutState, url: str, body: bytes) -> bytes:
         """POST ``body`` with the conversation's headers (its routing key)."""
-        return await self.client._post(url, body, self.name, extra_headers=state.headers)
+        return await self.session.post(url, body, self.name, state.headers)
 
     def parse(self, body: bytes) -> Any:
-        cfg = self.client.config
+        cfg = self.session.config
         return _core.parse_response(
             body, self.wire, max_body_bytes=cfg.max_body_bytes, max_depth=cfg.max_json_depth
         )
@@ -225,7 +225,7 @@ class Transport(abc.ABC):
             raise ResponseParseError(
                 f"{self.name}: {len(logprobs)} logprobs for {len(completion_ids)} completion ids"
             )
-        tokenizer = self.client.tokenizer
+        tokenizer = self.session.tokenizer
         if tokenizer is not None:
             # An id outside the vocabulary would be recorded and re-sent next turn: a corrupt
             # engine response must stop here, typed, not poison the rollout.
@@ -245,10 +245,10 @@ class Transport(abc.ABC):
         finish = parsed.finish_reason
         unparsed = 0
         message: dict[str, Any] | None = None
-        if decode_locally and self.client.tokenizer is not None and not tool_calls:
+        if decode_locally and self.session.tokenizer is not None and not tool_calls:
             # ids only (or raw text without a tool parser): decode per model family; the
             # message is the one the template renders back to these ids
-            dec = decode_completion(self.client.tokenizer, completion_ids)
+            dec = decode_completion(self.session.tokenizer, completion_ids)
             content, reasoning, tool_calls = dec.content, dec.reasoning_content, dec.tool_calls
             unparsed = dec.unparsed_tool_calls
             message = dec.message

@@ -29,11 +29,11 @@ class ChatTransport(Transport):
     _warned = False
 
     def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
-        if self.client.chat_target != "vllm":
+        if self.session.chat_target != "vllm":
             raise ConfigError(
                 f"top_logprobs={k}: the chat transport returns top logprobs by token id only "
                 f"from vLLM (chat_target='vllm', which asks for return_tokens_as_token_ids); "
-                f"chat_target={self.client.chat_target!r} labels them by text"
+                f"chat_target={self.session.chat_target!r} labels them by text"
             )
         sampling["logprobs"] = k
         sampling["return_tokens_as_token_ids"] = True
@@ -42,8 +42,8 @@ class ChatTransport(Transport):
         """With a tokenizer and a server that reports its context length, the prompt is rendered
         locally to raise :class:`OverlongPromptError` before sending (a template that fails
         here is left for the server to report)."""
-        c = self.client
-        if c.tokenizer is None or await c._prompt_limit() is None:
+        c = self.session
+        if c.tokenizer is None or await c.prompt_limit() is None:
             return
         try:
             ids = c.tokenizer.apply_chat_template(
@@ -58,7 +58,7 @@ class ChatTransport(Transport):
         await self.check_length(ids)
 
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        c = self.client
+        c = self.session
         target = c.chat_target
         if (
             target == "openai"

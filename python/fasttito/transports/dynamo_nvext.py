@@ -31,7 +31,7 @@ class DynamoNvextTransport(Transport):
         )
 
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        c = self.client
+        c = self.session
         assert state.rollout is not None
         render = c.config.dynamo_first_turn == "tokens"
         plan = state.rollout.prepare(

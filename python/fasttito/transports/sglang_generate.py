@@ -27,7 +27,7 @@ class SglangGenerateTransport(Transport):
         sampling["top_logprobs_num"] = k  # entries name their token ids: [logprob, id, text]
 
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        c = self.client
+        c = self.session
         assert state.rollout is not None
         plan = state.rollout.prepare(args.messages, args.tools, args.chat_template_kwargs)
         await self.check_prompt(plan.prompt_ids)

@@ -30,13 +30,13 @@ class VllmChatTokensTransport(Transport):
         sampling["return_tokens_as_token_ids"] = True
 
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        c = self.client
+        c = self.session
         rollout = state.rollout
         assert rollout is not None
         if c.tokenizer is not None:
             # a turn sent as messages is rendered locally only to check its length before
             # sending (when the server reports one): the server renders it again
-            render = await c._prompt_limit() is not None
+            render = await c.prompt_limit() is not None
             plan = rollout.prepare(
                 args.messages, args.tools, args.chat_template_kwargs, render_mito=render
             )
@@ -88,7 +88,7 @@ class VllmChatTokensTransport(Transport):
     ) -> list[int] | None:
         """vLLM's chat ``/tokenize`` (docs/wire.md B.1); None when the server rejects the messages
         (the turn then falls back to messages, counted as ``tokenization_failed``)."""
-        c = self.client
+        c = self.session
         req: dict[str, Any] = {"model": c.model, "messages": list(messages), "tools": args.tools}
         if not generation_prompt:
             req["add_generation_prompt"] = False

@@ -16,7 +16,7 @@ class VllmGenerateTransport(Transport):
     needs_tokenizer = True
 
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        c = self.client
+        c = self.session
         assert state.rollout is not None
         plan = state.rollout.prepare(args.messages, args.tools, args.chat_template_kwargs)
         await self.check_prompt(plan.prompt_ids)
