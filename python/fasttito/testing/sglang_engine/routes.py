@@ -18,25 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from fasttito.testing.sglang_engine.faults import (
-    BODY_FAULTS,
-    FaultError,
-    mutate_body,
-    parse_fault,
-    parse_random,
-    take_fault,
-)
+from fasttito.testing.engine_core.admin import add_admin_routes
+from fasttito.testing.engine_core.faults import FaultError, deliver, start_fault
+from fasttito.testing.engine_core.http import Dropped, abort_connection, json_response, not_found
+from fasttito.testing.sglang_engine.faults import BODY_FAULTS, MALFORMED_BODY, mutate_body
 from fasttito.testing.sglang_engine.state import EngineState
-from fasttito.testing.vllm_engine import (
-    ApiError,
-    Dropped,
-    Script,
-    StoredTurn,
-    _abort,
-    build_completion,
-    fake_logprob,
-    resolve_ids,
-)
+from fasttito.testing.vllm_engine.completion import build_completion, fake_logprob
+from fasttito.testing.vllm_engine.errors import ApiError
+from fasttito.testing.vllm_engine.prefix import StoredTurn, resolve_ids
 
 __all__ = ["build_app"]
 
@@ -94,14 +83,6 @@ class SglError(Exception):
 
 class BadId(Exception):
     """An id SGLang 0.5.23 cannot embed (its scheduler dies with IndexError)."""
-
-
-def _json(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(payload, ensure_ascii=False).encode(),
-        status=status,
-        content_type="application/json",
-    )
 
 
 def routed_experts_b64(st: EngineState, seq: list[int], start: int) -> str:
@@ -198,7 +179,6 @@ def generate_one(
     stops = sp.get("stop_token_ids") or []
     if not isinstance(stops, list) or not all(type(t) is int for t in stops):
         raise SglError("stop_token_ids must be a list of ints", validation=True)
-    assert st.cache is not None and st.store is not None
     conv, tools, ctk, how = resolve_ids(st.model, st.store, st.script, prompt_ids)
     rec["derived"] = how
     comp = build_completion(st.model, st.script, conv, tools, ctk)
@@ -303,6 +283,19 @@ def stream_chunks(st: EngineState, payload: dict[str, Any]) -> list[dict[str, An
 # --------------------------------------------------------------------------------------------
 
 
+def _status_response(fault: dict[str, Any]) -> web.StreamResponse:
+    return json_response(SglError(f"injected {fault['mode']}").payload(), fault["status"])
+
+
+async def _read_admin_body(request: web.Request) -> Any:
+    raw = await request.read()
+    return json.loads(raw) if raw else {}
+
+
+def _admin_error(exc: Exception) -> web.Response:
+    return json_response({"error": {"message": str(exc)}}, 400)
+
+
 def _crash(why: str) -> None:
     """Exit as SGLang 0.5.23's scheduler does on an id outside the vocabulary."""
     print(f"sglang test engine: {why}; exiting like SGLang", file=sys.stderr, flush=True)
@@ -323,24 +316,18 @@ def build_app(st: EngineState) -> web.Application:
             bad_json = True
         else:
             bad_json = False
-        rec = st.record(request.method, request.path, request.headers, body)
+        rec = st.record(request, body)
         if request.path in s.disabled_routes:
             rec["status"] = 404
-            return _json({"detail": "Not Found"}, 404)
-        fault = take_fault(st, request.path)
+            return not_found()
+        fault = st.faults.take(request.path)
         rec["fault"] = fault["mode"] if fault else None
         try:
-            if fault and "status" in fault:
-                rec["status"] = fault["status"]
-                return _json(SglError(f"injected {fault['mode']}").payload(), fault["status"])
-            if fault and fault["mode"] in ("drop", "crash"):
-                rec["status"] = "dropped"
-                _abort(request, reset=False)
-                if fault["mode"] == "crash":
-                    asyncio.get_running_loop().call_later(0.05, _crash, "injected crash")
-                raise Dropped
-            if fault and fault["mode"] == "delay":
-                await asyncio.sleep(fault["seconds"])
+            if fault and fault["mode"] == "crash":
+                asyncio.get_running_loop().call_later(0.05, _crash, "injected crash")
+            early = await start_fault(request, fault, rec, _status_response, ("drop", "crash"))
+            if early is not None:
+                return early
             if bad_json or not isinstance(body, dict):
                 raise SglError("the request body must be a JSON object", validation=True)
             ids = check_input_ids(st, body)
@@ -354,7 +341,7 @@ def build_app(st: EngineState) -> web.Application:
                 rec["error"] = {"message": f"IndexError: index out of range in self ({exc})"}
                 if s.bad_id_behaviour == "400":
                     raise SglError(f"token id {exc} is out of vocabulary") from None
-                _abort(request, reset=False)
+                abort_connection(request, reset=False)
                 if s.bad_id_behaviour == "crash":
                     asyncio.get_running_loop().call_later(
                         0.05, _crash, f"IndexError: index out of range in self (id {exc})"
@@ -377,57 +364,42 @@ def build_app(st: EngineState) -> web.Application:
                 await resp.write_eof()
                 return resp
             data = json.dumps(payload, ensure_ascii=False).encode()
-            if fault and fault["mode"] == "truncated_json":
-                return web.Response(body=data[: len(data) // 2], content_type="application/json")
-            if fault and fault["mode"] == "malformed_json":
-                return web.Response(
-                    body=b'{"output_ids": [1 2 3], "meta_info": {,}',
-                    content_type="application/json",
-                )
-            if fault and fault["mode"] in ("reset", "stall"):
-                rec["status"] = fault["mode"]
-                resp = web.StreamResponse(status=200)
-                resp.content_type = "application/json"
-                resp.content_length = len(data)
-                await resp.prepare(request)
-                await resp.write(data[: max(1, len(data) // 2)])
-                await asyncio.sleep(fault.get("seconds", 0.2) if fault["mode"] == "stall" else 0.2)
-                _abort(request, reset=True)
-                raise Dropped
-            return web.Response(body=data, content_type="application/json")
+            return await deliver(request, data, fault, rec, MALFORMED_BODY)
         except SglError as exc:
             rec["status"] = exc.status
             rec["error"] = exc.payload()
-            return _json(exc.payload(), exc.status)
+            return json_response(exc.payload(), exc.status)
         except ApiError as exc:  # the script machinery (vLLM engine): same reason codes
             rec["status"] = exc.status
             rec["error"] = exc.payload()["error"]
             err = {"message": exc.message, **exc.extra}
-            return _json({"error": err}, exc.status)
+            return json_response({"error": err}, exc.status)
         except Dropped:
             raise asyncio.CancelledError from None
         except Exception as exc:  # a bug in the engine: say so, loudly
             rec["status"] = 500
             rec["error"] = {"message": repr(exc)}
             print(f"sglang test engine: internal error: {exc!r}", file=sys.stderr, flush=True)
-            return _json({"error": {"message": f"test engine internal error: {exc!r}"}}, 500)
+            return json_response(
+                {"error": {"message": f"test engine internal error: {exc!r}"}}, 500
+            )
 
     def info(name: str) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
             st.last_activity = time.monotonic()
-            rec = st.record(request.method, request.path, request.headers, None)
+            rec = st.record(request, None)
             if request.path in s.disabled_routes:
                 rec["status"] = 404
-                return _json({"detail": "Not Found"}, 404)
-            fault = take_fault(st, request.path)
+                return not_found()
+            fault = st.faults.take(request.path)
             rec["fault"] = fault["mode"] if fault else None
             if fault and "status" in fault:
                 rec["status"] = fault["status"]
-                return _json(SglError(f"injected {fault['mode']}").payload(), fault["status"])
+                return _status_response(fault)
             rec["status"] = 200
             if name == "health":
                 return web.Response(status=200)
-            return _json(info_payload(name))
+            return json_response(info_payload(name))
 
         return handler
 
@@ -464,55 +436,8 @@ def build_app(st: EngineState) -> web.Application:
             "skip_tokenizer_init": s.skip_tokenizer_init,
             "enable_return_routed_experts": s.enable_return_routed_experts,
             "version": s.version,
-            "internal_states": [{"cached_tokens_in_tree": st.cache.size if st.cache else 0}],
+            "internal_states": [{"cached_tokens_in_tree": st.cache.size}],
         }
-
-    # -- admin ------------------------------------------------------------------------------
-    def admin(fn: Any) -> Any:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            st.last_activity = time.monotonic()
-            try:
-                body = None
-                if request.method == "POST":
-                    raw = await request.read()
-                    body = json.loads(raw) if raw else {}
-                return _json(fn(body))
-            except (ApiError, FaultError, ValueError) as exc:
-                return _json({"error": {"message": str(exc)}}, 400)
-
-        return handler
-
-    def set_script(body: Any) -> dict[str, Any]:
-        st.script = Script.from_json(body)
-        return {"ok": True, "script": st.script.to_json()}
-
-    def get_faults(_: Any) -> dict[str, Any]:
-        rnd = st.random_faults
-        return {
-            "ok": True,
-            "faults": st.faults,
-            "random": None if rnd is None else {k: rnd[k] for k in ("rate", "modes", "seed")},
-            "injected": dict(st.injected),
-        }
-
-    def set_faults(body: Any) -> dict[str, Any]:
-        if isinstance(body, dict) and "random" in body and "mode" not in body:
-            st.random_faults = parse_random(body["random"])
-            if "faults" not in body:
-                return get_faults(None)
-        if isinstance(body, dict) and "faults" in body:
-            items, replace = body["faults"], bool(body.get("replace", False))
-            if not isinstance(items, list):
-                raise FaultError("'faults' must be a list")
-        else:
-            items, replace = [body], False
-        parsed = [parse_fault(f) for f in items]
-        st.faults = parsed if replace else st.faults + parsed
-        return get_faults(None)
-
-    def do_reset(_: Any) -> dict[str, Any]:
-        st.reset()
-        return {"ok": True}
 
     app.router.add_post("/generate", generate)
     app.router.add_get("/v1/models", info("models"))
@@ -520,14 +445,5 @@ def build_app(st: EngineState) -> web.Application:
     app.router.add_get("/get_server_info", info("server_info"))
     app.router.add_get("/get_model_info", info("get_model_info"))
     app.router.add_get("/health", info("health"))
-    app.router.add_post("/_admin/script", admin(set_script))
-    app.router.add_get(
-        "/_admin/script", admin(lambda _: {"ok": True, "script": st.script.to_json()})
-    )
-    app.router.add_get(
-        "/_admin/requests", admin(lambda _: {"count": len(st.requests), "requests": st.requests})
-    )
-    app.router.add_post("/_admin/reset", admin(do_reset))
-    app.router.add_post("/_admin/faults", admin(set_faults))
-    app.router.add_get("/_admin/faults", admin(get_faults))
+    add_admin_routes(app, st, _read_admin_body, (ApiError, FaultError, ValueError), _admin_error)
     return app
