@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from fasttito.testing.engine_core import faults as core
-from fasttito.testing.engine_core.faults import FaultBook
+from fasttito.testing.engine_core.faults import FaultBook, FaultError
 
 __all__ = [
     "BODY_FAULTS",
     "FAULT_MODES",
     "MALFORMED_BODY",
+    "FaultError",
     "fault_book",
     "mutate_body",
     "parse_fault",

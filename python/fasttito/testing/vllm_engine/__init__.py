@@ -21,7 +21,8 @@ completion and prefix modules.
 
 from __future__ import annotations
 
-from fasttito.testing.engine_core.http import Dropped, json_response
+from fasttito.testing.engine_core.faults import STATUS_FAULTS, WIRE_FAULTS
+from fasttito.testing.engine_core.http import REDACTED_HEADERS, Dropped, json_response
 from fasttito.testing.vllm_engine.completion import Completion, build_completion, fake_logprob
 from fasttito.testing.vllm_engine.errors import ApiError, bad_request, script_error
 from fasttito.testing.vllm_engine.faults import (
@@ -30,6 +31,7 @@ from fasttito.testing.vllm_engine.faults import (
     FAULT_MODES,
     mutate_body,
     parse_fault,
+    parse_random,
 )
 from fasttito.testing.vllm_engine.messages import normalize_messages, normalize_tools
 from fasttito.testing.vllm_engine.model import (
@@ -58,8 +60,11 @@ __all__ = [
     "FAULT_MODES",
     "KNOWN_STOP_STRINGS",
     "LRU",
+    "REDACTED_HEADERS",
     "RESERVED_TEMPLATE_KWARGS",
     "SCRIPT_MODES",
+    "STATUS_FAULTS",
+    "WIRE_FAULTS",
     "ApiError",
     "Completion",
     "Dropped",
@@ -82,6 +87,7 @@ __all__ = [
     "normalize_tools",
     "parse_args",
     "parse_fault",
+    "parse_random",
     "read_json",
     "resolve_ids",
     "run",

@@ -31,6 +31,7 @@ __all__ = [
     "fault_book",
     "mutate_body",
     "parse_fault",
+    "parse_random",
 ]
 
 #: Faults that rewrite a finished completion body.
@@ -57,6 +58,11 @@ def parse_fault(obj: Any) -> dict[str, Any]:
             raise FaultError("fault body must be a string")
         fault["body"] = obj.get("body")
     return fault
+
+
+def parse_random(obj: Any) -> dict[str, Any] | None:
+    """The ``random`` fault setting with this engine's modes, or None (off)."""
+    return core.parse_random(obj, parse_fault)
 
 
 def _applies(mode: str, path: str) -> bool:
