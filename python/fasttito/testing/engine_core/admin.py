@@ -1,14 +1,14 @@
 """The admin API every test engine has (JSON in, JSON out; never authenticated, never
 recorded):
 
-``POST /_admin/script`` / ``GET /_admin/script``
-    replace / show the completion script (:mod:`fasttito.testing.vllm_engine.script`)
-``GET /_admin/requests``
-    the recorded requests (:class:`~fasttito.testing.engine_core.http.RequestLog`)
-``POST /_admin/reset``
-    clear the requests, the faults and the caches; the script back to its default
-``POST /_admin/faults`` / ``GET /_admin/faults``
-    queue faults or set random ones / show them (:mod:`fasttito.testing.engine_core.faults`)
+* ``POST /_admin/script`` / ``GET /_admin/script``: replace / show the completion script
+  (``fasttito.testing.vllm_engine.script``).
+* ``GET /_admin/requests``: the recorded requests
+  (``fasttito.testing.engine_core.http.RequestLog``).
+* ``POST /_admin/reset``: clear the requests, the faults and the caches; the script back to its
+  default.
+* ``POST /_admin/faults`` / ``GET /_admin/faults``: queue faults or set random ones / show them
+  (``fasttito.testing.engine_core.faults``).
 """
 
 from __future__ import annotations

@@ -10,21 +10,15 @@ the random modes that apply. ``GET /_admin/faults`` shows the queue, the random 
 
 The modes every engine has (each engine adds its body faults and may add wire faults):
 
-``http_500`` ``http_502`` ``http_503`` ``http_504``, ``status`` (+ ``"status": N`` in 400..599)
-    that status with the engine's error body; the request is not processed
-``delay`` (+ ``"seconds": S``, default 1.0)
-    wait, then answer normally
-``stall`` (+ ``"seconds": S``, default 1.0)
-    headers and half of the body, then nothing for S seconds (a client timeout shorter than S
-    fires mid-body), then a TCP reset
-``reset``
-    headers and half of the body, then a TCP reset
-``drop``
-    close the connection without answering
-``truncated_json``
-    200 with the first half of the JSON body (Content-Length matches)
-``malformed_json``
-    200 with a body that is not JSON
+* ``http_500`` ``http_502`` ``http_503`` ``http_504``, ``status`` (+ ``"status": N`` in
+  400..599): that status with the engine's error body; the request is not processed.
+* ``delay`` (+ ``"seconds": S``, default 1.0): wait, then answer normally.
+* ``stall`` (+ ``"seconds": S``, default 1.0): headers and half of the body, then nothing for S
+  seconds (a client timeout shorter than S fires mid-body), then a TCP reset.
+* ``reset``: headers and half of the body, then a TCP reset.
+* ``drop``: close the connection without answering.
+* ``truncated_json``: 200 with the first half of the JSON body (Content-Length matches).
+* ``malformed_json``: 200 with a body that is not JSON.
 """
 
 from __future__ import annotations
@@ -208,7 +202,7 @@ async def start_fault(
     drop_modes: tuple[str, ...] = ("drop",),
 ) -> web.StreamResponse | None:
     """The faults that act before the request is processed: a status fault's answer (built by
-    ``status_response``), a dropped connection (raises :class:`Dropped`), a delay (then None,
+    ``status_response``), a dropped connection (raises ``Dropped``), a delay (then None,
     and the request goes on)."""
     if fault is None:
         return None
@@ -233,7 +227,7 @@ async def deliver(
 ) -> web.StreamResponse:
     """Send the finished JSON body ``data``, as the wire fault (if any) spoils it:
     ``truncated_json``, ``malformed_json`` (sends ``malformed``), ``reset`` and ``stall``
-    (half the body, then a TCP reset; raises :class:`Dropped`)."""
+    (half the body, then a TCP reset; raises ``Dropped``)."""
     mode = fault["mode"] if fault else None
     if mode == "truncated_json":
         return web.Response(body=data[: len(data) // 2], content_type="application/json")

@@ -64,7 +64,7 @@ class RequestLog:
     """The last ``limit`` requests an engine received (``GET /_admin/requests``), oldest first.
 
     A record starts with what arrived (``seq``, ``time``, ``method``, ``path``, the headers with
-    :data:`REDACTED_HEADERS` values replaced by ``"<redacted>"``, the JSON body) and what the
+    ``REDACTED_HEADERS`` values replaced by ``"<redacted>"``, the JSON body) and what the
     engine fills in while answering (``prompt_ids``, ``completion_ids``, ``status``, ``fault``,
     ``error``, ``history_stable``, ``derived``), plus each engine's own fields.
     """

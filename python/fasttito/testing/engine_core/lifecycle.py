@@ -48,7 +48,7 @@ def run_main(
     start: Callable[[argparse.Namespace], Awaitable[None]],
 ) -> None:
     """An engine's ``main``: offline, parse the command line, run ``start(args)`` (which loads
-    the model and :func:`serve` s) to the end."""
+    the model folder and calls ``serve``) to the end."""
     offline()
     args = parse_args(argv)
 
@@ -177,7 +177,7 @@ def add_common_args(p: argparse.ArgumentParser, *, version: str) -> None:
 
 
 def common_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings every engine takes from :func:`add_common_args`' options."""
+    """The settings every engine takes from ``add_common_args``' options."""
     return {
         "served_names": args.served_model_name or [Path(args.model).resolve().name],
         "disabled_routes": set(args.disable_route),

@@ -1,6 +1,6 @@
 """Injected faults of the SGLang engine: what a real SGLang (or the network in front of it) can
 do wrong, queued or drawn at random per request (``POST /_admin/faults``; the queue, the random
-draw and the wire faults are :mod:`fasttito.testing.engine_core.faults`)."""
+draw and the wire faults are ``fasttito.testing.engine_core.faults``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ BODY_FAULTS = (
     "abort",  # finish_reason {"type": "abort", "message", "status_code", "err_type"}
     "batch_shape",  # the result wrapped in a JSON array (what a 2-D input_ids returns)
 )
-#: Faults of the exchange itself: the shared ones (:mod:`fasttito.testing.engine_core.faults`)
+#: Faults of the exchange itself: the shared ones (``fasttito.testing.engine_core.faults``)
 #: and ``crash``: drop the connection and exit, as SGLang does on an out-of-range id.
 WIRE_FAULTS = (*core.WIRE_FAULTS, "crash")
 FAULT_MODES = tuple(core.STATUS_FAULTS) + WIRE_FAULTS + BODY_FAULTS
@@ -41,7 +41,7 @@ MALFORMED_BODY = b'{"output_ids": [1 2 3], "meta_info": {,}'
 
 
 def parse_fault(obj: Any) -> dict[str, Any]:
-    """One fault request in its queued form (:func:`.engine_core.faults.parse_fault`, plus an
+    """One fault request in its queued form (``engine_core.faults.parse_fault``, plus an
     ``abort``'s ``message`` and ``abort_status``)."""
     fault = core.parse_fault(obj, FAULT_MODES)
     if fault["mode"] == "abort":

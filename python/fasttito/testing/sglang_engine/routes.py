@@ -1,6 +1,6 @@
 """The SGLang engine's HTTP routes: ``/generate`` (docs/wire.md S), the info routes, ``/health`` and
 the admin API. Completions come from the vLLM engine's script machinery
-(:mod:`fasttito.testing.vllm_engine`: the same template-exact tool-calling agent and the same
+(``fasttito.testing.vllm_engine``: the same template-exact tool-calling agent and the same
 recovery of a conversation from ids); everything SGLang-specific is here."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ __all__ = ["main", "parse_args", "run", "state_from_args"]
 
 async def run(st: EngineState, args: argparse.Namespace) -> None:
     """Serve ``st`` until a signal, the idle timeout or the parent's death
-    (:mod:`fasttito.testing.engine_core.lifecycle`)."""
+    (``fasttito.testing.engine_core.lifecycle``)."""
     ready = {"model": st.s.served_names[0], "renderer": st.model.renderer, "engine": "sglang"}
     await serve(
         build_app(st),

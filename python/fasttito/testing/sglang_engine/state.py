@@ -57,8 +57,8 @@ class _Node:
 class RadixCache:
     """Token sequences seen so far, as a radix tree (edges labelled by id runs).
 
-    :meth:`match` is the longest common prefix of a prompt with every sequence inserted before
-    it (SGLang's ``match_prefix``); :meth:`insert` adds a finished request's prompt + output (the
+    ``match`` is the longest common prefix of a prompt with every sequence inserted before
+    it (SGLang's ``match_prefix``); ``insert`` adds a finished request's prompt + output (the
     ids whose KV exists: the last sampled id has none yet). Least recently used leaves are
     evicted when more than ``capacity`` ids are held. One tree per ``namespace`` (SGLang keys
     its cache by ``extra_key``/``cache_salt``, so salted prompts never share).

@@ -1,21 +1,21 @@
 """A vLLM-compatible test engine: real HTTP on 127.0.0.1, transformers as the oracle.
 
-Start it with :func:`fasttito.testing.start_engine` (or ``python -m fasttito.testing.vllm_engine
---model DIR --port 0``, :mod:`~fasttito.testing.vllm_engine.server`). It speaks every vLLM route
-fasttito uses (:mod:`~fasttito.testing.vllm_engine.routes`) and answers each conversation with
+Start it with ``fasttito.testing.start_engine`` (or ``python -m fasttito.testing.vllm_engine
+--model DIR --port 0``, ``fasttito.testing.vllm_engine.server``). It speaks every vLLM route
+fasttito uses (``fasttito.testing.vllm_engine.routes``) and answers each conversation with
 the chat template's own rendering of a scripted assistant message: a tool-calling agent by
-default (:mod:`~fasttito.testing.vllm_engine.script`), rendered and encoded exactly
-(:mod:`~fasttito.testing.vllm_engine.completion`), with ids-only prompts mapped back to their
-conversation (:mod:`~fasttito.testing.vllm_engine.prefix`). An admin API replaces the script,
-shows the recorded requests and injects faults (:mod:`~fasttito.testing.vllm_engine.faults`,
-:mod:`fasttito.testing.engine_core`).
+default (``fasttito.testing.vllm_engine.script``), rendered and encoded exactly
+(``fasttito.testing.vllm_engine.completion``), with ids-only prompts mapped back to their
+conversation (``fasttito.testing.vllm_engine.prefix``). An admin API replaces the script,
+shows the recorded requests and injects faults (``fasttito.testing.vllm_engine.faults``,
+``fasttito.testing.engine_core``).
 
 It renders and tokenizes with ``transformers`` when that is importable
-(:mod:`~fasttito.testing.vllm_engine.model`): then no fasttito code produces what it answers, so
+(``fasttito.testing.vllm_engine.model``): then no fasttito code produces what it answers, so
 it is the independent side of every wire test. Without transformers (an installed wheel,
 ``fasttito demo``) it renders with ``fasttito.Tokenizer``.
 
-The SGLang-compatible engine (:mod:`fasttito.testing.sglang_engine`) reuses the model, script,
+The SGLang-compatible engine (``fasttito.testing.sglang_engine``) reuses the model, script,
 completion and prefix modules.
 """
 

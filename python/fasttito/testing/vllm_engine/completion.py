@@ -15,12 +15,12 @@ assumption fails the engine answers 500 ``{"error": {..., "type": "TestEngineErr
 "reason": R}}`` rather than wrong ids; R is one of ``template_rejected_scripted_message``,
 ``not_prefix_stable``, ``no_stop_token_in_rendered_turn``, ``token_boundary_merge``,
 ``history_unstable`` (only with ``strict_stability``), ``ids_not_understood`` (ids-only
-routes, :mod:`~fasttito.testing.vllm_engine.prefix`). Every completion is also checked for
+routes, ``fasttito.testing.vllm_engine.prefix``). Every completion is also checked for
 history stability (the next turn's render must start with ``prefix + turn``); the result is in
 ``/_admin/requests`` (``history_stable``).
 
 Logprobs are deterministic pseudo-random negative floats of (token id, absolute position)
-(:func:`fake_logprob`); ``top_logprobs`` lists the sampled token first.
+(``fake_logprob``); ``top_logprobs`` lists the sampled token first.
 """
 
 from __future__ import annotations

@@ -2,18 +2,18 @@
 
 The queue, the random draw and the wire faults (``http_500`` ... ``http_504``, ``status``,
 ``delay``, ``stall``, ``reset``, ``drop``, ``truncated_json``, ``malformed_json``) are the
-shared ones of :mod:`fasttito.testing.engine_core.faults`; here a status fault may also carry
+shared ones of ``fasttito.testing.engine_core.faults``; here a status fault may also carry
 ``"body": "text"`` (sent as text/plain instead of vLLM's error JSON). ``path`` restricts a fault
 to one route; without it, the body faults below apply to the three completion routes
-(:data:`COMPLETION_PATHS`) and the others to any non-admin route. The body faults:
+(``COMPLETION_PATHS``) and the others to any non-admin route. The body faults:
 
-``missing_token_ids``: ``choices[0].token_ids`` key removed
-``missing_prompt_token_ids``: top-level ``prompt_token_ids`` removed
-``short_logprobs``: ``logprobs.content`` one entry shorter than ``token_ids``
-``long_logprobs``: ``logprobs.content`` one entry longer than ``token_ids``
-``null_logprob``: one ``logprob`` is ``null``
-``oov_token_id``: ``token_ids[0]`` = vocab size + 12345
-``no_stop_token``: the final stop token (and its logprob) removed, finish_reason unchanged
+* ``missing_token_ids``: ``choices[0].token_ids`` key removed
+* ``missing_prompt_token_ids``: top-level ``prompt_token_ids`` removed
+* ``short_logprobs``: ``logprobs.content`` one entry shorter than ``token_ids``
+* ``long_logprobs``: ``logprobs.content`` one entry longer than ``token_ids``
+* ``null_logprob``: one ``logprob`` is ``null``
+* ``oov_token_id``: ``token_ids[0]`` = vocab size + 12345
+* ``no_stop_token``: the final stop token (and its logprob) removed, finish_reason unchanged
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ MALFORMED_BODY = b'{"id": "broken", "choices": [{"index": 0,, "token_ids": [1 2 
 
 
 def parse_fault(obj: Any) -> dict[str, Any]:
-    """One fault request in its queued form (:func:`.engine_core.faults.parse_fault` + body)."""
+    """One fault request in its queued form (``engine_core.faults.parse_fault`` + body)."""
     fault = core.parse_fault(obj, FAULT_MODES)
     if "status" in fault:
         if obj.get("body") is not None and not isinstance(obj["body"], str):

@@ -3,7 +3,7 @@ caches of renders and encodings.
 
 Rendering is ``apply_chat_template(tokenize=False)`` then ``tokenizer(text,
 add_special_tokens=False)``, identical to ``tokenize=True``; it uses ``transformers`` when that
-is importable (``--renderer``, see :mod:`fasttito.testing.renderer`), so that no fasttito code
+is importable (``--renderer``, see ``fasttito.testing.renderer``), so that no fasttito code
 produces what the engine answers, and ``fasttito.Tokenizer`` otherwise.
 """
 

@@ -1,20 +1,19 @@
 """The vLLM engine's HTTP routes (field names and shapes follow ``docs/wire.md`` sections A and B).
 
-``GET  /v1/models``                  ``{"object": "list", "data": [{"id", "object": "model",
-                                     "max_model_len", ...}]}``
-``POST /v1/chat/completions``        vLLM ``ChatCompletionResponse`` (+ ``prompt_token_ids`` and
-                                     ``choices[].token_ids`` when ``return_token_ids``)
-``POST /v1/chat/completions/tokens`` prime-rl route: as above, but the prompt ids are ``tokens``
-                                     (``messages`` must still render);
-                                     ``len(tokens) >= max_model_len`` is a 400
-``POST /tokenize``                   chat variant (``messages``) and completion variant (``prompt``)
-``POST /detokenize``                 ``{"tokens": [...]}`` -> ``{"prompt": text}``
-``POST /inference/v1/generate``      vLLM >= 0.20 token-in/token-out (``token_ids`` +
-                                     ``sampling_params``); 403 with ``--no-scale-out``, as vLLM
-                                     0.32 without ``--enable-scale-out``
-``GET  /health``, ``GET /version``   as vLLM
-``/_admin/*``                        test control (:mod:`fasttito.testing.engine_core.admin`;
-                                     never authenticated, never recorded)
+* ``GET /v1/models``: ``{"object": "list", "data": [{"id", "object": "model", "max_model_len",
+  ...}]}``
+* ``POST /v1/chat/completions``: vLLM's ``ChatCompletionResponse`` (+ ``prompt_token_ids`` and
+  ``choices[].token_ids`` when ``return_token_ids``)
+* ``POST /v1/chat/completions/tokens``: prime-rl's route: as above, but the prompt ids are
+  ``tokens`` (``messages`` must still render); ``len(tokens) >= max_model_len`` is a 400
+* ``POST /tokenize``: chat variant (``messages``) and completion variant (``prompt``)
+* ``POST /detokenize``: ``{"tokens": [...]}`` -> ``{"prompt": text}``
+* ``POST /inference/v1/generate``: vLLM >= 0.20 token-in/token-out (``token_ids`` +
+  ``sampling_params``); 403 with ``--no-scale-out``, as vLLM 0.32 without
+  ``--enable-scale-out``
+* ``GET /health``, ``GET /version``: as vLLM
+* ``/_admin/*``: test control (``fasttito.testing.engine_core.admin``; never authenticated,
+  never recorded)
 
 With ``--api-key`` every path starting with ``/v1`` needs ``Authorization: Bearer KEY`` (else 401
 ``{"error": "Unauthorized"}``, vLLM's body). Errors use vLLM's shape

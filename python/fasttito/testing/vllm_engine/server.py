@@ -14,7 +14,7 @@ When it listens it prints ONE line on stdout, then nothing else (logs go to stde
     {"event": "ready", "host": "127.0.0.1", "port": 41234, "pid": 123, "model": "qwen2.5",
      "renderer": "transformers"}
 
-and it stops as every test engine does (:mod:`fasttito.testing.engine_core.lifecycle`).
+and it stops as every test engine does (``fasttito.testing.engine_core.lifecycle``).
 """
 
 from __future__ import annotations
