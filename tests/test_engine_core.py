@@ -11,11 +11,17 @@ from typing import Any
 import pytest
 from fasttito.testing.engine_core.faults import FaultError, parse_random
 from fasttito.testing.engine_core.http import RequestLog
-from fasttito.testing.engine_core.lifecycle import common_settings, parent_alive
+from fasttito.testing.engine_core.lifecycle import (
+    common_settings,
+    parent_alive,
+    settings_from_args,
+)
 from fasttito.testing.sglang_engine import faults as sgl_faults
 from fasttito.testing.sglang_engine import server as sgl_server
+from fasttito.testing.sglang_engine.state import Settings as SglSettings
 from fasttito.testing.vllm_engine import faults as vllm_faults
 from fasttito.testing.vllm_engine import server as vllm_server
+from fasttito.testing.vllm_engine.state import Settings as VllmSettings
 
 GENERATE = "/inference/v1/generate"
 
@@ -170,3 +176,42 @@ def test_parent_alive_follows_the_named_pid_or_the_parent() -> None:
     assert parent_alive(None, os.getppid())
     assert not parent_alive(None, os.getppid() + 1)
     assert not parent_alive(1 << 30, 0)  # above Linux's pid_max: no such process
+
+
+def test_each_engine_setting_comes_from_its_option() -> None:
+    vllm = vllm_server.parse_args(
+        "--model m --max-model-len 99 --api-key k --no-scale-out --scheduling-policy fcfs "
+        "--generate-shape labels --version-string v".split()
+    )
+    assert settings_from_args(VllmSettings, vllm) == VllmSettings(
+        served_names=["m"],
+        max_model_len=99,
+        api_key="k",
+        scheduling_policy="fcfs",
+        disabled_routes=set(),
+        version="v",
+        max_recorded=10_000,
+        prefix_store_size=8192,
+        scale_out=False,
+        generate_shape="labels",
+    )
+    sgl = sgl_server.parse_args(
+        "--model-path m --context-length 64 --max-total-tokens 50 --skip-tokenizer-init "
+        "--hide-max-model-len --bad-id-behaviour 400 --max-recorded-requests 3 "
+        "--prefix-store-size 0".split()
+    )
+    settings = settings_from_args(SglSettings, sgl)
+    assert settings == SglSettings(
+        served_names=["m"],
+        context_length=64,
+        max_total_tokens=50,
+        skip_tokenizer_init=True,
+        enable_return_routed_experts=False,
+        hide_max_model_len=True,
+        bad_id_behaviour="400",
+        disabled_routes=set(),
+        version="0.5.23",
+        max_recorded=3,
+        prefix_store_size=0,
+    )
+    assert settings.max_req_input_len == 49

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -32,7 +33,10 @@ __all__ = [
     "parent_alive",
     "run_main",
     "serve",
+    "settings_from_args",
 ]
+
+T = TypeVar("T")
 
 
 def offline() -> None:
@@ -177,7 +181,7 @@ def add_common_args(p: argparse.ArgumentParser, *, version: str) -> None:
 
 
 def common_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings every engine takes from ``add_common_args``' options."""
+    """The settings every engine takes from the options of ``add_common_args``."""
     return {
         "served_names": args.served_model_name or [Path(args.model).resolve().name],
         "disabled_routes": set(args.disable_route),
@@ -185,3 +189,12 @@ def common_settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_recorded": args.max_recorded_requests,
         "prefix_store_size": args.prefix_store_size,
     }
+
+
+def settings_from_args(cls: Callable[..., T], args: argparse.Namespace) -> T:
+    """An engine's settings ``cls`` from its command line: the common settings, and
+    each other field from the option of the same name (fields no option names keep their
+    defaults)."""
+    common = common_settings(args)
+    names = set(inspect.signature(cls).parameters) - set(common)
+    return cls(**common, **{k: v for k, v in vars(args).items() if k in names})

@@ -7,9 +7,9 @@ import argparse
 
 from fasttito.testing.engine_core.lifecycle import (
     add_common_args,
-    common_settings,
     run_main,
     serve,
+    settings_from_args,
 )
 from fasttito.testing.sglang_engine.routes import build_app
 from fasttito.testing.sglang_engine.state import EngineState, Settings
@@ -68,16 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def state_from_args(args: argparse.Namespace) -> EngineState:
     """The engine state the command line describes (loads the model folder)."""
-    settings = Settings(
-        **common_settings(args),
-        context_length=args.context_length,
-        max_total_tokens=args.max_total_tokens,
-        skip_tokenizer_init=args.skip_tokenizer_init,
-        enable_return_routed_experts=args.enable_return_routed_experts,
-        hide_max_model_len=args.hide_max_model_len,
-        bad_id_behaviour=args.bad_id_behaviour,
-    )
-    return EngineState(Model(args.model, args.stop_token_id, args.renderer), settings)
+    return EngineState(Model.from_args(args), settings_from_args(Settings, args))
 
 
 def main(argv: list[str] | None = None) -> None:

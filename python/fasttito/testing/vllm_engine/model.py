@@ -9,6 +9,7 @@ produces what the engine answers, and ``fasttito.Tokenizer`` otherwise.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from collections import OrderedDict
@@ -88,6 +89,12 @@ class Model:
         self._render_cache = LRU(4096)
         self._encode_cache = LRU(4096)
         self._tokstr: dict[int, str] = {}
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Model:
+        """The model of an engine's command line (``--model``, ``--stop-token-id``,
+        ``--renderer``)."""
+        return cls(args.model, args.stop_token_id, args.renderer)
 
     # -- text <-> ids -------------------------------------------------------------------------
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:

@@ -23,9 +23,9 @@ import argparse
 
 from fasttito.testing.engine_core.lifecycle import (
     add_common_args,
-    common_settings,
     run_main,
     serve,
+    settings_from_args,
 )
 from fasttito.testing.vllm_engine.model import Model
 from fasttito.testing.vllm_engine.routes import build_app
@@ -77,15 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
     """The engine the command line describes (loads the model folder)."""
-    settings = Settings(
-        **common_settings(args),
-        max_model_len=args.max_model_len,
-        api_key=args.api_key,
-        scheduling_policy=args.scheduling_policy,
-        scale_out=args.scale_out,
-        generate_shape=args.generate_shape,
-    )
-    return Engine(Model(args.model, args.stop_token_id, args.renderer), settings)
+    return Engine(Model.from_args(args), settings_from_args(Settings, args))
 
 
 def main(argv: list[str] | None = None) -> None:
