@@ -33,7 +33,10 @@ async def run(st: EngineState, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="SGLang-compatible test engine (tests only)")
+    p = argparse.ArgumentParser(
+        prog="python -m fasttito.testing.sglang_engine",
+        description="SGLang-compatible test engine (tests only)",
+    )
     p.add_argument("--model", "--model-path", dest="model", required=True)
     add_common_args(p, version="0.5.23")
     p.add_argument(

@@ -48,7 +48,10 @@ async def run(engine: Engine, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="vLLM-compatible test engine (tests only)")
+    p = argparse.ArgumentParser(
+        prog="python -m fasttito.testing.vllm_engine",
+        description="vLLM-compatible test engine (tests only)",
+    )
     p.add_argument("--model", required=True, help="folder with tokenizer.json + chat template")
     add_common_args(p, version="0.20.0")
     p.add_argument("--max-model-len", type=int, default=32768)
