@@ -215,3 +215,13 @@ def test_each_engine_setting_comes_from_its_option() -> None:
         prefix_store_size=0,
     )
     assert settings.max_req_input_len == 49
+
+
+def test_a_taken_fault_is_noted_in_the_request_record() -> None:
+    book = vllm_faults.fault_book()
+    book.configure({"mode": "reset"})
+    rec: dict[str, Any] = {}
+    book.take("/tokenize", rec)
+    assert rec == {"fault": "reset"}
+    book.take("/tokenize", rec)
+    assert rec == {"fault": None}

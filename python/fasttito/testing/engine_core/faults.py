@@ -141,9 +141,16 @@ class FaultBook:
             return bool(fault["path"] == path)
         return self.applies_to(fault["mode"], path)
 
-    def take(self, path: str) -> dict[str, Any] | None:
+    def take(self, path: str, rec: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The first queued fault that applies to ``path`` (its count taken), else a random
-        one, else None; counted in ``injected`` either way."""
+        one, else None; counted in ``injected`` either way, and its mode noted as the request
+        record's ``fault`` when there is a record."""
+        fault = self._take(path)
+        if rec is not None:
+            rec["fault"] = fault["mode"] if fault else None
+        return fault
+
+    def _take(self, path: str) -> dict[str, Any] | None:
         for f in self.queue:
             if f["count"] > 0 and self._applies(f, path):
                 f["count"] -= 1

@@ -33,8 +33,11 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
     )
 
 
-def not_found() -> web.Response:
-    """FastAPI's 404 body, which vLLM and SGLang both answer on an unknown route."""
+def not_found(rec: dict[str, Any] | None = None) -> web.Response:
+    """FastAPI's 404 body, which vLLM and SGLang both answer on an unknown (or disabled) route;
+    noted in the request's record ``rec`` when there is one."""
+    if rec is not None:
+        rec["status"] = 404
     return json_response({"detail": "Not Found"}, 404)
 
 

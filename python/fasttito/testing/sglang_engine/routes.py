@@ -66,10 +66,8 @@ def build_app(st: EngineState) -> web.Application:
             bad_json = False
         rec = st.record(request, body)
         if request.path in s.disabled_routes:
-            rec["status"] = 404
-            return not_found()
-        fault = st.faults.take(request.path)
-        rec["fault"] = fault["mode"] if fault else None
+            return not_found(rec)
+        fault = st.faults.take(request.path, rec)
         try:
             if fault and fault["mode"] == "crash":
                 asyncio.get_running_loop().call_later(0.05, _crash, "injected crash")
@@ -137,10 +135,8 @@ def build_app(st: EngineState) -> web.Application:
             st.last_activity = time.monotonic()
             rec = st.record(request, None)
             if request.path in s.disabled_routes:
-                rec["status"] = 404
-                return not_found()
-            fault = st.faults.take(request.path)
-            rec["fault"] = fault["mode"] if fault else None
+                return not_found(rec)
+            fault = st.faults.take(request.path, rec)
             if fault and "status" in fault:
                 rec["status"] = fault["status"]
                 return _status_response(fault)

@@ -116,8 +116,7 @@ def build_app(engine: Engine) -> web.Application:
                 body = {"_raw": (await request.read()).decode("utf-8", errors="replace")}
         rec = engine.record(request, body)
         if request.path in engine.s.disabled_routes:
-            rec["status"] = 404
-            return not_found()
+            return not_found(rec)
         if request.path == "/inference/v1/generate" and not engine.s.scale_out:
             # vLLM 0.32's answer, measured on a running server (docs/wire.md)
             rec["status"] = 403
@@ -128,8 +127,7 @@ def build_app(engine: Engine) -> web.Application:
                 "Forbidden",
             )
             return json_response(err.payload(), 403)
-        fault = engine.faults.take(request.path)
-        rec["fault"] = fault["mode"] if fault else None
+        fault = engine.faults.take(request.path, rec)
         try:
             early = await start_fault(request, fault, rec, _status_response)
             if early is not None:
