@@ -101,7 +101,7 @@ class EngineProcess:
         return out
 
     def script(self, **script: Any) -> dict[str, Any]:
-        """Replace the completion script (keys as documented in vllm_engine.py)."""
+        """Replace the completion script (keys as documented in vllm_engine/script.py)."""
         out: dict[str, Any] = self._admin("POST", "/_admin/script", script)["script"]
         return out
 

@@ -1,6 +1,6 @@
 """An SGLang-compatible test engine: SGLang 0.5.23's native ``/generate`` wire (docs/wire.md S) on
 127.0.0.1, with a real prefix cache and injectable faults. Start it with
-:func:`fasttito.testing.start_sglang` (or ``python -m fasttito.testing.sglang_engine``).
+``fasttito.testing.start_sglang`` (or ``python -m fasttito.testing.sglang_engine``).
 
 A stock SGLang cannot run on CPU-only machines (its CPU engine needs a CPU build of
 ``sgl_kernel`` that PyPI does not ship), so this engine is what fasttito's SGLang transport is
@@ -17,27 +17,27 @@ Run::
 It prints one ``{"event": "ready", "port": ..., "pid": ...}`` line when it listens and stops on
 SIGTERM, after ``--idle-timeout`` idle seconds, or when its parent dies.
 
-Routes
-------
-``POST /generate``      ``input_ids`` (a list; a list of lists is a batch and answers a JSON
-                        array), ``sampling_params`` (SGLang's ``SamplingParams`` names only:
-                        another name is a validation error), ``return_logprob``,
-                        ``logprob_start_len``, ``top_logprobs_num``, ``return_text_in_logprobs``,
-                        ``rid``, ``stream``, ``priority``, ``cache_salt``, ``extra_key``,
-                        ``return_routed_experts``, ``routed_experts_start_len``; unknown root
-                        fields are ignored. Answers ``{"text"?, "output_ids", "meta_info": {"id",
-                        "finish_reason", "prompt_tokens", "completion_tokens", "cached_tokens",
-                        "output_token_logprobs", "output_top_logprobs"?, "routed_experts"?, ...}}``;
-                        ``text`` omits the stop token unless ``no_stop_trim``, and is absent with
-                        ``--skip-tokenizer-init``. ``stream: true``: SSE ``data: {json}`` chunks,
-                        cumulative, ``finish_reason`` null until the last, then ``data: [DONE]``.
-``GET /v1/models``      ``owned_by: "sglang"``, ``max_model_len`` (= ``--context-length``)
-``GET /server_info``    ``max_req_input_len`` (``min(context_length, max_total_tokens) - 1``),
-                        ``max_total_num_tokens``, ``version``...
-``GET /get_model_info`` ``model_path``... (no length)
-``GET /health``         200, empty body
-``/_admin/*``           as the vLLM engine's: ``script``, ``requests`` (each record also has
-                        ``cached_tokens``), ``reset`` (also empties the prefix cache), ``faults``
+Routes:
+
+* ``POST /generate``: ``input_ids`` (a list; a list of lists is a batch and answers a JSON
+  array), ``sampling_params`` (SGLang's ``SamplingParams`` names only: another name is a
+  validation error), ``return_logprob``, ``logprob_start_len``, ``top_logprobs_num``,
+  ``return_text_in_logprobs``, ``rid``, ``stream``, ``priority``, ``cache_salt``,
+  ``extra_key``, ``return_routed_experts``, ``routed_experts_start_len``; unknown root fields
+  are ignored. Answers ``{"text"?, "output_ids", "meta_info": {"id", "finish_reason",
+  "prompt_tokens", "completion_tokens", "cached_tokens", "output_token_logprobs",
+  "output_top_logprobs"?, "routed_experts"?, ...}}``; ``text`` omits the stop token unless
+  ``no_stop_trim``, and is absent with ``--skip-tokenizer-init``. ``stream: true``: SSE
+  ``data: {json}`` chunks, cumulative, ``finish_reason`` null until the last, then
+  ``data: [DONE]``.
+* ``GET /v1/models``: ``owned_by: "sglang"``, ``max_model_len`` (= ``--context-length``)
+* ``GET /server_info``: ``max_req_input_len`` (``min(context_length, max_total_tokens) - 1``),
+  ``max_total_num_tokens``, ``version``...
+* ``GET /get_model_info``: ``model_path``... (no length)
+* ``GET /health``: 200, empty body
+* ``/_admin/*``: as the vLLM engine's (``fasttito.testing.engine_core.admin``): ``script``,
+  ``requests`` (each record also has ``cached_tokens``), ``reset`` (also empties the prefix
+  cache), ``faults``
 
 Errors: 400 ``{"error": {"message": ...}}`` for a missing or empty ``input_ids`` and a prompt
 of ``--context-length`` ids or more ("The input (N tokens) is longer than the model's context

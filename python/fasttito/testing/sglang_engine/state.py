@@ -8,7 +8,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fasttito.testing.vllm_engine import Model, PrefixStore, Script
+from aiohttp import web
+
+from fasttito.testing.engine_core.faults import FaultBook
+from fasttito.testing.engine_core.http import RequestLog
+from fasttito.testing.sglang_engine.faults import fault_book
+from fasttito.testing.vllm_engine.model import Model
+from fasttito.testing.vllm_engine.prefix import PrefixStore
+from fasttito.testing.vllm_engine.script import Script
+from fasttito.testing.vllm_engine.state import ScriptedState
 
 __all__ = ["EngineState", "RadixCache", "Settings"]
 
@@ -49,8 +57,8 @@ class _Node:
 class RadixCache:
     """Token sequences seen so far, as a radix tree (edges labelled by id runs).
 
-    :meth:`match` is the longest common prefix of a prompt with every sequence inserted before
-    it (SGLang's ``match_prefix``); :meth:`insert` adds a finished request's prompt + output (the
+    ``match`` is the longest common prefix of a prompt with every sequence inserted before
+    it (SGLang's ``match_prefix``); ``insert`` adds a finished request's prompt + output (the
     ids whose KV exists: the last sampled id has none yet). Least recently used leaves are
     evicted when more than ``capacity`` ids are held. One tree per ``namespace`` (SGLang keys
     its cache by ``extra_key``/``cache_salt``, so salted prompts never share).
@@ -156,63 +164,27 @@ def _leaves(root: _Node) -> list[_Node]:
     return out
 
 
-REDACTED_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key", "api-key")
-
-
 @dataclass
-class EngineState:
+class EngineState(ScriptedState):
     model: Model
     s: Settings
     script: Script = field(default_factory=Script)
-    store: PrefixStore | None = None
-    cache: RadixCache | None = None
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    random_faults: dict[str, Any] | None = None
-    injected: dict[str, int] = field(default_factory=dict)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    seq: int = 0
+    store: PrefixStore = field(init=False)
+    cache: RadixCache = field(init=False)
+    faults: FaultBook = field(default_factory=fault_book)
+    log: RequestLog = field(init=False)
     last_activity: float = field(default_factory=time.monotonic)
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
-        if self.store is None:
-            self.store = PrefixStore(self.model.stop_set, self.s.prefix_store_size)
-        if self.cache is None:
-            self.cache = RadixCache(self.s.max_total_tokens)
+        self.store = PrefixStore(self.model.stop_set, self.s.prefix_store_size)
+        self.cache = RadixCache(self.s.max_total_tokens)
+        self.log = RequestLog(self.s.max_recorded)
 
-    def record(self, method: str, path: str, headers: Any, body: Any) -> dict[str, Any]:
-        self.seq += 1
-        rec: dict[str, Any] = {
-            "seq": self.seq,
-            "time": time.time(),
-            "method": method,
-            "path": path,
-            "headers": {
-                k.lower(): "<redacted>" if k.lower() in REDACTED_HEADERS else v
-                for k, v in headers.items()
-            },
-            "body": body,
-            "prompt_ids": None,
-            "completion_ids": None,
-            "cached_tokens": None,
-            "status": None,
-            "fault": None,
-            "error": None,
-            "history_stable": None,
-            "derived": None,
-        }
-        if self.s.max_recorded > 0:
-            self.requests.append(rec)
-            if len(self.requests) > self.s.max_recorded:
-                del self.requests[: len(self.requests) - self.s.max_recorded]
-        return rec
+    def record(self, request: web.Request, body: Any) -> dict[str, Any]:
+        """A new record of ``request`` (``GET /_admin/requests``), with ``cached_tokens``."""
+        return self.log.add(request.method, request.path, request.headers, body, cached_tokens=None)
 
     def reset(self) -> None:
-        self.script = Script()
-        assert self.store is not None and self.cache is not None
-        self.store.clear()
+        super().reset()
         self.cache.clear()
-        self.faults = []
-        self.random_faults = None
-        self.injected = {}
-        self.requests = []
