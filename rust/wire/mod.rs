@@ -19,6 +19,7 @@ pub mod body;
 pub mod chat;
 pub mod nvext;
 pub mod parse;
+pub(crate) mod scan;
 pub mod sglang;
 pub mod vllm_chat;
 pub mod vllm_generate;
