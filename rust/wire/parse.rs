@@ -245,6 +245,7 @@ pub(crate) fn parse_via(body: &[u8], wire: Wire, opts: &ParseOptions, via: Via) 
         Wire::VllmGenerate => super::vllm_generate::parse(cx),
         Wire::Dynamo => super::nvext::parse(cx),
         Wire::Sglang => super::sglang::parse(cx),
+        Wire::Chat => super::chat::parse(cx),
     }?;
     if out.cached_tokens.is_none() {
         out.cached_tokens = out

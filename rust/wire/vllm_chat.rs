@@ -280,7 +280,7 @@ pub(crate) fn fill_choice(
 }
 
 /// One tool call, with `arguments` kept exactly as sent.
-fn tool_call(cx: Cx<'_>, i: usize, call: ToolCall<'_>) -> Result<ParsedToolCall> {
+pub(crate) fn tool_call(cx: Cx<'_>, i: usize, call: ToolCall<'_>) -> Result<ParsedToolCall> {
     let path = format!("choices[0].message.tool_calls[{i}].function");
     let Some(function) = call.function else {
         return Err(cx.error(format_args!(
