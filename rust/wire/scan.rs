@@ -219,25 +219,48 @@ impl<'b> Scanner<'b> {
     /// The rest of a string whose opening quote was consumed, borrowed; bails on escapes.
     fn plain_str_body(&mut self) -> S<&'b [u8]> {
         let start = self.i;
-        let rest = &self.b[start..];
-        let k = memchr::memchr2(b'"', b'\\', rest).ok_or(Bail)?;
-        if rest[k] == b'\\' {
+        let k = self.text_end(start)?;
+        if self.b[k] == b'\\' {
             return Err(Bail);
         }
-        let s = &rest[..k];
-        check_text(s)?;
-        self.i = start + k + 1;
-        Ok(s)
+        self.i = k + 1;
+        Ok(&self.b[start..k])
+    }
+
+    /// The index of the first `"` or `\\` at or after `from`, the text before it checked (valid
+    /// UTF-8, no control character). Short texts (keys, tokens) are walked byte by byte, long
+    /// ones (messages, base64 blobs) jumped through with memchr.
+    #[inline]
+    fn text_end(&self, from: usize) -> S<usize> {
+        let b = self.b;
+        let short = b.len().min(from + 32);
+        let mut ascii = true;
+        let mut j = from;
+        while j < short {
+            let c = b[j];
+            if c == b'"' || c == b'\\' {
+                if !ascii {
+                    std::str::from_utf8(&b[from..j]).map_err(|_| Bail)?;
+                }
+                return Ok(j);
+            }
+            if c < 0x20 {
+                return Err(Bail);
+            }
+            ascii &= c < 0x80;
+            j += 1;
+        }
+        let k = j + memchr::memchr2(b'"', b'\\', &b[j..]).ok_or(Bail)?;
+        check_text(&b[from..k])?;
+        Ok(k)
     }
 
     /// Skips the rest of a string whose opening quote was consumed, validating it.
     fn skip_str_body(&mut self) -> S<()> {
         loop {
-            let rest = &self.b[self.i..];
-            let k = memchr::memchr2(b'"', b'\\', rest).ok_or(Bail)?;
-            check_text(&rest[..k])?;
-            self.i += k + 1;
-            if rest[k] == b'"' {
+            let k = self.text_end(self.i)?;
+            self.i = k + 1;
+            if self.b[k] == b'"' {
                 return Ok(());
             }
             self.escape()?;
@@ -554,17 +577,14 @@ impl<'b> Scanner<'b> {
     pub(crate) fn string(&mut self) -> S<Cow<'b, str>> {
         self.eat(b'"')?;
         let start = self.i;
-        let rest = &self.b[start..];
-        let k = memchr::memchr2(b'"', b'\\', rest).ok_or(Bail)?;
-        check_text(&rest[..k])?;
-        if rest[k] == b'"' {
-            self.i = start + k + 1;
-            return std::str::from_utf8(&rest[..k])
-                .map(Cow::Borrowed)
-                .map_err(|_| Bail);
+        let k = self.text_end(start)?;
+        let text = std::str::from_utf8(&self.b[start..k]).map_err(|_| Bail)?;
+        if self.b[k] == b'"' {
+            self.i = k + 1;
+            return Ok(Cow::Borrowed(text));
         }
-        let mut out = String::from(std::str::from_utf8(&rest[..k]).map_err(|_| Bail)?);
-        self.i = start + k;
+        let mut out = String::from(text);
+        self.i = k;
         loop {
             // at a backslash or the closing quote
             let c = *self.b.get(self.i).ok_or(Bail)?;
@@ -603,11 +623,9 @@ impl<'b> Scanner<'b> {
                 }
                 _ => return Err(Bail),
             });
-            let rest = &self.b[self.i..];
-            let k = memchr::memchr2(b'"', b'\\', rest).ok_or(Bail)?;
-            check_text(&rest[..k])?;
-            out.push_str(std::str::from_utf8(&rest[..k]).map_err(|_| Bail)?);
-            self.i += k;
+            let k = self.text_end(self.i)?;
+            out.push_str(std::str::from_utf8(&self.b[self.i..k]).map_err(|_| Bail)?);
+            self.i = k;
         }
     }
 
@@ -842,6 +860,34 @@ mod tests {
             "1e400", "-", "01", "1.", ".5", "1e", "+1", "NaN", "1.0e+", "--1",
         ] {
             assert_eq!(f(bad), Err(Bail), "{bad}");
+        }
+    }
+
+    #[test]
+    fn strings_are_borrowed_or_unescaped() {
+        let st = |t: &str| {
+            Scanner::new(t.as_bytes(), 64)
+                .document(Scanner::string)
+                .map(|s| (matches!(s, Cow::Borrowed(_)), s.into_owned()))
+        };
+        assert_eq!(st(r#""token_id:7""#), Ok((true, "token_id:7".into())));
+        assert_eq!(
+            st(r#""a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00z""#),
+            Ok((false, "a\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1f600}z".into()))
+        );
+        let long = format!("\"{}\\n{}\"", "x".repeat(100), "é".repeat(50));
+        assert_eq!(
+            st(&long),
+            Ok((false, format!("{}\n{}", "x".repeat(100), "é".repeat(50))))
+        );
+        for bad in [
+            r#""\ud83d""#,
+            r#""\ude00x""#,
+            r#""\q""#,
+            "\"a\u{1}\"",
+            "\"abc",
+        ] {
+            assert_eq!(st(bad), Err(Bail), "{bad}");
         }
     }
 
