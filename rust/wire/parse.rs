@@ -1,5 +1,5 @@
 //! Response parsers: one server response body (bytes) in, the turn's token ids, logprobs and
-//! message out, for the three TITO wires of `docs/wire.md`.
+//! message out, for the wires of `docs/wire.md`.
 //!
 //! | [`Wire`] | route | shape |
 //! |---|---|---|
@@ -7,6 +7,7 @@
 //! | [`Wire::VllmGenerate`] | vLLM `/inference/v1/generate` | B.2 |
 //! | [`Wire::Dynamo`] | NVIDIA Dynamo `/v1/chat/completions` with `nvext` | C.2 |
 //! | [`Wire::Sglang`] | SGLang native `/generate` | S |
+//! | [`Wire::Chat`] | any OpenAI-compatible `/v1/chat/completions` | A.4 |
 //!
 //! Invariants every parser keeps:
 //! * **Logprobs are 1:1 with the completion ids.** A list of another length is a
@@ -17,17 +18,24 @@
 //!   is and counted in [`Parsed::clamped_logprobs`]: whether it is evidence is the trainer's call.
 //! * **Token ids are `u32`.** A negative, fractional or too-large id is an error, never a cast.
 //! * **Bounded input.** A body over [`ParseOptions::max_body_bytes`] is rejected before any
-//!   parsing, and one nested deeper than [`ParseOptions::max_depth`] before serde sees it
-//!   (serde_json's own limit refuses the 128th level with a bare "recursion limit exceeded"
-//!   syntax error; that error is still mapped to a typed one should it ever surface).
+//!   parsing, and one nested deeper than [`ParseOptions::max_depth`] is an error before serde
+//!   sees it (serde_json's own limit refuses the 128th level with a bare "recursion limit
+//!   exceeded" syntax error; that error is still mapped to a typed one should it ever surface).
 //! * **No panic on input.** Every malformed, truncated or mutated body gives a typed error whose
 //!   message names what was expected, what was found with its JSON path, and what to do.
 //!
-//! Parsing is one serde pass into borrowed structs: unknown fields are
-//! ignored, logprobs go straight into a `Vec<f64>` (no per-token `String`), and the opaque
-//! `routed_experts` blob is located, not decoded: [`Parsed::routed_experts`] is its raw JSON and
-//! [`Parsed::routed_experts_span`] its byte range in the body, so a binding can hand out a
-//! zero-copy slice (verifiers' memoryview splice, docs/wire.md A.5).
+//! Parsing is one pass of a hand-written scanner (`rust/wire/scan.rs`) over the body: ids go
+//! straight into a `Vec<u32>`, logprobs into a `Vec<f64>` (no per-token `String`), every other
+//! value is skipped and validated at memory speed with the nesting depth counted in the same
+//! pass, and the few fields that are not hot (a message, `usage`, raw values) are read by serde
+//! from their bytes. The scanner accepts a strict subset of JSON and reads it exactly as the
+//! serde structs of each wire do; whatever it declines (malformed or unusual input: an escaped
+//! key, a duplicate key, a value of the wrong type) is read by those serde structs, the
+//! reference parser, after a depth scan (`Cx::read`): the errors, their paths and the limits
+//! are the reference parser's. The opaque `routed_experts` blob is located, not decoded:
+//! [`Parsed::routed_experts`] is its raw JSON and [`Parsed::routed_experts_span`] its byte range
+//! in the body, so a binding can hand out a zero-copy slice (verifiers' memoryview splice,
+//! docs/wire.md A.5).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -203,8 +211,10 @@ impl TopLogprobs {
 
 /// Parses one response body of `wire`.
 ///
-/// The body is checked against `opts` first (size, then nesting depth), then parsed in one serde
-/// pass. Every failure is an [`ErrorKind::Parse`](crate::ErrorKind::Parse) error.
+/// The body is checked against `opts.max_body_bytes` first, then parsed in one scanner pass that
+/// also bounds the nesting depth (the serde reference parser reads what the scanner declines).
+/// Every failure is an [`ErrorKind::Parse`](crate::ErrorKind::Parse) error (SGLang's abort an
+/// [`ErrorKind::Abort`](crate::ErrorKind::Abort) one).
 pub fn parse_response(body: &[u8], wire: Wire, opts: &ParseOptions) -> Result<Parsed> {
     parse_via(body, wire, opts, Via::Both)
 }
