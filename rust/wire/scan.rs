@@ -425,14 +425,62 @@ impl<'b> Scanner<'b> {
         }
     }
 
-    /// An array of token ids.
+    /// An array of token ids. The loop reads compact JSON (`[1,2,3]`) without a call per id;
+    /// whitespace anywhere takes the general path ([`Scanner::u32`], [`Scanner::peek`]).
     pub(crate) fn ids(&mut self) -> S<Vec<u32>> {
+        self.eat(b'[')?;
+        self.enter()?;
         let mut ids = Vec::new();
-        self.array(|s, _| {
-            ids.push(s.u32()?);
-            Ok(())
-        })?;
-        Ok(ids)
+        if self.peek()? == b']' {
+            self.i += 1;
+            self.leave();
+            return Ok(ids);
+        }
+        let b = self.b;
+        loop {
+            // one id: a run of digits right here, else the general reader
+            let mut i = self.i;
+            let id = match b.get(i) {
+                Some(&d @ b'1'..=b'9') => {
+                    let mut v = u64::from(d - b'0');
+                    i += 1;
+                    while let Some(&d) = b.get(i) {
+                        if !d.is_ascii_digit() {
+                            break;
+                        }
+                        v = v * 10 + u64::from(d - b'0');
+                        if v > u64::from(u32::MAX) {
+                            return Err(Bail);
+                        }
+                        i += 1;
+                    }
+                    if matches!(b.get(i), Some(b'.' | b'e' | b'E')) {
+                        return Err(Bail);
+                    }
+                    self.i = i;
+                    u32::try_from(v).map_err(|_| Bail)?
+                }
+                _ => self.u32()?,
+            };
+            ids.push(id);
+            match b.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    self.leave();
+                    return Ok(ids);
+                }
+                _ => match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        self.leave();
+                        return Ok(ids);
+                    }
+                    _ => return Err(Bail),
+                },
+            }
+        }
     }
 
     /// An array of token ids or `null`.
