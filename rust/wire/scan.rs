@@ -233,6 +233,38 @@ impl<'b> Scanner<'b> {
     #[inline]
     fn text_end(&self, from: usize) -> S<usize> {
         let b = self.b;
+        // eight bytes at a time while they are plain ASCII text (SWAR: the lowest flagged byte
+        // of each test below is exact; borrows only flag bytes above it)
+        let mut j = from;
+        while let Some(chunk) = b.get(j..j + 8) {
+            let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+                break;
+            };
+            let x = u64::from_le_bytes(chunk);
+            let flags = zero_byte(x ^ (LO * u64::from(b'"')))
+                | zero_byte(x ^ (LO * u64::from(b'\\')))
+                | (x.wrapping_sub(LO * 0x20) & !x & HI)
+                | (x & HI);
+            if flags == 0 {
+                j += 8;
+                if j - from >= 64 {
+                    break;
+                }
+                continue;
+            }
+            let k = j + (flags.trailing_zeros() / 8) as usize;
+            match b[k] {
+                b'"' | b'\\' => return Ok(k),
+                c if c < 0x20 => return Err(Bail),
+                // non-ASCII text: checked as UTF-8 below
+                _ => break,
+            }
+        }
+        if j - from >= 64 {
+            let k = j + memchr::memchr2(b'"', b'\\', &b[j..]).ok_or(Bail)?;
+            check_text(&b[from..k])?;
+            return Ok(k);
+        }
         let short = b.len().min(from + 32);
         let mut ascii = true;
         let mut j = from;
@@ -402,12 +434,114 @@ impl<'b> Scanner<'b> {
 
     /// A number as `f64`, rounded as serde_json (with `float_roundtrip`) and `str::parse` do:
     /// correctly. A value beyond `f64` bails (serde_json refuses it).
+    ///
+    /// One pass reads the grammar and the decimal; Clinger's fast path (at most 15 significant
+    /// digits, exact in `f64`, and a decimal exponent within +-22, an exact power of ten) is
+    /// one correctly rounded multiplication or division; any other number is parsed by the
+    /// standard library.
     #[inline]
     pub(crate) fn f64(&mut self) -> S<f64> {
-        let (text, _) = self.number()?;
-        let v = match fast_f64(text) {
-            Some(v) => v,
-            None => slow_f64(text)?,
+        self.ws();
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        let neg = b.get(i) == Some(&b'-');
+        if neg {
+            i += 1;
+        }
+        let mut mantissa: u64 = 0;
+        let mut significant = 0u32;
+        let mut exp: i64 = 0;
+        let mut exact = true;
+        let mut digit = |d: u8, fraction: bool, exp: &mut i64| {
+            if mantissa == 0 && d == b'0' {
+                if fraction {
+                    *exp -= 1;
+                }
+            } else if significant < 15 {
+                mantissa = mantissa * 10 + u64::from(d - b'0');
+                significant += 1;
+                if fraction {
+                    *exp -= 1;
+                }
+            } else {
+                exact = false;
+            }
+        };
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(&d) = b.get(i) {
+                    if !d.is_ascii_digit() {
+                        break;
+                    }
+                    digit(d, false, &mut exp);
+                    i += 1;
+                }
+            }
+            _ => return Err(Bail),
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let first = i;
+            while let Some(&d) = b.get(i) {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                digit(d, true, &mut exp);
+                i += 1;
+            }
+            if i == first {
+                return Err(Bail);
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            let negative_exp = match b.get(i) {
+                Some(b'-') => {
+                    i += 1;
+                    true
+                }
+                Some(b'+') => {
+                    i += 1;
+                    false
+                }
+                _ => false,
+            };
+            let first = i;
+            let mut e: i64 = 0;
+            while let Some(&d) = b.get(i) {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                e = (e * 10 + i64::from(d - b'0')).min(1 << 20);
+                i += 1;
+            }
+            if i == first {
+                return Err(Bail);
+            }
+            exp += if negative_exp { -e } else { e };
+        }
+        // serde_json reads `01` as an error, so a digit right after a leading zero bails here too
+        if b.get(i).is_some_and(u8::is_ascii_digit) {
+            return Err(Bail);
+        }
+        self.i = i;
+        let fast = usize::try_from(exp.unsigned_abs())
+            .ok()
+            .and_then(|e| POW10.get(e))
+            .filter(|_| exact);
+        let v = match fast {
+            Some(&pow) => {
+                let m = mantissa as f64;
+                let v = if exp >= 0 { m * pow } else { m / pow };
+                if neg {
+                    -v
+                } else {
+                    v
+                }
+            }
+            None => slow_f64(&b[start..i])?,
         };
         if v.is_finite() {
             Ok(v)
@@ -799,6 +933,15 @@ where
     Ok(())
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each zero byte of `x` is set (and possibly of bytes above the first one).
+#[inline]
+fn zero_byte(x: u64) -> u64 {
+    x.wrapping_sub(LO) & !x & HI
+}
+
 /// Checks the text between escapes: valid UTF-8, no control characters.
 #[inline]
 fn check_text(s: &[u8]) -> S<()> {
@@ -809,54 +952,6 @@ fn check_text(s: &[u8]) -> S<()> {
         return Ok(());
     }
     std::str::from_utf8(s).map(|_| ()).map_err(|_| Bail)
-}
-
-/// Clinger's fast path: a decimal with at most 15 significant digits (exact in `f64`) and a
-/// decimal exponent within +-22 (an exact power of ten) is one correctly rounded multiplication
-/// or division. `None` when the number is outside it.
-#[inline]
-fn fast_f64(text: &[u8]) -> Option<f64> {
-    let (neg, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    let mut mantissa: u64 = 0;
-    let mut significant = 0u32;
-    let mut exp: i32 = 0;
-    let mut i = 0;
-    let mut seen_dot = false;
-    while let Some(&c) = digits.get(i) {
-        match c {
-            b'0'..=b'9' => {
-                if mantissa != 0 || c != b'0' {
-                    significant += 1;
-                    if significant > 15 {
-                        return None;
-                    }
-                }
-                mantissa = mantissa * 10 + u64::from(c - b'0');
-                if seen_dot {
-                    exp -= 1;
-                }
-            }
-            b'.' => seen_dot = true,
-            b'e' | b'E' => {
-                let e = std::str::from_utf8(&digits[i + 1..]).ok()?;
-                let e: i32 = e.parse().ok()?;
-                exp = exp.checked_add(e)?;
-                break;
-            }
-            _ => return None,
-        }
-        i += 1;
-    }
-    let v = mantissa as f64;
-    let v = if exp >= 0 {
-        v * *POW10.get(usize::try_from(exp).ok()?)?
-    } else {
-        v / *POW10.get(usize::try_from(-exp).ok()?)?
-    };
-    Some(if neg { -v } else { v })
 }
 
 /// Any JSON number, correctly rounded by the standard library.
@@ -903,6 +998,37 @@ mod tests {
             let want: f64 = t.parse().unwrap_or(f64::NAN);
             let got = f(t).unwrap_or(f64::NAN);
             assert_eq!(got.to_bits(), want.to_bits(), "{t}");
+        }
+        // shortest round-trip forms (what Python and serde_json write) and long forms
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(x);
+            if !v.is_finite() {
+                continue;
+            }
+            for t in [
+                format!("{v}"),
+                format!("{v:e}"),
+                format!("{:.3}", v / 1e300),
+            ] {
+                let want: f64 = t.parse().unwrap_or(f64::NAN);
+                assert_eq!(f(&t).map(f64::to_bits), Ok(want.to_bits()), "{t}");
+            }
+            let lp = -((x >> 11) as f64) / (1u64 << 50) as f64;
+            let t = format!("{lp}");
+            assert_eq!(f(&t).map(f64::to_bits), Ok(lp.to_bits()), "{t}");
+        }
+        for t in [
+            "0.000000000000000000001",
+            "123456789012345678",
+            "0e5000",
+            "-0.0e-5",
+        ] {
+            let want: f64 = t.parse().unwrap_or(f64::NAN);
+            assert_eq!(f(t).map(f64::to_bits), Ok(want.to_bits()), "{t}");
         }
         for bad in [
             "1e400", "-", "01", "1.", ".5", "1e", "+1", "NaN", "1.0e+", "--1",
