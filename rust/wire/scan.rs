@@ -183,12 +183,48 @@ impl<'b> Scanner<'b> {
                 self.skip_str_body()
             }
             b'{' => self.object(|s, _| s.skip()),
-            b'[' => self.array(|s, _| s.skip()),
+            b'[' => self.skip_array(),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
             b'-' | b'0'..=b'9' => self.number().map(|_| ()),
             _ => Err(Bail),
+        }
+    }
+
+    /// Skips an array; runs of compact positive integers (`bytes` lists, ids) without a call
+    /// per element.
+    fn skip_array(&mut self) -> S<()> {
+        self.eat(b'[')?;
+        self.enter()?;
+        if self.peek()? == b']' {
+            self.i += 1;
+            self.leave();
+            return Ok(());
+        }
+        let b = self.b;
+        loop {
+            let mut i = self.i;
+            if matches!(b.get(i), Some(b'1'..=b'9')) {
+                i += 1;
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            if i > self.i && matches!(b.get(i), Some(b',' | b']')) {
+                self.i = i;
+            } else {
+                self.skip()?;
+            }
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    self.leave();
+                    return Ok(());
+                }
+                _ => return Err(Bail),
+            }
         }
     }
 
