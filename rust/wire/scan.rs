@@ -611,9 +611,12 @@ impl<'b> Scanner<'b> {
             // one id: a run of digits right here, else the general reader
             let mut i = self.i;
             let id = match b.get(i) {
-                Some(&d @ b'1'..=b'9') => {
-                    let mut v = u64::from(d - b'0');
-                    i += 1;
+                Some(b'1'..=b'9') => {
+                    let mut v = 0u64;
+                    if let Some((head, n)) = eight_digits(b, i) {
+                        v = head;
+                        i += n;
+                    }
                     while let Some(&d) = b.get(i) {
                         if !d.is_ascii_digit() {
                             break;
@@ -969,6 +972,27 @@ where
     Ok(())
 }
 
+/// The value and count of the decimal digits (at most 8) at `b[i..]`, read eight bytes at once
+/// (SWAR); `None` when fewer than eight bytes are left. The first non-digit byte is found
+/// exactly: bytes below it are digits, whose add and subtract never carry.
+#[inline]
+fn eight_digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
+    let chunk = <[u8; 8]>::try_from(b.get(i..i + 8)?).ok()?;
+    let x = u64::from_le_bytes(chunk);
+    let sub = x.wrapping_sub(LO * u64::from(b'0'));
+    let non_digit = (x.wrapping_add(LO * 0x46) | sub) & HI;
+    let n = (non_digit.trailing_zeros() / 8) as usize;
+    if n == 0 {
+        return Some((0, 0));
+    }
+    // the digits to the top bytes (leading zeros below), then pairs, quads, the eight combined
+    let mut v = sub << (8 * (8 - n));
+    v = (v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561) >> 8;
+    v = (v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601) >> 16;
+    v = (v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001) >> 32;
+    Some((v, n))
+}
+
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
@@ -1098,6 +1122,40 @@ mod tests {
             "\"abc",
         ] {
             assert_eq!(st(bad), Err(Bail), "{bad}");
+        }
+    }
+
+    #[test]
+    fn eight_digits_reads_runs_of_every_length() {
+        for text in [
+            "12345678",
+            "1234567,",
+            "1,",
+            "7]xxxxxxx",
+            "99999999",
+            "10203040",
+            "0x",
+        ] {
+            let padded = format!("{text}........");
+            let want = text.bytes().take_while(u8::is_ascii_digit).count();
+            let value: u64 = text[..want].parse().unwrap_or(0);
+            assert_eq!(
+                eight_digits(padded.as_bytes(), 0),
+                Some((value, want)),
+                "{text}"
+            );
+        }
+        assert_eq!(eight_digits(b"1234567", 0), None);
+        let mut x: u64 = 88_172_645_463_325_252;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = (x % u64::from(u32::MAX)) >> (x % 32);
+            let body = format!("[{id},{id}]");
+            let ids = Scanner::new(body.as_bytes(), 64).document(Scanner::ids);
+            let id = u32::try_from(id).unwrap_or_default();
+            assert_eq!(ids, Ok(vec![id, id]), "{body}");
         }
     }
 
