@@ -72,6 +72,120 @@ def test_oversized_body_is_refused_before_parsing() -> None:
         fasttito.parse_response(b"{" + b" " * 1000 + b"}", "dynamo", max_body_bytes=100)
 
 
+def chat_completion(choice: dict[str, object], **top: object) -> bytes:
+    """A plain OpenAI chat completion with ``choice`` as ``choices[0]``."""
+    return json.dumps(
+        {"id": "chatcmpl-1", "object": "chat.completion", "choices": [choice], **top}
+    ).encode()
+
+
+def test_chat_wire_reads_a_strict_openai_answer() -> None:
+    p = _core.parse_response(
+        chat_completion(
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "hi"},
+                "finish_reason": "stop",
+            },
+            usage={"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        ),
+        "chat",
+    )
+    assert list(p.completion_ids) == [] and p.completion_logprobs is None and p.prompt_ids is None
+    assert (p.content, p.reasoning_content, p.finish_reason) == ("hi", None, "stop")
+    assert p.usage == {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+    assert p.response_id == "chatcmpl-1" and p.stop_reason is None and p.tool_calls == []
+    assert p.routed_experts is None and p.null_logprobs == 0
+
+
+def test_chat_wire_ids_and_logprobs_where_sent() -> None:
+    entries: list[object] = [
+        {"logprob": -0.5},
+        None,
+        {"logprob": "x"},
+        {"token": "t"},
+        {"logprob": -2},
+    ]
+    p = _core.parse_response(
+        chat_completion(
+            {
+                "message": {"content": "ab"},
+                "token_ids": [5, 6, 7, 8, 9],
+                "logprobs": {"content": entries},
+            },
+            prompt_token_ids=[1, 2],
+        ),
+        "chat",
+    )
+    assert p.completion_ids == [5, 6, 7, 8, 9] and p.prompt_ids == [1, 2]
+    lp = p.completion_logprobs or []
+    assert lp[0] == -0.5 and lp[4] == -2.0 and all(math.isnan(v) for v in lp[1:4])
+    assert p.null_logprobs == 3
+    # without token_ids the logprobs belong to no ids: not reported
+    p = _core.parse_response(
+        chat_completion({"message": {"content": "a"}, "logprobs": {"content": [{"logprob": -1}]}}),
+        "chat",
+    )
+    assert p.completion_logprobs is None and list(p.completion_ids) == []
+    # a prompt_token_ids that is not a list is not read
+    p = _core.parse_response(chat_completion({"token_ids": [1]}, prompt_token_ids="x"), "chat")
+    assert p.prompt_ids is None
+
+
+@pytest.mark.parametrize(
+    ("choice", "top", "match"),
+    [
+        ({"token_ids": [-1]}, {}, "token_ids"),
+        ({"token_ids": [1.5]}, {}, "token_ids"),
+        ({"token_ids": [2**32]}, {}, "token_ids"),
+        ({"token_ids": "1"}, {}, "token_ids"),
+        ({"token_ids": [1, 2], "logprobs": {"content": [{"logprob": -1}]}}, {}, "1 logprobs"),
+        ({"token_ids": [1]}, {"prompt_token_ids": [1, -2]}, "prompt_token_ids"),
+        ({"message": {"tool_calls": [{"function": {"arguments": "{}"}}]}}, {}, "function.name"),
+    ],
+)
+def test_chat_wire_refuses_bad_ids_and_misaligned_logprobs(
+    choice: dict[str, object], top: dict[str, object], match: str
+) -> None:
+    with pytest.raises(ResponseParseError, match=match):
+        _core.parse_response(chat_completion(choice, **top), "chat")
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"{}", b'{"choices": []}', b'{"choices": [5]}', b'{"choices": {}}']
+)
+def test_chat_wire_without_a_first_choice(body: bytes) -> None:
+    with pytest.raises(ResponseParseError):
+        _core.parse_response(body, "chat")
+
+
+def test_chat_wire_tool_calls_reasoning_and_stop_reason() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    p = _core.parse_response(
+        chat_completion(
+            {
+                "finish_reason": "stop",
+                "stop_reason": 151645,
+                "message": {"content": None, "reasoning": "r", "tool_calls": [call, "junk", 7]},
+            }
+        ),
+        "chat",
+    )
+    assert p.tool_calls == [call] and p.finish_reason == "tool_calls"
+    assert p.reasoning_content == "r" and p.stop_reason == 151645 and p.content is None
+    p = _core.parse_response(
+        chat_completion(
+            {
+                "finish_reason": "length",
+                "stop_reason": "</s>",
+                "message": {"reasoning_content": "a", "reasoning": "b", "tool_calls": [call]},
+            }
+        ),
+        "chat",
+    )
+    assert p.finish_reason == "length" and p.reasoning_content == "a" and p.stop_reason == "</s>"
+
+
 def test_request_bodies() -> None:
     ids = TokenIds([1, 2, 3])
     dyn = json.loads(

@@ -166,8 +166,9 @@ fn wire_of(name: &str) -> PyResult<Wire> {
         "vllm-generate" | "vllm_generate" => Ok(Wire::VllmGenerate),
         "dynamo" | "dynamo-nvext" => Ok(Wire::Dynamo),
         "sglang" | "sglang-generate" => Ok(Wire::Sglang),
+        "chat" => Ok(Wire::Chat),
         other => Err(ArgumentError::new_err(format!(
-            "unknown wire {other:?}; expected \"vllm-chat\", \"vllm-generate\", \"dynamo\" or \"sglang\""
+            "unknown wire {other:?}; expected \"vllm-chat\", \"vllm-generate\", \"dynamo\", \"sglang\" or \"chat\""
         ))),
     }
 }

@@ -2174,3 +2174,68 @@ fn s_sglang_routed_experts_passed_through_and_cached_tokens_elsewhere() {
     let p = parse(chat, Wire::VllmChat).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.cached_tokens, None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Wire::Chat: any OpenAI-compatible chat completion
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn chat_wire_reads_vllm_answers_like_the_vllm_parser() {
+    for name in [
+        "wire_a3_vllm_chat.json",
+        "engine_vllm_chat_tool_call.json",
+        "engine_vllm_chat_tokens.json",
+        "engine_vllm_chat_text.json",
+    ] {
+        let body = fixture(name);
+        let (chat, vllm) = (ok(&body, Wire::Chat), ok(&body, Wire::VllmChat));
+        assert_eq!(chat.completion_ids, vllm.completion_ids, "{name}");
+        assert_eq!(chat.prompt_ids, vllm.prompt_ids, "{name}");
+        assert_eq!(
+            chat.completion_logprobs
+                .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+            vllm.completion_logprobs
+                .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+            "{name}"
+        );
+        assert_eq!(chat.content, vllm.content, "{name}");
+        assert_eq!(chat.reasoning_content, vllm.reasoning_content, "{name}");
+        assert_eq!(chat.tool_calls, vllm.tool_calls, "{name}");
+        assert_eq!(chat.finish_reason, vllm.finish_reason, "{name}");
+        assert_eq!(chat.stop_reason, vllm.stop_reason, "{name}");
+        assert_eq!(chat.usage, vllm.usage, "{name}");
+        assert_eq!(chat.response_id, vllm.response_id, "{name}");
+    }
+}
+
+#[test]
+fn chat_wire_takes_a_strict_openai_answer_and_keeps_ids_typed() {
+    let p = ok(
+        json!({"id": "chatcmpl-9", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "hello", "tool_calls": null},
+            "logprobs": {"content": [{"token": "hello", "logprob": -0.25, "bytes": [104],
+            "top_logprobs": []}]}}], "usage": {"prompt_tokens": 3, "completion_tokens": 1,
+            "total_tokens": 4}})
+        .to_string(),
+        Wire::Chat,
+    );
+    assert!(p.completion_ids.is_empty() && p.completion_logprobs.is_none());
+    assert_eq!(p.content.as_deref(), Some("hello"));
+    assert_eq!(p.usage.and_then(|u| u.prompt_tokens), Some(3));
+    let text = err(chat_with(json!({"token_ids": [1, -2]})), Wire::Chat);
+    assert_contains(
+        &text,
+        &[
+            "OpenAI chat completion",
+            "choices[0].token_ids[1]",
+            "docs/wire.md",
+        ],
+    );
+    let text = err(
+        chat_with(
+            json!({"token_ids": [1], "logprobs": {"content": [{"logprob": -1}, {"logprob": -2}]}}),
+        ),
+        Wire::Chat,
+    );
+    assert_contains(&text, &["found 2 logprobs", "for 1 ids"]);
+}

@@ -5,13 +5,13 @@
 //! |---|---|---|---|
 //! | [`vllm_generate`] | vLLM `/inference/v1/generate` | [`vllm_generate_body`] | [`Wire::VllmGenerate`] |
 //! | [`vllm_chat`] | prime-rl `/v1/chat/completions/tokens` | [`chat_tokens_body`] | [`Wire::VllmChat`] |
-//! | [`chat`] | `/v1/chat/completions` (messages: turn 1, MITO) | [`chat_body`] | [`Wire::VllmChat`] |
+//! | [`chat`] | `/v1/chat/completions` (messages: turn 1, MITO) | [`chat_body`] | [`Wire::VllmChat`], [`Wire::Dynamo`], [`Wire::Chat`] (any OpenAI server) |
 //! | [`nvext`] | Dynamo `/v1/chat/completions` with `nvext` | [`dynamo_body`] | [`Wire::Dynamo`] |
 //! | [`sglang`] | SGLang native `/generate` | [`sglang_generate_body`] | [`Wire::Sglang`] |
 //!
 //! What the wires share sits in [`body`] (the JSON writer and the caller-argument rules every
 //! request keeps) and [`parse`] (limits, errors, and the id and logprob readers every parser
-//! keeps).
+//! keeps); `scan` is the JSON scanner the parsers read their hot fields with.
 
 use std::fmt;
 
@@ -19,6 +19,7 @@ pub mod body;
 pub mod chat;
 pub mod nvext;
 pub mod parse;
+pub(crate) mod scan;
 pub mod sglang;
 pub mod vllm_chat;
 pub mod vllm_generate;
@@ -46,24 +47,29 @@ pub enum Wire {
     Dynamo,
     /// An SGLang native `/generate` response (docs/wire.md S).
     Sglang,
+    /// Any OpenAI-compatible chat completion (docs/wire.md A.4): ids and logprobs only where the
+    /// server sent them ([`chat`]).
+    Chat,
 }
 
 impl Wire {
     /// Every wire, in a stable order.
-    pub const ALL: [Wire; 4] = [
+    pub const ALL: [Wire; 5] = [
         Wire::VllmChat,
         Wire::VllmGenerate,
         Wire::Dynamo,
         Wire::Sglang,
+        Wire::Chat,
     ];
 
-    /// The wire's name: `"vllm_chat"`, `"vllm_generate"`, `"dynamo"` or `"sglang"`.
+    /// The wire's name: `"vllm_chat"`, `"vllm_generate"`, `"dynamo"`, `"sglang"` or `"chat"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Wire::VllmChat => "vllm_chat",
             Wire::VllmGenerate => "vllm_generate",
             Wire::Dynamo => "dynamo",
             Wire::Sglang => "sglang",
+            Wire::Chat => "chat",
         }
     }
 
@@ -74,6 +80,7 @@ impl Wire {
             Wire::VllmGenerate => "vLLM /inference/v1/generate",
             Wire::Dynamo => "Dynamo chat completion",
             Wire::Sglang => "SGLang /generate",
+            Wire::Chat => "OpenAI chat completion",
         }
     }
 
@@ -96,6 +103,11 @@ impl Wire {
                 "Expected a non-streaming SGLang /generate response {\"output_ids\", \
                  \"meta_info\"} (docs/wire.md S); check that the server is SGLang and that the URL \
                  is its native /generate route"
+            }
+            Wire::Chat => {
+                "Expected a non-streaming OpenAI-compatible chat completion {\"choices\": \
+                 [{\"message\": ...}]} (docs/wire.md A.3, A.4); check that the URL is the \
+                 server's /v1/chat/completions route and that the request is not streamed"
             }
         }
     }

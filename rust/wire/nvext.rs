@@ -27,7 +27,8 @@ use super::body::{
     RequestOptions, Writer,
 };
 use super::parse::{check_aligned, routed, set_logprobs, Choices, Cx, FloatList, Ids, Parsed};
-use super::vllm_chat::{ChatBody, LOGPROBS, TOKEN_IDS};
+use super::scan::{once, Scanner, S};
+use super::vllm_chat::{scan_chat_body, ChatBody, LOGPROBS, TOKEN_IDS};
 use crate::error::{Error, Result};
 
 const ENGINE_COMPLETION_IDS: &str = "nvext.engine_data.completion_token_ids";
@@ -62,9 +63,80 @@ struct EngineData<'a> {
     routed_experts: Option<&'a RawValue>,
 }
 
+/// `nvext` for the scanner's fast path (`rust/wire/scan.rs`).
+fn scan_nvext<'a>(s: &mut Scanner<'a>) -> S<Option<NvExt<'a>>> {
+    if s.null()? {
+        return Ok(None);
+    }
+    let mut n = NvExt::default();
+    let mut seen = 0u8;
+    s.object(|s, key| {
+        match key {
+            b"engine_data" => {
+                once(&mut seen, 1)?;
+                n.engine_data = scan_engine_data(s)?;
+            }
+            b"completion_token_ids" => {
+                once(&mut seen, 2)?;
+                n.completion_token_ids = s.opt_ids()?.map(Ids);
+            }
+            b"prompt_token_ids" => {
+                once(&mut seen, 4)?;
+                n.prompt_token_ids = s.opt_ids()?.map(Ids);
+            }
+            b"routed_experts" => {
+                once(&mut seen, 8)?;
+                n.routed_experts = s.de()?;
+            }
+            b"stop_reason" => {
+                once(&mut seen, 16)?;
+                n.stop_reason = s.de()?;
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(Some(n))
+}
+
+fn scan_engine_data<'a>(s: &mut Scanner<'a>) -> S<Option<EngineData<'a>>> {
+    if s.null()? {
+        return Ok(None);
+    }
+    let mut e = EngineData::default();
+    let mut seen = 0u8;
+    s.object(|s, key| {
+        match key {
+            b"completion_token_ids" => {
+                once(&mut seen, 1)?;
+                e.completion_token_ids = s.opt_ids()?.map(Ids);
+            }
+            b"prompt_token_ids" => {
+                once(&mut seen, 2)?;
+                e.prompt_token_ids = s.opt_ids()?.map(Ids);
+            }
+            b"completion_logprobs" => {
+                once(&mut seen, 4)?;
+                e.completion_logprobs = if s.null()? {
+                    None
+                } else {
+                    Some(FloatList(s.float_list()?))
+                };
+            }
+            b"routed_experts" => {
+                once(&mut seen, 8)?;
+                e.routed_experts = s.de()?;
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(Some(e))
+}
+
 /// Parses a Dynamo chat completion body.
 pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
-    let body: ChatBody<'_, Option<NvExt<'_>>> = cx.from_body()?;
+    let body: ChatBody<'_, Option<NvExt<'_>>> = cx.read(|s| scan_chat_body(s, scan_nvext))?;
     let server_error = body.server_error();
     let choice = match body.choices {
         Choices::First(choice) => choice,

@@ -1,5 +1,5 @@
 //! Response parsers: one server response body (bytes) in, the turn's token ids, logprobs and
-//! message out, for the three TITO wires of `docs/wire.md`.
+//! message out, for the wires of `docs/wire.md`.
 //!
 //! | [`Wire`] | route | shape |
 //! |---|---|---|
@@ -7,6 +7,7 @@
 //! | [`Wire::VllmGenerate`] | vLLM `/inference/v1/generate` | B.2 |
 //! | [`Wire::Dynamo`] | NVIDIA Dynamo `/v1/chat/completions` with `nvext` | C.2 |
 //! | [`Wire::Sglang`] | SGLang native `/generate` | S |
+//! | [`Wire::Chat`] | any OpenAI-compatible `/v1/chat/completions` | A.4 |
 //!
 //! Invariants every parser keeps:
 //! * **Logprobs are 1:1 with the completion ids.** A list of another length is a
@@ -17,17 +18,24 @@
 //!   is and counted in [`Parsed::clamped_logprobs`]: whether it is evidence is the trainer's call.
 //! * **Token ids are `u32`.** A negative, fractional or too-large id is an error, never a cast.
 //! * **Bounded input.** A body over [`ParseOptions::max_body_bytes`] is rejected before any
-//!   parsing, and one nested deeper than [`ParseOptions::max_depth`] before serde sees it
-//!   (serde_json's own limit refuses the 128th level with a bare "recursion limit exceeded"
-//!   syntax error; that error is still mapped to a typed one should it ever surface).
+//!   parsing, and one nested deeper than [`ParseOptions::max_depth`] is an error before serde
+//!   sees it (serde_json's own limit refuses the 128th level with a bare "recursion limit
+//!   exceeded" syntax error; that error is still mapped to a typed one should it ever surface).
 //! * **No panic on input.** Every malformed, truncated or mutated body gives a typed error whose
 //!   message names what was expected, what was found with its JSON path, and what to do.
 //!
-//! Parsing is one serde pass into borrowed structs: unknown fields are
-//! ignored, logprobs go straight into a `Vec<f64>` (no per-token `String`), and the opaque
-//! `routed_experts` blob is located, not decoded: [`Parsed::routed_experts`] is its raw JSON and
-//! [`Parsed::routed_experts_span`] its byte range in the body, so a binding can hand out a
-//! zero-copy slice (verifiers' memoryview splice, docs/wire.md A.5).
+//! Parsing is one pass of a hand-written scanner (`rust/wire/scan.rs`) over the body: ids go
+//! straight into a `Vec<u32>`, logprobs into a `Vec<f64>` (no per-token `String`), every other
+//! value is skipped and validated at memory speed with the nesting depth counted in the same
+//! pass, and the few fields that are not hot (a message, `usage`, raw values) are read by serde
+//! from their bytes. The scanner accepts a strict subset of JSON and reads it exactly as the
+//! serde structs of each wire do; whatever it declines (malformed or unusual input: an escaped
+//! key, a duplicate key, a value of the wrong type) is read by those serde structs, the
+//! reference parser, after a depth scan (`Cx::read`): the errors, their paths and the limits
+//! are the reference parser's. The opaque `routed_experts` blob is located, not decoded:
+//! [`Parsed::routed_experts`] is its raw JSON and [`Parsed::routed_experts_span`] its byte range
+//! in the body, so a binding can hand out a zero-copy slice (verifiers' memoryview splice,
+//! docs/wire.md A.5).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,6 +46,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan::{Bail, Scanner, S};
 use super::Wire;
 use crate::error::{Error, Result};
 
@@ -202,9 +211,29 @@ impl TopLogprobs {
 
 /// Parses one response body of `wire`.
 ///
-/// The body is checked against `opts` first (size, then nesting depth), then parsed in one serde
-/// pass. Every failure is an [`ErrorKind::Parse`](crate::ErrorKind::Parse) error.
+/// The body is checked against `opts.max_body_bytes` first, then parsed in one scanner pass that
+/// also bounds the nesting depth (the serde reference parser reads what the scanner declines).
+/// Every failure is an [`ErrorKind::Parse`](crate::ErrorKind::Parse) error (SGLang's abort an
+/// [`ErrorKind::Abort`](crate::ErrorKind::Abort) one).
 pub fn parse_response(body: &[u8], wire: Wire, opts: &ParseOptions) -> Result<Parsed> {
+    parse_via(body, wire, opts, Via::Both)
+}
+
+/// Which parser reads a body (tests compare them; [`parse_response`] uses [`Via::Both`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// The scanner, and the reference parser when the scanner declines.
+    Both,
+    /// The reference parser alone (depth scan, then serde).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Reference,
+    /// The scanner alone: a body it declines is an error saying so.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Scanner,
+}
+
+/// [`parse_response`] through the parser(s) `via`.
+pub(crate) fn parse_via(body: &[u8], wire: Wire, opts: &ParseOptions, via: Via) -> Result<Parsed> {
     if body.len() > opts.max_body_bytes {
         return Err(Error::parse(format!(
             "{} response is {} bytes, over the limit of {} bytes (ParseOptions.max_body_bytes, \
@@ -215,26 +244,18 @@ pub fn parse_response(body: &[u8], wire: Wire, opts: &ParseOptions) -> Result<Pa
             opts.max_body_bytes
         )));
     }
-    let limit = opts.max_depth.min(SERDE_JSON_MAX_DEPTH);
-    if let Some(at) = deeper_than(body, limit) {
-        return Err(Error::parse(format!(
-            "{} response nests arrays/objects deeper than {} levels at `{}` (byte {}); expected \
-             a shallow JSON object. {}; raise ParseOptions.max_depth (Python: max_depth, Client \
-             max_json_depth; at most {}) if the depth is legitimate",
-            wire.describe(),
-            limit,
-            path_at(body, at),
-            at,
-            wire.advice(),
-            SERDE_JSON_MAX_DEPTH
-        )));
-    }
-    let cx = Cx { body, wire };
+    let cx = Cx {
+        body,
+        wire,
+        limit: opts.max_depth.min(SERDE_JSON_MAX_DEPTH),
+        via,
+    };
     let mut out = match wire {
         Wire::VllmChat => super::vllm_chat::parse(cx),
         Wire::VllmGenerate => super::vllm_generate::parse(cx),
         Wire::Dynamo => super::nvext::parse(cx),
         Wire::Sglang => super::sglang::parse(cx),
+        Wire::Chat => super::chat::parse(cx),
     }?;
     if out.cached_tokens.is_none() {
         out.cached_tokens = out
@@ -254,9 +275,53 @@ pub fn parse_response(body: &[u8], wire: Wire, opts: &ParseOptions) -> Result<Pa
 pub(crate) struct Cx<'b> {
     pub(crate) body: &'b [u8],
     pub(crate) wire: Wire,
+    /// [`ParseOptions::max_depth`] clamped to [`SERDE_JSON_MAX_DEPTH`].
+    pub(crate) limit: usize,
+    /// Which parser reads the body.
+    pub(crate) via: Via,
 }
 
 impl<'b> Cx<'b> {
+    /// Reads the body into `T`: with the scanner's fast path `fast` (depth tracked in the same
+    /// pass), and when it declines, with the reference parser: the depth check, then serde into
+    /// `T`. Whatever `fast` accepts, the reference parser reads to the same `T`
+    /// (`rust/wire/scan.rs`), so results and errors are the reference parser's.
+    pub(crate) fn read<T: Deserialize<'b>>(
+        self,
+        fast: impl FnOnce(&mut Scanner<'b>) -> S<T>,
+    ) -> Result<T> {
+        if self.via != Via::Reference {
+            let mut scanner = Scanner::new(self.body, self.limit);
+            match scanner.document(fast) {
+                Ok(v) => return Ok(v),
+                Err(Bail) if self.via == Via::Scanner => {
+                    return Err(self.error("the scanner declined the body"))
+                }
+                Err(Bail) => {}
+            }
+        }
+        self.check_depth()?;
+        self.from_body()
+    }
+
+    /// The error for a body nested deeper than the limit, found by a scan of the whole body.
+    pub(crate) fn check_depth(self) -> Result<()> {
+        let Some(at) = deeper_than(self.body, self.limit) else {
+            return Ok(());
+        };
+        Err(Error::parse(format!(
+            "{} response nests arrays/objects deeper than {} levels at `{}` (byte {}); expected \
+             a shallow JSON object. {}; raise ParseOptions.max_depth (Python: max_depth, Client \
+             max_json_depth; at most {}) if the depth is legitimate",
+            self.wire.describe(),
+            self.limit,
+            path_at(self.body, at),
+            at,
+            self.wire.advice(),
+            SERDE_JSON_MAX_DEPTH
+        )))
+    }
+
     /// Deserializes the whole body into `T`, mapping serde's error to a typed one with a path.
     // Takes `self`: it consumes the (Copy) context and reads its body, so `from_` is apt here.
     #[allow(clippy::wrong_self_convention)]
@@ -552,7 +617,7 @@ pub(crate) struct Logprobs {
 }
 
 impl Logprobs {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             top: Some(TopLogprobs {
                 offsets: vec![0],
@@ -563,7 +628,7 @@ impl Logprobs {
     }
 
     /// Closes the current entry's list of alternatives.
-    fn end_top(&mut self) {
+    pub(crate) fn end_top(&mut self) {
         if let Some(top) = &mut self.top {
             let n = u32::try_from(top.ids.len()).unwrap_or(u32::MAX);
             top.offsets.push(n);
@@ -587,7 +652,7 @@ impl Logprobs {
             .count()
     }
 
-    fn push(&mut self, v: Option<f64>) {
+    pub(crate) fn push(&mut self, v: Option<f64>) {
         match v {
             Some(v) => self.values.push(v),
             None => {

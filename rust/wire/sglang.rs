@@ -28,6 +28,7 @@ use super::body::{
     RequestOptions, Writer,
 };
 use super::parse::{clip, routed, Cx, Ids, Logprobs, Parsed, StopReason, TopLogprobs, Usage};
+use super::scan::{once, Scanner, S};
 use crate::error::{Error, ErrorKind, Result};
 use serde_json::{Map, Value};
 
@@ -214,10 +215,114 @@ impl<'de> Visitor<'de> for TopRow<'_> {
     }
 }
 
+/// The scanner's fast path to a [`GenerateBody`] (`rust/wire/scan.rs`): ids and logprob
+/// entries read by the scanner, the other fields by serde from their bytes.
+fn scan_body<'a>(s: &mut Scanner<'a>) -> S<GenerateBody<'a>> {
+    let mut body = GenerateBody {
+        output_ids: None,
+        meta_info: None,
+        error: None,
+        message: None,
+    };
+    let mut seen = 0u8;
+    s.object(|s, key| {
+        match key {
+            b"output_ids" => {
+                once(&mut seen, 1)?;
+                body.output_ids = s.opt_ids()?.map(Ids);
+            }
+            b"meta_info" => {
+                once(&mut seen, 2)?;
+                body.meta_info = if s.null()? { None } else { Some(scan_meta(s)?) };
+            }
+            b"error" => {
+                once(&mut seen, 4)?;
+                body.error = s.de()?;
+            }
+            b"message" => {
+                once(&mut seen, 8)?;
+                body.message = s.de()?;
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(body)
+}
+
+fn scan_meta<'a>(s: &mut Scanner<'a>) -> S<MetaInfo<'a>> {
+    let mut m = MetaInfo {
+        id: None,
+        finish_reason: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        cached_tokens: None,
+        output_token_logprobs: None,
+        output_top_logprobs: None,
+        routed_experts: None,
+    };
+    let mut seen = 0u8;
+    s.object(|s, key| {
+        match key {
+            b"id" => {
+                once(&mut seen, 1)?;
+                m.id = s.de()?;
+            }
+            b"finish_reason" => {
+                once(&mut seen, 2)?;
+                m.finish_reason = s.de()?;
+            }
+            b"prompt_tokens" => {
+                once(&mut seen, 4)?;
+                m.prompt_tokens = s.de()?;
+            }
+            b"completion_tokens" => {
+                once(&mut seen, 8)?;
+                m.completion_tokens = s.de()?;
+            }
+            b"cached_tokens" => {
+                once(&mut seen, 16)?;
+                m.cached_tokens = s.de()?;
+            }
+            b"output_token_logprobs" => {
+                once(&mut seen, 32)?;
+                m.output_token_logprobs = if s.null()? {
+                    None
+                } else {
+                    let mut out = EntryList::default();
+                    s.array(|s, _| {
+                        let (lp, id) = s.sglang_entry()?;
+                        push_entry(&mut out, lp, id);
+                        Ok(())
+                    })?;
+                    Some(out)
+                };
+            }
+            b"output_top_logprobs" => {
+                once(&mut seen, 64)?;
+                m.output_top_logprobs = if s.null()? {
+                    None
+                } else {
+                    Some(TopList(s.sglang_top()?))
+                };
+            }
+            b"routed_experts" => {
+                once(&mut seen, 128)?;
+                m.routed_experts = s.de()?;
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(m)
+}
+
 /// Parses an SGLang `/generate` body.
 pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
     if let Some(&first) = cx.body.iter().find(|b| !b.is_ascii_whitespace()) {
         if first == b'[' {
+            // the depth limit is checked first, as for every other body
+            cx.check_depth()?;
             return Err(cx.error(format_args!(
                 "expected one JSON object, found a JSON array: SGLang answers a batch (a list \
                  of `input_ids` lists, or `n` > 1 with a list) with an array of results. \
@@ -227,7 +332,7 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
             )));
         }
     }
-    let body: GenerateBody<'_> = cx.from_body()?;
+    let body: GenerateBody<'_> = cx.read(scan_body)?;
     let Some(Ids(ids)) = body.output_ids else {
         let server_error = body.error.or(body.message);
         return Err(match server_error {

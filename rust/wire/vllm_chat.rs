@@ -18,6 +18,7 @@ use super::parse::{
     check_aligned, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobsObject, Parsed,
     ParsedToolCall, Usage,
 };
+use super::scan::{once, Scanner, S};
 use crate::error::Result;
 
 /// Where the ids and logprobs of a vLLM chat completion are read from.
@@ -102,9 +103,114 @@ pub(crate) struct Function<'a> {
     pub(crate) arguments: Option<&'a RawValue>,
 }
 
+/// The scanner's fast path to a [`ChatBody`] (`rust/wire/scan.rs`): ids and logprobs read by
+/// the scanner, `nvext` by `nvext`, the other fields by serde from their bytes.
+pub(crate) fn scan_chat_body<'a, X: Default>(
+    s: &mut Scanner<'a>,
+    mut nvext: impl FnMut(&mut Scanner<'a>) -> S<X>,
+) -> S<ChatBody<'a, X>> {
+    let mut body = ChatBody {
+        id: None,
+        choices: Choices::Absent,
+        prompt_token_ids: None,
+        usage: None,
+        error: None,
+        message: None,
+        nvext: X::default(),
+    };
+    let mut seen = 0u8;
+    s.object(|s, key| {
+        match key {
+            b"choices" => {
+                once(&mut seen, 1)?;
+                body.choices = match s.first_choice(scan_chat_choice)? {
+                    None => Choices::Absent,
+                    Some(None) => Choices::Empty,
+                    Some(Some(c)) => Choices::First(c),
+                };
+            }
+            b"prompt_token_ids" => {
+                once(&mut seen, 2)?;
+                body.prompt_token_ids = s.opt_ids()?.map(Ids);
+            }
+            b"id" => {
+                once(&mut seen, 4)?;
+                body.id = s.de()?;
+            }
+            b"usage" => {
+                once(&mut seen, 8)?;
+                body.usage = s.de()?;
+            }
+            b"error" => {
+                once(&mut seen, 16)?;
+                body.error = s.de()?;
+            }
+            b"message" => {
+                once(&mut seen, 32)?;
+                body.message = s.de()?;
+            }
+            b"nvext" => {
+                once(&mut seen, 64)?;
+                body.nvext = nvext(s)?;
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(body)
+}
+
+fn scan_chat_choice<'a>(s: &mut Scanner<'a>) -> S<ChatChoice<'a>> {
+    let mut c = ChatChoice {
+        message: None,
+        finish_reason: None,
+        stop_reason: None,
+        token_ids: None,
+        logprobs: None,
+        routed_experts: None,
+    };
+    let mut seen = 0u8;
+    s.object(|s, key| {
+        match key {
+            b"token_ids" => {
+                once(&mut seen, 1)?;
+                c.token_ids = s.opt_ids()?.map(Ids);
+            }
+            b"logprobs" => {
+                once(&mut seen, 2)?;
+                c.logprobs = s.logprobs_object::<false>()?;
+            }
+            b"message" => {
+                once(&mut seen, 4)?;
+                c.message = s.de()?;
+            }
+            b"finish_reason" => {
+                once(&mut seen, 8)?;
+                c.finish_reason = s.de()?;
+            }
+            b"stop_reason" => {
+                once(&mut seen, 16)?;
+                c.stop_reason = s.de()?;
+            }
+            b"routed_experts" => {
+                once(&mut seen, 32)?;
+                c.routed_experts = s.de()?;
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(c)
+}
+
 /// Parses a vLLM chat completion body.
 pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
-    let body: ChatBody<'_, Option<IgnoredAny>> = cx.from_body()?;
+    let body: ChatBody<'_, Option<IgnoredAny>> = cx.read(|s| {
+        scan_chat_body(s, |s| {
+            s.skip()?;
+            Ok(Some(IgnoredAny))
+        })
+    })?;
     let server_error = body.server_error();
     let choice = match body.choices {
         Choices::First(choice) => choice,
@@ -174,7 +280,7 @@ pub(crate) fn fill_choice(
 }
 
 /// One tool call, with `arguments` kept exactly as sent.
-fn tool_call(cx: Cx<'_>, i: usize, call: ToolCall<'_>) -> Result<ParsedToolCall> {
+pub(crate) fn tool_call(cx: Cx<'_>, i: usize, call: ToolCall<'_>) -> Result<ParsedToolCall> {
     let path = format!("choices[0].message.tool_calls[{i}].function");
     let Some(function) = call.function else {
         return Err(cx.error(format_args!(

@@ -27,6 +27,7 @@ use super::parse::{
     check_aligned, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobContent,
     LogprobsObject, Parsed, Usage, VLLM_LOGPROB_CLAMP,
 };
+use super::scan::{once, Scanner, S};
 use crate::error::Result;
 
 const TOKEN_IDS: &str = "choices[0].token_ids";
@@ -62,9 +63,96 @@ struct GenerateChoice<'a> {
     routed_experts: Option<&'a RawValue>,
 }
 
+/// The scanner's fast path to a [`GenerateBody`] (`rust/wire/scan.rs`): ids and logprobs read
+/// by the scanner, the other fields by serde from their bytes.
+fn scan_body<'a>(s: &mut Scanner<'a>) -> S<GenerateBody<'a>> {
+    let mut body = GenerateBody {
+        request_id: None,
+        choices: Choices::Absent,
+        prompt_token_ids: None,
+        usage: None,
+        error: None,
+        message: None,
+    };
+    let mut seen = 0u8;
+    s.object(|s, key| {
+        match key {
+            b"choices" => {
+                once(&mut seen, 1)?;
+                body.choices = match s.first_choice(scan_choice)? {
+                    None => Choices::Absent,
+                    Some(None) => Choices::Empty,
+                    Some(Some(c)) => Choices::First(c),
+                };
+            }
+            b"prompt_token_ids" => {
+                once(&mut seen, 2)?;
+                body.prompt_token_ids = s.opt_ids()?.map(Ids);
+            }
+            b"request_id" => {
+                once(&mut seen, 4)?;
+                body.request_id = s.de()?;
+            }
+            b"usage" => {
+                once(&mut seen, 8)?;
+                body.usage = s.de()?;
+            }
+            b"error" => {
+                once(&mut seen, 16)?;
+                body.error = s.de()?;
+            }
+            b"message" => {
+                once(&mut seen, 32)?;
+                body.message = s.de()?;
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(body)
+}
+
+fn scan_choice<'a>(s: &mut Scanner<'a>) -> S<GenerateChoice<'a>> {
+    let mut c = GenerateChoice {
+        token_ids: None,
+        logprobs: None,
+        finish_reason: None,
+        stop_reason: None,
+        routed_experts: None,
+    };
+    let mut seen = 0u8;
+    s.object(|s, key| {
+        match key {
+            b"token_ids" => {
+                once(&mut seen, 1)?;
+                c.token_ids = s.opt_ids()?.map(Ids);
+            }
+            b"logprobs" => {
+                once(&mut seen, 2)?;
+                c.logprobs = s.logprobs_object::<true>()?;
+            }
+            b"finish_reason" => {
+                once(&mut seen, 4)?;
+                c.finish_reason = s.de()?;
+            }
+            b"stop_reason" => {
+                once(&mut seen, 8)?;
+                c.stop_reason = s.de()?;
+            }
+            b"routed_experts" => {
+                once(&mut seen, 16)?;
+                c.routed_experts = s.de()?;
+            }
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(c)
+}
+
 /// Parses a vLLM `/inference/v1/generate` body.
 pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
-    let body: GenerateBody<'_> = cx.from_body()?;
+    let body: GenerateBody<'_> = cx.read(scan_body)?;
     let server_error = body.error.or(body.message);
     let choice = match body.choices {
         Choices::First(choice) => choice,
