@@ -201,11 +201,13 @@ class Rollout:
         conversation, the finish reason, the engine's prompt ids if they are not the plan's
         (a MITO turn without a local render), and the engine's logprobs of the sampled ids (for
         :meth:`trajectories`; NaN where missing)."""
-        # the ids go to Rust as they are (a TokenIds is shared, a list read once), never copied
-        # into another Python list
+        # a TokenIds (what the transports pass) is shared, never copied; other sequences are
+        # copied once, so the caller may reuse theirs
         completion = (
             completion_ids if isinstance(completion_ids, _core.TokenIds) else [*completion_ids]
         )
+        if prompt_ids is not None and not isinstance(prompt_ids, _core.TokenIds):
+            prompt_ids = [*prompt_ids]
         self._core.record(plan, completion, message, finish_reason, prompt_ids)
         if logprobs is not None and len(logprobs) != len(completion):
             logprobs = None
