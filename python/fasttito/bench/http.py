@@ -225,6 +225,41 @@ async def _fasttito(url: str, tok: Any, n: int, turns: int, rounds: int) -> floa
         return time.process_time() - t0
 
 
+async def _heap_per_rollout(url: str, tok: Any, n: int, turns: int) -> float:
+    """Python heap (``tracemalloc``) that ``n`` finished rollouts hold, kept with their
+    messages and turns, per rollout."""
+    import tracemalloc
+
+    import fasttito
+
+    async def one(client: Any) -> tuple[Any, list[Any], list[Any]]:
+        r = client.rollout()
+        messages: list[Any] = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Weather in Paris?"},
+        ]
+        kept = []
+        for k in range(turns):
+            turn = await r.generate(messages, tools=TOOLS, max_tokens=64)
+            kept.append(turn)
+            messages += [turn.message(), _tool_result(k)]
+        return r, messages, kept
+
+    async with fasttito.Client(url, SERVED, transport="vllm-generate", tokenizer=tok) as client:
+        await one(client)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            start = tracemalloc.get_traced_memory()[0]
+            held = await asyncio.gather(*(one(client) for _ in range(n)))
+            gc.collect()
+            used = tracemalloc.get_traced_memory()[0] - start
+        finally:
+            tracemalloc.stop()
+        del held
+        return used / n
+
+
 async def _aiohttp(url: str, bodies: list[bytes], n: int, rounds: int) -> float:
     import aiohttp
 
@@ -328,6 +363,8 @@ def measure(quick: bool) -> list[dict[str, Any]]:
                     "_rollouts": n,
                 }
             )
+        heap = asyncio.run(_heap_per_rollout(server.url, tok, 200, turns))
+        rows[-1]["_heap"] = (heap, turns)
     finally:
         server.stop()
     return rows
@@ -353,6 +390,12 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"goal: fasttito per-turn CPU at {last['_rollouts']:,} vs {rows[0]['_rollouts']:,} "
             f"rollouts <= {GOAL_FLAT:.2f}x: {flat:.2f}x ({_verdict(flat <= GOAL_FLAT)})"
+        )
+    if "_heap" in last:
+        heap, turns = last["_heap"]
+        lines.append(
+            f"Python heap per finished rollout ({turns} turns, kept with its messages and "
+            f"turns; tracemalloc): {heap / 1024:.1f} KiB"
         )
     return lines
 
