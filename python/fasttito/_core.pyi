@@ -12,6 +12,7 @@ __all__ = [
     "TokenIds",
     "TokenIdsIterator",
     "Tokenizer",
+    "TurnData",
     "__version__",
     "attribute",
     "build_profile",
@@ -19,6 +20,7 @@ __all__ = [
     "lone_bridge",
     "metrics",
     "parse_response",
+    "parse_turn",
     "request_body",
     "reset_metrics",
 ]
@@ -149,6 +151,12 @@ class Plan:
     def matched_turn(self) -> int | None: ...
     @property
     def verify(self) -> dict[str, Any] | None: ...
+    @property
+    def prompt_len(self) -> int | None: ...
+    @property
+    def body(self) -> bytes | None: ...
+    @property
+    def sends_ids(self) -> bool: ...
 
 @final
 class PendingBridge:
@@ -169,6 +177,8 @@ class Rollout:
         *,
         stop_token_ids: list[int] | None = None,
         verify: bool = False,
+        max_messages: int = ...,
+        max_tokens: int = ...,
     ) -> Rollout: ...
     def __len__(self) -> int: ...
     @property
@@ -192,6 +202,61 @@ class Rollout:
     def finish(
         self, pending: PendingBridge, full_ids: list[int] | None, base_ids: list[int] | None
     ) -> Plan: ...
+    def plan_turn(
+        self,
+        messages: Iterable[Any],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+        *,
+        kind: str,
+        model: str,
+        transport: str,
+        sampling: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        stop_token_ids: list[int] | None = None,
+        cache_salt: str | None = None,
+        priority: int | None = None,
+        body_template_kwargs: bool = False,
+        top_logprobs: int | None = None,
+        messages_target: str | None = None,
+        mito_messages: bool = False,
+        vocab_size: int | None = None,
+        render_mito: bool = True,
+    ) -> Plan: ...
+    def plan_body(
+        self,
+        plan: Plan,
+        messages: Iterable[Any],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+        *,
+        kind: str,
+        model: str,
+        transport: str,
+        sampling: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        stop_token_ids: list[int] | None = None,
+        cache_salt: str | None = None,
+        priority: int | None = None,
+        body_template_kwargs: bool = False,
+        top_logprobs: int | None = None,
+        messages_target: str | None = None,
+        mito_messages: bool = False,
+        vocab_size: int | None = None,
+    ) -> Plan: ...
+    def complete(
+        self,
+        plan: Plan,
+        body: bytes,
+        *,
+        wire: str,
+        transport: str,
+        decode_locally: bool,
+        top_logprobs: int | None = None,
+        vocab_size: int | None = None,
+        max_body_bytes: int = ...,
+        max_depth: int = ...,
+    ) -> TurnData: ...
     def ingest(
         self,
         prompt: Iterable[Any],
@@ -205,11 +270,76 @@ class Rollout:
     def record(
         self,
         plan: Plan,
-        completion_ids: list[int],
+        completion_ids: Sequence[int] | TokenIds,
         message: Any,
         finish_reason: str | None = None,
-        prompt_ids: list[int] | None = None,
+        prompt_ids: Sequence[int] | TokenIds | None = None,
     ) -> None: ...
+
+@final
+class TurnData:
+    """One completed turn, as ``fasttito.Turn`` reads it: ids as ``TokenIds`` views (the same
+    object on every access), lists and dicts built on first access and kept."""
+
+    @property
+    def prompt_ids(self) -> TokenIds | None: ...
+    @property
+    def completion_ids(self) -> TokenIds: ...
+    @property
+    def completion_logprobs(self) -> list[float] | None: ...
+    @property
+    def completion_top_logprobs(self) -> list[list[tuple[int, float]]] | None: ...
+    @property
+    def content(self) -> str | None: ...
+    @property
+    def reasoning_content(self) -> str | None: ...
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]: ...
+    @property
+    def finish_reason(self) -> str | None: ...
+    @property
+    def stop_reason(self) -> int | str | None: ...
+    @property
+    def usage(self) -> dict[str, Any] | None: ...
+    @property
+    def response_id(self) -> str | None: ...
+    @property
+    def routed_experts(self) -> bytes | None: ...
+    @property
+    def cached_tokens(self) -> int | None: ...
+    @property
+    def null_logprobs(self) -> int: ...
+    @property
+    def unparsed_tool_calls(self) -> int: ...
+    @property
+    def message(self) -> dict[str, Any]: ...
+    @property
+    def mode(self) -> Literal["tito", "mito"]: ...
+    @property
+    def fallback_reason(self) -> str | None: ...
+    @property
+    def tokens_reused(self) -> int | None: ...
+    @property
+    def bridge_tokens(self) -> int | None: ...
+    @property
+    def turn(self) -> int: ...
+    @property
+    def transport(self) -> str: ...
+    @property
+    def prompt_mismatch(self) -> tuple[int, int] | None: ...
+    @property
+    def engine_prompt_ids(self) -> bool: ...
+
+def parse_turn(
+    body: bytes,
+    wire: str,
+    *,
+    transport: str,
+    turn: int,
+    top_logprobs: int | None = None,
+    max_body_bytes: int = ...,
+    max_depth: int = ...,
+) -> TurnData: ...
 
 @final
 class ParsedResponse:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fasttito import _core
-from fasttito.errors import ConfigError, FasttitoError, RolloutLimitError
+from fasttito.errors import ConfigError, FasttitoError
 
 __all__ = [
     "DEFAULT_MAX_ROLLOUT_MESSAGES",
@@ -56,8 +56,6 @@ class Rollout:
 
     __slots__ = (
         "_core",
-        "_max_messages",
-        "_max_tokens",
         "_pending",
         "_stops",
         "_tokenizer",
@@ -77,12 +75,13 @@ class Rollout:
         for name, value in (("max_messages", max_messages), ("max_tokens", max_tokens)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        self._max_messages = max_messages
-        self._max_tokens = max_tokens
+        # the limits are checked in Rust (RolloutLimitError), before anything is sent
         self._core = _core.Rollout(
             tokenizer,
             stop_token_ids=list(stop_token_ids) if stop_token_ids is not None else None,
             verify=verify,
+            max_messages=max_messages,
+            max_tokens=max_tokens,
         )
         self._warned = False
         self._tokenizer = tokenizer
@@ -114,35 +113,12 @@ class Rollout:
         even when every turn brings new message objects."""
         return self._core.cached_messages
 
-    def _messages(self, messages: Iterable[Any]) -> Sequence[Any]:
+    @staticmethod
+    def _messages(messages: Iterable[Any]) -> Sequence[Any]:
         # a list is the common case; isinstance against the Sequence ABC costs more than the check
-        seq = messages if type(messages) is list or isinstance(messages, Sequence) else [*messages]
-        if len(seq) > self._max_messages:
-            raise RolloutLimitError(
-                f"the conversation has {len(seq)} messages, over max_rollout_messages="
-                f"{self._max_messages}; end the rollout, or raise max_rollout_messages (Client) / "
-                "max_messages (Rollout) if conversations this long are intended",
-                limit="max_rollout_messages",
-                value=len(seq),
-                maximum=self._max_messages,
-            )
-        return seq
-
-    def _check_tokens(self, n: int) -> None:
-        if n > self._max_tokens:
-            raise RolloutLimitError(
-                f"the turn's prompt has {n} token ids, over max_rollout_tokens={self._max_tokens}; "
-                "it was not sent. End the rollout, or raise max_rollout_tokens (Client) / "
-                "max_tokens (Rollout) if prompts this long are intended",
-                limit="max_rollout_tokens",
-                value=n,
-                maximum=self._max_tokens,
-            )
+        return messages if type(messages) is list or isinstance(messages, Sequence) else [*messages]
 
     def _note(self, plan: _core.Plan) -> _core.Plan:
-        ids = plan.prompt_ids
-        if ids is not None:
-            self._check_tokens(len(ids))
         if plan.fallback_reason is not None and plan.turn > 1 and not self._warned:
             self._warned = True
             logger.warning(
@@ -225,29 +201,93 @@ class Rollout:
         conversation, the finish reason, the engine's prompt ids if they are not the plan's
         (a MITO turn without a local render), and the engine's logprobs of the sampled ids (for
         :meth:`trajectories`; NaN where missing)."""
-        completion = list(completion_ids)
-        self._core.record(
-            plan,
-            completion,
-            message,
-            finish_reason,
-            list(prompt_ids) if prompt_ids is not None else None,
+        # a TokenIds (what the transports pass) is shared, never copied; other sequences are
+        # copied once, so the caller may reuse theirs
+        completion = (
+            completion_ids if isinstance(completion_ids, _core.TokenIds) else [*completion_ids]
         )
+        if prompt_ids is not None and not isinstance(prompt_ids, _core.TokenIds):
+            prompt_ids = [*prompt_ids]
+        self._core.record(plan, completion, message, finish_reason, prompt_ids)
+        if logprobs is not None and len(logprobs) != len(completion):
+            logprobs = None
+        self._log(plan, completion, logprobs, message, prompt_ids)
+
+    def _log(
+        self,
+        plan: _core.Plan,
+        completion: Sequence[int] | _core.TokenIds,
+        logprobs: Sequence[float] | _core.TurnData | None,
+        message: Any,
+        engine_ids: Sequence[int] | _core.TokenIds | None,
+    ) -> None:
+        """What :meth:`trajectories` needs of the turn just recorded."""
         pending, self._pending = self._pending, None
         messages, tools, kwargs = (
             pending[1:] if pending is not None and pending[0] is plan else (None, None, None)
         )
-        if logprobs is not None and len(logprobs) != len(completion):
-            logprobs = None
         log = _TurnLog(plan, completion, logprobs, messages, tools, kwargs)
         log.message = message
         matched = self._turns.get(log.matched) if log.matched is not None else None
-        if prompt_ids is not None:  # the engine's ids, not the plan's: a sample of their own
+        if engine_ids is not None:  # the engine's ids, not the plan's: a sample of their own
             log.tito = False
-            log.new_ids = list(prompt_ids)
+            log.prompt = engine_ids
+            log.reused = 0
         elif log.tito and matched is not None and messages is not None:
-            log.tail = list(messages[matched.n_messages + 1 :])
+            log.tail = messages[matched.n_messages + 1 :]
         self._turns[plan.turn - 1] = log
+
+    def _plan_turn(
+        self,
+        messages: Iterable[Any],
+        tools: Sequence[Mapping[str, Any]] | None,
+        chat_template_kwargs: Mapping[str, Any] | None,
+        **request: Any,
+    ) -> _core.Plan:
+        """:meth:`prepare` and the turn's request body in one call into Rust (the transports'
+        first step; ``request`` as ``_core.Rollout.plan_turn`` takes it)."""
+        messages = self._messages(messages)
+        plan = self._note(self._core.plan_turn(messages, tools, chat_template_kwargs, **request))
+        self._pending = (plan, messages, tools, chat_template_kwargs)
+        return plan
+
+    def _plan_body(
+        self,
+        plan: _core.Plan,
+        messages: Sequence[Any],
+        tools: Sequence[Mapping[str, Any]] | None,
+        chat_template_kwargs: Mapping[str, Any] | None,
+        **request: Any,
+    ) -> _core.Plan:
+        """The body of a plan made by :meth:`begin`/:meth:`finish` (the same turn's plan,
+        carrying its body)."""
+        with_body = self._core.plan_body(plan, messages, tools, chat_template_kwargs, **request)
+        if self._pending is not None and self._pending[0] is plan:
+            self._pending = (with_body, *self._pending[1:])
+        return with_body
+
+    def _complete_turn(self, plan: _core.Plan, body: bytes, **parse: Any) -> _core.TurnData:
+        """Parse, check, decode and record the response ``body`` of ``plan``'s turn in one call
+        into Rust (the transports' last step; ``parse`` as ``_core.Rollout.complete`` takes
+        it); the turn's data."""
+        data = self._core.complete(plan, body, **parse)
+        mismatch = data.prompt_mismatch
+        if mismatch is not None:
+            logger.warning(
+                "%s: the server reports %d prompt ids, fasttito sent %d different ones; the "
+                "turn is recorded with the server's",
+                data.transport,
+                mismatch[0],
+                mismatch[1],
+            )
+        self._log(
+            plan,
+            data.completion_ids,
+            data,
+            data.message,
+            data.prompt_ids if data.engine_prompt_ids else None,
+        )
+        return data
 
     def trajectory(self) -> Sample:
         """The conversation as one training sample (see :meth:`trajectories`); raises
@@ -357,14 +397,14 @@ class _TurnLog:
     messages to attribute them."""
 
     __slots__ = (
+        "_logprobs",
         "completion",
         "kwargs",
-        "logprobs",
         "matched",
         "message",
         "messages",
         "n_messages",
-        "new_ids",
+        "prompt",
         "reused",
         "tail",
         "tito",
@@ -374,29 +414,44 @@ class _TurnLog:
     def __init__(
         self,
         plan: _core.Plan,
-        completion: list[int],
-        logprobs: Sequence[float] | None,
+        completion: Sequence[int] | _core.TokenIds,
+        logprobs: Sequence[float] | _core.TurnData | None,
         messages: Sequence[Any] | None,
         tools: Any,
         kwargs: Any,
     ) -> None:
         self.tito = plan.mode == "tito"
         # the index of the continued turn (plan.matched_turn counts from 1)
-        self.matched = plan.matched_turn - 1 if plan.matched_turn is not None else None
-        self.reused = plan.tokens_reused
-        ids = plan.prompt_ids
-        self.new_ids: list[int] | None = (
-            None if ids is None else (ids[self.reused :] if self.tito else ids.tolist())
-        )
+        matched = plan.matched_turn
+        self.matched = matched - 1 if matched is not None else None
+        self.reused = plan.tokens_reused if self.tito else 0
+        # the turn's prompt ids (a TokenIds view, shared with the plan): the ids it added are
+        # those after the reused ones (new_ids), read when a sample is built
+        self.prompt: Sequence[int] | _core.TokenIds | None = plan.prompt_ids
         self.completion = completion
-        self.logprobs = logprobs
+        self._logprobs = logprobs
         self.n_messages = len(messages) if messages is not None else -1
         # a MITO turn keeps its messages (to attribute its prompt), a TITO turn its tail
         self.messages = list(messages) if messages is not None and not self.tito else None
-        self.tail: list[Any] | None = None
+        self.tail: Sequence[Any] | None = None
         self.tools = tools
         self.kwargs = kwargs
         self.message: Any = None
+
+    @property
+    def new_ids(self) -> Sequence[int] | _core.TokenIds | None:
+        """The ids this turn added: the bridge of a TITO turn, the whole prompt otherwise."""
+        ids = self.prompt
+        if ids is None:
+            return None
+        return ids[self.reused :] if self.reused else ids
+
+    @property
+    def logprobs(self) -> Sequence[float] | None:
+        lp = self._logprobs
+        if isinstance(lp, _core.TurnData):
+            return lp.completion_logprobs
+        return lp
 
 
 class Sample:
@@ -421,7 +476,7 @@ class Sample:
 
     def _extend(
         self,
-        ids: Sequence[int] | None,
+        ids: Sequence[int] | _core.TokenIds | None,
         mask: int,
         logprobs: Sequence[float] | None,
         indices: Sequence[int],

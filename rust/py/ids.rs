@@ -35,9 +35,18 @@ impl TokenIds {
     }
 
     /// The ids.
-    #[allow(dead_code)]
     pub fn as_slice(&self) -> &[u32] {
         &self.ids
+    }
+
+    /// The shared buffer.
+    pub fn shared(&self) -> Arc<[u32]> {
+        self.ids.clone()
+    }
+
+    /// How many ids.
+    pub fn len(&self) -> usize {
+        self.ids.len()
     }
 }
 

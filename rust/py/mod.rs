@@ -9,6 +9,7 @@ mod ids;
 mod renderer;
 mod rollout;
 mod tokenizer;
+mod turn;
 mod wire;
 
 use pyo3::prelude::*;
@@ -38,6 +39,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rollout::PyPlan>()?;
     m.add_class::<rollout::PyPendingBridge>()?;
     m.add_class::<wire::PyParsed>()?;
+    m.add_class::<turn::TurnData>()?;
+    m.add_function(wrap_pyfunction!(turn::parse_turn, m)?)?;
     m.add_function(wrap_pyfunction!(wire::parse_response, m)?)?;
     m.add_function(wrap_pyfunction!(wire::request_body, m)?)?;
     m.add_function(wrap_pyfunction!(decode_completion, m)?)?;

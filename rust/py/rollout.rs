@@ -16,17 +16,20 @@ use parking_lot::Mutex;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use rustc_hash::{FxHashMap, FxHasher};
 use serde_json::{Map, Value as Json};
 
 use super::convert::{json_to_py, to_json, to_json_list};
-use super::errors::{ArgumentError, MessageError};
+use super::errors::{ArgumentError, MessageError, ResponseParseError};
 use super::ids::{ids_from_py, TokenIds};
 use super::tokenizer::PyTokenizer;
+use super::turn::{build, validate, Finish, PlanFacts, TurnData};
+use super::wire::{wire_of, BodyInputs};
 use crate::template::tokenizer::Tokenizer;
 use crate::tito::messages::{fingerprint, message_hash, prefix_hashes};
 use crate::tito::rollout::{Begin, Mode, PendingBridge, Plan, Rollout, TurnInput};
+use crate::wire::ParseOptions;
 
 /// A message seen before: its structure (see [`walk`]), the leaf objects it was made of (held,
 /// so their ids cannot be reused while cached), and its hash and JSON.
@@ -202,6 +205,20 @@ fn intern_message(
 #[pyclass(frozen, module = "fasttito._core", name = "Plan")]
 pub struct PyPlan {
     plan: Plan,
+    /// The request body, when the plan was made by `Rollout.plan_turn`.
+    body: Option<Py<PyBytes>>,
+    /// The body sends the prompt ids (else the messages).
+    sends_ids: bool,
+}
+
+impl PyPlan {
+    fn new(plan: Plan) -> Self {
+        Self {
+            plan,
+            body: None,
+            sends_ids: false,
+        }
+    }
 }
 
 #[pymethods]
@@ -233,6 +250,25 @@ impl PyPlan {
     #[getter]
     fn prompt_ids(&self) -> Option<TokenIds> {
         self.plan.prompt_ids.clone().map(TokenIds::new)
+    }
+
+    /// How many prompt ids the plan has (`None` without them): the length pre-flight reads
+    /// this rather than the ids.
+    #[getter]
+    fn prompt_len(&self) -> Option<usize> {
+        self.plan.prompt_ids.as_ref().map(|ids| ids.len())
+    }
+
+    /// The request body `Rollout.plan_turn` wrote for this turn, else `None`.
+    #[getter]
+    fn body(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
+        self.body.as_ref().map(|b| b.clone_ref(py))
+    }
+
+    /// Whether that body sends the prompt ids (`False`: it sends the messages).
+    #[getter]
+    fn sends_ids(&self) -> bool {
+        self.sends_ids
     }
 
     /// Ids copied verbatim from the matched turn.
@@ -328,9 +364,74 @@ impl PyPendingBridge {
 #[pyclass(frozen, module = "fasttito._core", name = "Rollout")]
 pub struct PyRollout {
     tokenizer: Option<Arc<Tokenizer>>,
+    py_tokenizer: Option<Py<PyTokenizer>>,
     verify: bool,
+    max_messages: usize,
+    max_tokens: usize,
     state: Mutex<State>,
 }
+
+/// `RolloutLimitError(message, limit=, value=, maximum=)`.
+fn limit_error(
+    py: Python<'_>,
+    message: String,
+    limit: &str,
+    value: usize,
+    maximum: usize,
+) -> PyErr {
+    let kwargs = PyDict::new(py);
+    let made = (|| {
+        kwargs.set_item("limit", limit)?;
+        kwargs.set_item("value", value)?;
+        kwargs.set_item("maximum", maximum)?;
+        py.get_type::<RolloutLimitError>()
+            .call((message,), Some(&kwargs))
+    })();
+    match made {
+        Ok(err) => PyErr::from_value(err),
+        Err(err) => err,
+    }
+}
+
+/// The check every token-in body goes through before it is written: an id at or above
+/// `vocab_size` is an `InvalidTokenIdError` naming the largest id and its first position (ids are
+/// u32: never negative).
+fn check_prompt_ids(
+    py: Python<'_>,
+    ids: &[u32],
+    vocab_size: usize,
+    transport: &str,
+) -> PyResult<()> {
+    let Some(top) = ids.iter().copied().max() else {
+        return Ok(());
+    };
+    if (top as usize) < vocab_size {
+        return Ok(());
+    }
+    let pos = ids.iter().position(|id| *id == top).unwrap_or(0);
+    let message = format!(
+        "{transport}: prompt id {top} at position {pos} is outside the tokenizer's vocabulary \
+         (ids 0..{}); it was not sent (an engine may crash on it: SGLang exits on an \
+         out-of-range id). Check the ids given to fasttito (a caller's get_prompt_ids, a \
+         recorded turn) and that the tokenizer is the served model's",
+        vocab_size as i64 - 1
+    );
+    let kwargs = PyDict::new(py);
+    let made = (|| {
+        kwargs.set_item("token_id", top)?;
+        kwargs.set_item("position", pos)?;
+        kwargs.set_item("vocab_size", vocab_size)?;
+        py.get_type::<InvalidTokenIdError>()
+            .call((message,), Some(&kwargs))
+    })();
+    Err(match made {
+        Ok(err) => PyErr::from_value(err),
+        Err(err) => err,
+    })
+}
+
+pyo3::import_exception!(fasttito.errors, RolloutLimitError);
+pyo3::import_exception!(fasttito.errors, InvalidTokenIdError);
 
 struct Prepared {
     jsons: Vec<Arc<Json>>,
@@ -341,7 +442,172 @@ struct Prepared {
     kwargs_fp: u128,
 }
 
+/// `fasttito.rollout.DEFAULT_MAX_ROLLOUT_MESSAGES`.
+const DEFAULT_MAX_MESSAGES: usize = 10_000;
+/// `fasttito.rollout.DEFAULT_MAX_ROLLOUT_TOKENS`.
+const DEFAULT_MAX_TOKENS: usize = 8 << 20;
+
+/// What `plan_turn` writes the body from, besides the plan and the conversation.
+struct TurnRequest<'a, 'py> {
+    kind: &'a str,
+    model: &'a str,
+    transport: &'a str,
+    sampling: Option<&'a Bound<'py, PyAny>>,
+    max_tokens: Option<u32>,
+    stop_token_ids: Option<Vec<u32>>,
+    cache_salt: Option<String>,
+    priority: Option<i64>,
+    body_template_kwargs: bool,
+    top_logprobs: Option<u32>,
+    messages_target: Option<&'a str>,
+    mito_messages: bool,
+    vocab_size: Option<usize>,
+}
+
 impl PyRollout {
+    /// `RolloutLimitError` when the conversation has more than `max_messages` messages.
+    fn check_messages(&self, py: Python<'_>, messages: &Bound<'_, PyAny>) -> PyResult<()> {
+        match messages.len() {
+            Ok(n) if n > self.max_messages => Err(limit_error(
+                py,
+                format!(
+                    "the conversation has {n} messages, over max_rollout_messages={}; end the \
+                     rollout, or raise max_rollout_messages (Client) / max_messages (Rollout) if \
+                     conversations this long are intended",
+                    self.max_messages
+                ),
+                "max_rollout_messages",
+                n,
+                self.max_messages,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `RolloutLimitError` when the plan has more than `max_tokens` prompt ids.
+    fn check_tokens(&self, py: Python<'_>, plan: &Plan) -> PyResult<()> {
+        let n = plan.prompt_ids.as_ref().map_or(0, |ids| ids.len());
+        if n <= self.max_tokens {
+            return Ok(());
+        }
+        Err(limit_error(
+            py,
+            format!(
+                "the turn's prompt has {n} token ids, over max_rollout_tokens={}; it was not \
+                 sent. End the rollout, or raise max_rollout_tokens (Client) / max_tokens \
+                 (Rollout) if prompts this long are intended",
+                self.max_tokens
+            ),
+            "max_rollout_tokens",
+            n,
+            self.max_tokens,
+        ))
+    }
+
+    /// `prepare` without the Python wrapper: the limits, then the plan.
+    fn plan_local(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        tools: Option<&Bound<'_, PyAny>>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+        render_mito: bool,
+    ) -> PyResult<Plan> {
+        let Some(tok) = self.tokenizer.clone() else {
+            return Err(ArgumentError::new_err(
+                "this Rollout has no local tokenizer: use begin()/finish() with a remote tokenizer, \
+                 or create it with Rollout(tokenizer)",
+            ));
+        };
+        self.check_messages(py, messages)?;
+        let p = self.prepare_inputs(messages, tools, chat_template_kwargs, true)?;
+        let verify = self.verify;
+        let state = &self.state;
+        let plan = py.detach(move || {
+            let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
+            let input = TurnInput {
+                messages: &refs,
+                prefix: &p.prefix,
+                tools_fp: p.tools_fp,
+                kwargs_fp: p.kwargs_fp,
+            };
+            let guard = state.lock();
+            guard.rollout.prepare_local(
+                &tok,
+                &input,
+                p.tools.as_deref(),
+                &p.kwargs,
+                render_mito,
+                verify,
+            )
+        });
+        self.check_tokens(py, &plan)?;
+        Ok(plan)
+    }
+
+    /// The plan with its request body (see `plan_turn`).
+    fn with_body(
+        &self,
+        py: Python<'_>,
+        plan: Plan,
+        messages: &Bound<'_, PyAny>,
+        tools: Option<&Bound<'_, PyAny>>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+        r: TurnRequest<'_, '_>,
+    ) -> PyResult<PyPlan> {
+        let sends_ids = plan.prompt_ids.is_some() && (plan.mode == Mode::Tito || !r.mito_messages);
+        let (kind, target) = if sends_ids {
+            (r.kind, "vllm")
+        } else {
+            match r.messages_target {
+                Some(target) => ("chat", target),
+                None => {
+                    return Err(ArgumentError::new_err(format!(
+                        "{}: this turn has no prompt ids to send (no local render) and the \
+                         transport sends no messages",
+                        r.transport
+                    )))
+                }
+            }
+        };
+        if sends_ids {
+            if let (Some(vocab), Some(ids)) = (r.vocab_size, &plan.prompt_ids) {
+                check_prompt_ids(py, ids, vocab, r.transport)?;
+            }
+        }
+        let with_messages = matches!(kind, "chat" | "chat-tokens");
+        let inputs = BodyInputs::from_py(
+            kind,
+            r.model,
+            with_messages.then_some(messages),
+            if with_messages { tools } else { None },
+            r.sampling,
+            r.max_tokens,
+            r.stop_token_ids,
+            r.cache_salt,
+            r.priority,
+            if r.body_template_kwargs {
+                chat_template_kwargs
+            } else {
+                None
+            },
+            target,
+            r.top_logprobs,
+            Some(sends_ids),
+        )?;
+        let ids = if sends_ids {
+            plan.prompt_ids.as_deref()
+        } else {
+            None
+        };
+        let body = py.detach(|| inputs.write(ids))?;
+        Ok(PyPlan {
+            plan,
+            body: Some(PyBytes::new(py, &body).unbind()),
+            sends_ids,
+        })
+    }
+
     /// Converts a turn's inputs; `new_turn` (prepare/begin, not ingest) ages the message cache.
     fn prepare_inputs(
         &self,
@@ -401,12 +667,16 @@ impl PyRollout {
 #[pymethods]
 impl PyRollout {
     #[new]
-    #[pyo3(signature = (tokenizer = None, *, stop_token_ids = None, verify = false))]
+    #[pyo3(signature = (tokenizer = None, *, stop_token_ids = None, verify = false,
+                        max_messages = DEFAULT_MAX_MESSAGES, max_tokens = DEFAULT_MAX_TOKENS))]
     fn new(
         tokenizer: Option<&Bound<'_, PyTokenizer>>,
         stop_token_ids: Option<Vec<u32>>,
         verify: bool,
+        max_messages: usize,
+        max_tokens: usize,
     ) -> PyResult<Self> {
+        let py_tokenizer = tokenizer.map(|t| t.clone().unbind());
         let tokenizer = tokenizer.map(|t| t.get().core());
         if verify && tokenizer.is_none() {
             return Err(ArgumentError::new_err(
@@ -418,7 +688,10 @@ impl PyRollout {
             .unwrap_or_default();
         Ok(Self {
             tokenizer,
+            py_tokenizer,
             verify,
+            max_messages,
+            max_tokens,
             state: Mutex::new(State {
                 rollout: Rollout::new(stops),
                 ..Default::default()
@@ -447,7 +720,9 @@ impl PyRollout {
     }
 
     /// Plans the next turn with the local tokenizer: TITO ids, or MITO with a reason (and the
-    /// full local render as `prompt_ids` when `render_mito`).
+    /// full local render as `prompt_ids` when `render_mito`). A conversation of more than
+    /// `max_messages` messages, or a plan of more than `max_tokens` prompt ids, raises
+    /// `RolloutLimitError`.
     #[pyo3(signature = (messages, tools = None, chat_template_kwargs = None, *, render_mito = true))]
     fn prepare(
         &self,
@@ -457,34 +732,215 @@ impl PyRollout {
         chat_template_kwargs: Option<&Bound<'_, PyAny>>,
         render_mito: bool,
     ) -> PyResult<PyPlan> {
-        let Some(tok) = self.tokenizer.clone() else {
-            return Err(ArgumentError::new_err(
-                "this Rollout has no local tokenizer: use begin()/finish() with a remote tokenizer, \
-                 or create it with Rollout(tokenizer)",
-            ));
+        self.plan_local(py, messages, tools, chat_template_kwargs, render_mito)
+            .map(PyPlan::new)
+    }
+
+    /// One turn's work before HTTP, in one call: plans it as `prepare` does, checks the prompt
+    /// ids it will send against the vocabulary (`InvalidTokenIdError`, naming `transport`) and
+    /// writes its request body (`Plan.body`, the bytes `request_body` writes). The body sends the
+    /// ids as a `kind` body on TITO turns, and on MITO turns with ids unless `mito_messages`;
+    /// otherwise the messages, as a `"chat"` body for `messages_target` (`Plan.sends_ids` says
+    /// which). `stop_token_ids`, `body_template_kwargs` and `top_logprobs` go into the body as
+    /// given (each transport sends what its route takes). The ids are checked against
+    /// `vocab_size` when given (the caller's tokenizer's).
+    #[pyo3(signature = (messages, tools = None, chat_template_kwargs = None, *, kind, model,
+                        transport, sampling = None, max_tokens = None, stop_token_ids = None,
+                        cache_salt = None, priority = None, body_template_kwargs = false,
+                        top_logprobs = None, messages_target = None, mito_messages = false,
+                        vocab_size = None, render_mito = true))]
+    #[allow(clippy::too_many_arguments)]
+    fn plan_turn(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        tools: Option<&Bound<'_, PyAny>>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+        kind: &str,
+        model: &str,
+        transport: &str,
+        sampling: Option<&Bound<'_, PyAny>>,
+        max_tokens: Option<u32>,
+        stop_token_ids: Option<Vec<u32>>,
+        cache_salt: Option<String>,
+        priority: Option<i64>,
+        body_template_kwargs: bool,
+        top_logprobs: Option<u32>,
+        messages_target: Option<&str>,
+        mito_messages: bool,
+        vocab_size: Option<usize>,
+        render_mito: bool,
+    ) -> PyResult<PyPlan> {
+        let plan = self.plan_local(py, messages, tools, chat_template_kwargs, render_mito)?;
+        let request = TurnRequest {
+            kind,
+            model,
+            transport,
+            sampling,
+            max_tokens,
+            stop_token_ids,
+            cache_salt,
+            priority,
+            body_template_kwargs,
+            top_logprobs,
+            messages_target,
+            mito_messages,
+            vocab_size,
         };
-        let p = self.prepare_inputs(messages, tools, chat_template_kwargs, true)?;
-        let verify = self.verify;
-        let state = &self.state;
-        let plan = py.detach(move || {
-            let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
-            let input = TurnInput {
-                messages: &refs,
-                prefix: &p.prefix,
-                tools_fp: p.tools_fp,
-                kwargs_fp: p.kwargs_fp,
-            };
-            let guard = state.lock();
-            guard.rollout.prepare_local(
-                &tok,
-                &input,
-                p.tools.as_deref(),
-                &p.kwargs,
-                render_mito,
-                verify,
-            )
-        });
-        Ok(PyPlan { plan })
+        self.with_body(py, plan, messages, tools, chat_template_kwargs, request)
+    }
+
+    /// The body step of `plan_turn` for a plan made otherwise (`begin`/`finish` with a remote
+    /// tokenizer): a new `Plan` of the same turn carrying its body.
+    #[pyo3(signature = (plan, messages, tools = None, chat_template_kwargs = None, *, kind, model,
+                        transport, sampling = None, max_tokens = None, stop_token_ids = None,
+                        cache_salt = None, priority = None, body_template_kwargs = false,
+                        top_logprobs = None, messages_target = None, mito_messages = false,
+                        vocab_size = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn plan_body(
+        &self,
+        py: Python<'_>,
+        plan: &Bound<'_, PyPlan>,
+        messages: &Bound<'_, PyAny>,
+        tools: Option<&Bound<'_, PyAny>>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+        kind: &str,
+        model: &str,
+        transport: &str,
+        sampling: Option<&Bound<'_, PyAny>>,
+        max_tokens: Option<u32>,
+        stop_token_ids: Option<Vec<u32>>,
+        cache_salt: Option<String>,
+        priority: Option<i64>,
+        body_template_kwargs: bool,
+        top_logprobs: Option<u32>,
+        messages_target: Option<&str>,
+        mito_messages: bool,
+        vocab_size: Option<usize>,
+    ) -> PyResult<PyPlan> {
+        let request = TurnRequest {
+            kind,
+            model,
+            transport,
+            sampling,
+            max_tokens,
+            stop_token_ids,
+            cache_salt,
+            priority,
+            body_template_kwargs,
+            top_logprobs,
+            messages_target,
+            mito_messages,
+            vocab_size,
+        };
+        let plan = plan.get().plan.clone();
+        self.with_body(py, plan, messages, tools, chat_template_kwargs, request)
+    }
+
+    /// One turn's work after HTTP, in one call: parses `body` as `wire`, checks it (top
+    /// logprobs present when `top_logprobs` asked for them, logprobs 1:1 with the ids, every id
+    /// inside the vocabulary: `ResponseParseError`), decodes the message from the ids when
+    /// `decode_locally` (and the server sent no tool calls), records the turn with the engine's
+    /// prompt ids when it reports different ones (`TurnData.prompt_mismatch`), counts it in
+    /// `fasttito.metrics()`, and returns the turn's data.
+    #[pyo3(signature = (plan, body, *, wire, transport, decode_locally, top_logprobs = None,
+                        vocab_size = None, max_body_bytes = ParseOptions::default().max_body_bytes,
+                        max_depth = ParseOptions::default().max_depth))]
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        plan: &Bound<'_, PyPlan>,
+        body: Bound<'_, PyBytes>,
+        wire: &str,
+        transport: &str,
+        decode_locally: bool,
+        top_logprobs: Option<u32>,
+        vocab_size: Option<usize>,
+        max_body_bytes: usize,
+        max_depth: usize,
+    ) -> PyResult<TurnData> {
+        let plan = &plan.get().plan;
+        let wire = wire_of(wire)?;
+        let opts = ParseOptions {
+            max_body_bytes,
+            max_depth,
+        };
+        let bytes = body.as_bytes();
+        let mut parsed = py.detach(|| crate::wire::parse_response(bytes, wire, &opts))?;
+        validate(&parsed, transport, top_logprobs, vocab_size)?;
+        if top_logprobs.unwrap_or(0) == 0 {
+            parsed.completion_top_logprobs = None; // not asked for: not reported
+        }
+        let completion: Arc<[u32]> = std::mem::take(&mut parsed.completion_ids).into();
+        let decoded = match (&self.py_tokenizer, &self.tokenizer) {
+            (Some(pytok), Some(tok)) if decode_locally && parsed.tool_calls.is_empty() => {
+                // ids only (or raw text without a tool parser): decode per model family; the
+                // message is the one the template renders back to these ids
+                let decoder = pytok.get().completion_decoder();
+                let ids = &completion;
+                Some(py.detach(|| decoder.decode(tok, ids))?)
+            }
+            _ => None,
+        };
+        // prompt ids: the server's when it reports them, else the plan's
+        let server = parsed.prompt_ids.take();
+        let (prompt_ids, record_ids, mismatch) = match (server, &plan.prompt_ids) {
+            (Some(server), None) => {
+                let server: Arc<[u32]> = server.into();
+                (server.clone(), Some(server), None)
+            }
+            (Some(server), Some(sent)) if server[..] != sent[..] => {
+                let n = (server.len(), sent.len());
+                let server: Arc<[u32]> = server.into();
+                (server.clone(), Some(server), Some(n))
+            }
+            (_, Some(sent)) => (sent.clone(), None, None),
+            (None, None) => {
+                return Err(ResponseParseError::new_err(format!(
+                    "{transport}: the response has no prompt token ids and none were rendered \
+                     locally, so the turn cannot be recorded for token-in reuse; ask the server \
+                     for them (vLLM: return_token_ids) or give the Client a tokenizer"
+                )))
+            }
+        };
+        let engine_prompt_ids = record_ids.is_some();
+        let data = build(
+            py,
+            parsed,
+            completion.clone(),
+            Finish {
+                transport,
+                plan: PlanFacts {
+                    mode: match plan.mode {
+                        Mode::Tito => "tito",
+                        Mode::Mito => "mito",
+                    },
+                    fallback_reason: plan.fallback.map(|f| f.as_str()),
+                    tokens_reused: Some(plan.reused),
+                    bridge_tokens: Some(plan.bridged),
+                    turn: plan.turn,
+                },
+                decoded,
+                prompt_ids: Some(prompt_ids),
+                prompt_mismatch: mismatch,
+                engine_prompt_ids,
+            },
+        )?;
+        let message = data.message(py);
+        let mut state = self.state.lock();
+        let (hash, _) = intern_message(&mut state.seen, message.bind(py), "message")?;
+        let record = record_ids.or_else(|| plan.prompt_ids.clone());
+        state.rollout.record(
+            plan,
+            record.expect("a recorded turn has prompt ids (checked above)"),
+            completion.to_vec(),
+            hash,
+            data.finish_reason(),
+        );
+        drop(state);
+        Ok(data)
     }
 
     /// Plans the next turn for a remote tokenizer: a `Plan` (MITO), or a `PendingBridge` whose
@@ -497,6 +953,7 @@ impl PyRollout {
         tools: Option<&Bound<'_, PyAny>>,
         chat_template_kwargs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        self.check_messages(py, messages)?;
         let p = self.prepare_inputs(messages, tools, chat_template_kwargs, true)?;
         let refs: Vec<&Json> = p.jsons.iter().map(|j| j.as_ref()).collect();
         let input = TurnInput {
@@ -507,7 +964,10 @@ impl PyRollout {
         };
         let begun = self.state.lock().rollout.begin(&input);
         match begun {
-            Begin::Fallback(plan) => Ok(Py::new(py, PyPlan { plan })?.into_any()),
+            Begin::Fallback(plan) => {
+                self.check_tokens(py, &plan)?;
+                Ok(Py::new(py, PyPlan::new(plan))?.into_any())
+            }
             Begin::Bridge(pending) => {
                 let full = json_to_py(py, &Json::Array(pending.inputs.full.clone()))?;
                 let base = json_to_py(py, &Json::Array(pending.inputs.base.clone()))?;
@@ -529,6 +989,7 @@ impl PyRollout {
     #[pyo3(signature = (pending, full_ids, base_ids))]
     fn finish(
         &self,
+        py: Python<'_>,
         pending: &Bound<'_, PyPendingBridge>,
         full_ids: Option<&Bound<'_, PyAny>>,
         base_ids: Option<&Bound<'_, PyAny>>,
@@ -550,7 +1011,9 @@ impl PyRollout {
             (Some(full), Some(base)) => state.rollout.finish(pending, &full, &base),
             _ => state.rollout.fail(pending),
         };
-        Ok(PyPlan { plan })
+        drop(state);
+        self.check_tokens(py, &plan)?;
+        Ok(PyPlan::new(plan))
     }
 
     /// Records a turn planned elsewhere, e.g. a verifiers trajectory step: its prompt and

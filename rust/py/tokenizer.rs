@@ -26,6 +26,12 @@ impl PyTokenizer {
     pub fn core(&self) -> Arc<Tokenizer> {
         self.inner.clone()
     }
+
+    /// The completion decoder of this tokenizer's model family, built on first use.
+    pub(super) fn completion_decoder(&self) -> &crate::decode::Decoder {
+        self.decoder
+            .get_or_init(|| crate::decode::Decoder::for_tokenizer(&self.inner))
+    }
 }
 
 /// `continue_final_message`: `False`/`None` (off), `True` ("content"), or a field name.

@@ -160,7 +160,7 @@ impl PyParsed {
     }
 }
 
-fn wire_of(name: &str) -> PyResult<Wire> {
+pub(super) fn wire_of(name: &str) -> PyResult<Wire> {
     match name {
         "vllm-chat" | "vllm_chat" => Ok(Wire::VllmChat),
         "vllm-generate" | "vllm_generate" => Ok(Wire::VllmGenerate),
@@ -201,6 +201,163 @@ fn raw_json(value: Json) -> PyResult<Box<RawValue>> {
     RawValue::from_string(value.to_string()).map_err(|e| ArgumentError::new_err(e.to_string()))
 }
 
+/// What a request body is made of, besides the ids: read from Python (with the GIL), written
+/// by [`BodyInputs::write`] (without it).
+pub(super) struct BodyInputs {
+    kind: String,
+    model: String,
+    sampling: Map<String, Json>,
+    ctk: Option<Map<String, Json>>,
+    chat_target: Option<ChatTarget>,
+    messages_raw: Option<Box<RawValue>>,
+    tools_raw: Option<Box<RawValue>>,
+    max_tokens: Option<u32>,
+    stop_token_ids: Option<Vec<u32>>,
+    cache_salt: Option<String>,
+    priority: Option<i64>,
+    top_logprobs: Option<u32>,
+}
+
+/// Whether `kind` writes token ids (else messages).
+pub(super) fn kind_takes_ids(kind: &str) -> bool {
+    matches!(
+        kind,
+        "vllm-generate" | "chat-tokens" | "dynamo" | "sglang-generate"
+    )
+}
+
+impl BodyInputs {
+    /// Reads and checks the arguments of a `kind` body (see [`request_body`]); `has_ids` says
+    /// whether ids will be given, when that is known already.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn from_py(
+        kind: &str,
+        model: &str,
+        messages: Option<&Bound<'_, PyAny>>,
+        tools: Option<&Bound<'_, PyAny>>,
+        sampling: Option<&Bound<'_, PyAny>>,
+        max_tokens: Option<u32>,
+        stop_token_ids: Option<Vec<u32>>,
+        cache_salt: Option<String>,
+        priority: Option<i64>,
+        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+        target: &str,
+        top_logprobs: Option<u32>,
+        has_ids: Option<bool>,
+    ) -> PyResult<Self> {
+        let messages = messages.map(|m| to_json_list(m, "messages")).transpose()?;
+        let tools = tools
+            .filter(|t| !t.is_none())
+            .map(|t| to_json_list(t, "tools"))
+            .transpose()?;
+        let sampling = match sampling.filter(|s| !s.is_none()) {
+            Some(s) => match to_json(s, "sampling")? {
+                Json::Object(map) => map,
+                _ => return Err(ArgumentError::new_err("sampling must be a dict")),
+            },
+            None => Map::new(),
+        };
+        let ctk = match chat_template_kwargs.filter(|s| !s.is_none()) {
+            Some(s) => match to_json(s, "chat_template_kwargs")? {
+                Json::Object(map) => Some(map),
+                _ => {
+                    return Err(ArgumentError::new_err(
+                        "chat_template_kwargs must be a dict",
+                    ))
+                }
+            },
+            None => None,
+        };
+        // The kind and target, checked after the arguments were read (as always).
+        let chat_target = match (kind, target) {
+            ("chat", "vllm") => Some(ChatTarget::Vllm),
+            ("chat", "dynamo") => Some(ChatTarget::Dynamo),
+            ("chat", "openai") => Some(ChatTarget::OpenAi),
+            ("chat", other) => {
+                return Err(ArgumentError::new_err(format!(
+                    "unknown chat target {other:?}; expected \"vllm\", \"dynamo\" or \"openai\""
+                )))
+            }
+            (k, _) if kind_takes_ids(k) => None,
+            (other, _) => {
+                return Err(ArgumentError::new_err(format!(
+                    "unknown request kind {other:?}; expected \"vllm-generate\", \"chat-tokens\", \"dynamo\", \"sglang-generate\" or \"chat\""
+                )))
+            }
+        };
+        if has_ids.is_some_and(|has| !has) && kind_takes_ids(kind) {
+            return Err(ArgumentError::new_err(format!(
+                "{kind} bodies need token_ids"
+            )));
+        }
+        let messages_raw = match kind {
+            "chat-tokens" | "chat" => Some(
+                messages
+                    .map(|m| raw_json(Json::Array(m)))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        ArgumentError::new_err(format!("{kind} bodies need messages"))
+                    })?,
+            ),
+            _ => None,
+        };
+        let tools_raw = tools.map(|t| raw_json(Json::Array(t))).transpose()?;
+        Ok(Self {
+            kind: kind.to_owned(),
+            model: model.to_owned(),
+            sampling,
+            ctk,
+            chat_target,
+            messages_raw,
+            tools_raw,
+            max_tokens,
+            stop_token_ids,
+            cache_salt,
+            priority,
+            top_logprobs,
+        })
+    }
+
+    /// Writes the body (no Python involved: call it with the GIL released). `ids` are required
+    /// by the kinds that take them.
+    pub(super) fn write(&self, ids: Option<&[u32]>) -> PyResult<Vec<u8>> {
+        let kind = self.kind.as_str();
+        if kind_takes_ids(kind) && ids.is_none() {
+            return Err(ArgumentError::new_err(format!(
+                "{kind} bodies need token_ids"
+            )));
+        }
+        let opts = RequestOptions {
+            max_tokens: self.max_tokens,
+            stop_token_ids: self.stop_token_ids.as_deref(),
+            cache_salt: self.cache_salt.as_deref(),
+            priority: self.priority,
+            chat_template_kwargs: self.ctk.as_ref(),
+            top_logprobs: self.top_logprobs,
+        };
+        let ids = ids.unwrap_or_default();
+        let model = self.model.as_str();
+        let sampling = &self.sampling;
+        let tools = self.tools_raw.as_deref();
+        Ok(
+            match (kind, self.messages_raw.as_deref(), self.chat_target) {
+                ("vllm-generate", _, _) => wire::vllm_generate_body(model, ids, sampling, &opts),
+                ("chat-tokens", Some(m), _) => {
+                    wire::chat_tokens_body(model, m, tools, ids, sampling, &opts)
+                }
+                ("dynamo", _, _) => wire::dynamo_body(model, ids, sampling, &opts),
+                ("sglang-generate", _, _) => wire::sglang_generate_body(ids, sampling, &opts),
+                (_, Some(m), Some(target)) => {
+                    wire::chat_body(model, m, tools, sampling, target, &opts)
+                }
+                _ => Err(crate::Error::message(format!(
+                    "request kind {kind:?} is missing its messages"
+                ))),
+            }?,
+        )
+    }
+}
+
 /// Writes a request body: `kind` is `"vllm-generate"`, `"chat-tokens"`, `"dynamo"`,
 /// `"sglang-generate"` or `"chat"` (`target` `"vllm"`, `"dynamo"` or `"openai"` for `"chat"`).
 #[pyfunction]
@@ -225,88 +382,22 @@ pub fn request_body<'py>(
     top_logprobs: Option<u32>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let ids = token_ids.map(|t| ids_from_py(t, "token_ids")).transpose()?;
-    let messages = messages.map(|m| to_json_list(m, "messages")).transpose()?;
-    let tools = tools
-        .filter(|t| !t.is_none())
-        .map(|t| to_json_list(t, "tools"))
-        .transpose()?;
-    let sampling = match sampling.filter(|s| !s.is_none()) {
-        Some(s) => match to_json(s, "sampling")? {
-            Json::Object(map) => map,
-            _ => return Err(ArgumentError::new_err("sampling must be a dict")),
-        },
-        None => Map::new(),
-    };
-    let ctk = match chat_template_kwargs.filter(|s| !s.is_none()) {
-        Some(s) => match to_json(s, "chat_template_kwargs")? {
-            Json::Object(map) => Some(map),
-            _ => {
-                return Err(ArgumentError::new_err(
-                    "chat_template_kwargs must be a dict",
-                ))
-            }
-        },
-        None => None,
-    };
-    // Check the kind and target and build the RawValues with the GIL; write the body (O(ids),
-    // the real work) without it.
-    let chat_target = match (kind, target) {
-        ("chat", "vllm") => Some(ChatTarget::Vllm),
-        ("chat", "dynamo") => Some(ChatTarget::Dynamo),
-        ("chat", "openai") => Some(ChatTarget::OpenAi),
-        ("chat", other) => {
-            return Err(ArgumentError::new_err(format!(
-                "unknown chat target {other:?}; expected \"vllm\", \"dynamo\" or \"openai\""
-            )))
-        }
-        ("vllm-generate" | "chat-tokens" | "dynamo" | "sglang-generate", _) => None,
-        (other, _) => {
-            return Err(ArgumentError::new_err(format!(
-                "unknown request kind {other:?}; expected \"vllm-generate\", \"chat-tokens\", \"dynamo\", \"sglang-generate\" or \"chat\""
-            )))
-        }
-    };
-    let ids = match kind {
-        "vllm-generate" | "chat-tokens" | "dynamo" | "sglang-generate" => Some(
-            ids.ok_or_else(|| ArgumentError::new_err(format!("{kind} bodies need token_ids")))?,
-        ),
-        _ => None,
-    };
-    let messages_raw = match kind {
-        "chat-tokens" | "chat" => Some(
-            messages
-                .map(|m| raw_json(Json::Array(m)))
-                .transpose()?
-                .ok_or_else(|| ArgumentError::new_err(format!("{kind} bodies need messages")))?,
-        ),
-        _ => None,
-    };
-    let tools_raw = tools.map(|t| raw_json(Json::Array(t))).transpose()?;
-    let body = py.detach(|| {
-        let opts = RequestOptions {
-            max_tokens,
-            stop_token_ids: stop_token_ids.as_deref(),
-            cache_salt: cache_salt.as_deref(),
-            priority,
-            chat_template_kwargs: ctk.as_ref(),
-            top_logprobs,
-        };
-        let ids = ids.as_deref().unwrap_or_default();
-        let tools = tools_raw.as_deref();
-        match (kind, messages_raw.as_deref(), chat_target) {
-            ("vllm-generate", _, _) => wire::vllm_generate_body(model, ids, &sampling, &opts),
-            ("chat-tokens", Some(m), _) => {
-                wire::chat_tokens_body(model, m, tools, ids, &sampling, &opts)
-            }
-            ("dynamo", _, _) => wire::dynamo_body(model, ids, &sampling, &opts),
-            ("sglang-generate", _, _) => wire::sglang_generate_body(ids, &sampling, &opts),
-            (_, Some(m), Some(target)) => {
-                wire::chat_body(model, m, tools, &sampling, target, &opts)
-            }
-            _ => Err(crate::Error::message(format!(
-                "request kind {kind:?} is missing its messages"
-            ))),
-        }
-    })?;
+    let inputs = BodyInputs::from_py(
+        kind,
+        model,
+        messages,
+        tools,
+        sampling,
+        max_tokens,
+        stop_token_ids,
+        cache_salt,
+        priority,
+        chat_template_kwargs,
+        target,
+        top_logprobs,
+        Some(ids.is_some()),
+    )?;
+    // Write the body (O(ids), the real work) without the GIL.
+    let body = py.detach(|| inputs.write(ids.as_deref()))?;
     Ok(PyBytes::new(py, &body))
 }

@@ -1,19 +1,17 @@
 """What every transport shares: the turn result (:class:`Turn`), one call's arguments, and the
-base class with the steps common to the token transports (length check, record, message)."""
+base class that runs a token transport's one flow from the transport's data."""
 
 from __future__ import annotations
 
-import abc
 import logging
 from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fasttito import _core
-from fasttito.errors import InvalidTokenIdError, ResponseParseError
+from fasttito.errors import InvalidTokenIdError
 from fasttito.rollout import Rollout
 from fasttito.tokens import TokenIds
-from fasttito.transports._decode import decode_completion
 
 if TYPE_CHECKING:
     from fasttito.transports._session import Session
@@ -25,13 +23,68 @@ __all__ = [
     "Turn",
     "assistant_message",
     "check_prompt_ids",
-    "ids_arg",
 ]
 
 logger = logging.getLogger("fasttito")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+_TURN_FIELDS = (
+    "prompt_ids",
+    "completion_ids",
+    "completion_logprobs",
+    "content",
+    "reasoning_content",
+    "tool_calls",
+    "finish_reason",
+    "mode",
+    "fallback_reason",
+    "transport",
+    "turn",
+    "stop_reason",
+    "usage",
+    "response_id",
+    "routed_experts",
+    "null_logprobs",
+    "unparsed_tool_calls",
+    "tokens_reused",
+    "bridge_tokens",
+    "completion_top_logprobs",
+    "cached_tokens",
+)
+_REQUIRED = _TURN_FIELDS[:11]
+_DEFAULTS: dict[str, Any] = {
+    "stop_reason": None,
+    "usage": None,
+    "response_id": None,
+    "routed_experts": None,
+    "null_logprobs": 0,
+    "unparsed_tool_calls": 0,
+    "tokens_reused": None,
+    "bridge_tokens": None,
+    "completion_top_logprobs": None,
+    "cached_tokens": None,
+}
+
+
+class _Fields:
+    """A turn's data given field by field (``Turn(prompt_ids=..., ...)``, the ``chat``
+    transport's plain OpenAI responses): what :class:`_core.TurnData` is for a parsed turn."""
+
+    __slots__ = (*_TURN_FIELDS, "message")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        for name in _TURN_FIELDS:
+            setattr(self, name, values[name])
+        self.message = values["message"]
+
+
+def _field(name: str, doc: str) -> property:
+    def get(self: Turn) -> Any:
+        return getattr(self._d, name)
+
+    return property(get, doc=doc)
+
+
 class Turn:
     """One generated turn.
 
@@ -49,48 +102,92 @@ class Turn:
     ``cached_tokens`` is how many prompt tokens the engine found in its prefix cache, on wires
     that report it (SGLang ``meta_info.cached_tokens``; vLLM/Dynamo
     ``usage.prompt_tokens_details.cached_tokens``), else None.
+
+    The fields are read-only and read the turn's data where it was parsed (Rust): the ids are
+    :class:`~fasttito.TokenIds` views of the parsed buffers (the same object on every access),
+    the lists and dicts are built on first access and then kept. ``Turn(prompt_ids=..., ...)``
+    builds one from its fields (``message`` optional: built from content, reasoning and tool
+    calls when not given).
     """
 
-    prompt_ids: TokenIds | None
-    completion_ids: TokenIds
-    completion_logprobs: list[float] | None
-    content: str | None
-    reasoning_content: str | None
-    tool_calls: list[dict[str, Any]]
-    finish_reason: str | None
-    mode: str
-    fallback_reason: str | None
-    transport: str
-    turn: int
-    stop_reason: Any = None
-    usage: dict[str, Any] | None = None
-    response_id: str | None = None
-    routed_experts: bytes | None = field(default=None, repr=False)
-    null_logprobs: int = 0
-    unparsed_tool_calls: int = 0
-    tokens_reused: int | None = None
-    bridge_tokens: int | None = None
-    completion_top_logprobs: list[list[tuple[int, float]]] | None = field(default=None, repr=False)
-    cached_tokens: int | None = None
-    _message: dict[str, Any] = field(default_factory=dict, repr=False)
+    __slots__ = ("_d",)
+    _d: Any
+
+    def __init__(self, *args: Any, message: dict[str, Any] | None = None, **fields: Any) -> None:
+        if len(args) == 1 and not fields and isinstance(args[0], (_core.TurnData, _Fields)):
+            object.__setattr__(self, "_d", args[0])
+            return
+        if len(args) > len(_TURN_FIELDS):
+            raise TypeError(f"Turn takes at most {len(_TURN_FIELDS)} positional fields")
+        values = dict(_DEFAULTS)
+        for name, value in zip(_TURN_FIELDS, args, strict=False):
+            if name in fields:
+                raise TypeError(f"Turn got two values for {name!r}")
+            values[name] = value
+        unknown = set(fields) - set(_TURN_FIELDS) - {"_message"}
+        if unknown:
+            raise TypeError(f"Turn got unexpected fields {sorted(unknown)}")
+        message = fields.pop("_message", message)
+        values.update(fields)
+        missing = [name for name in _REQUIRED if name not in values]
+        if missing:
+            raise TypeError(f"Turn is missing the fields {missing}")
+        if message is None:
+            message = assistant_message(
+                values["content"], values["reasoning_content"], values["tool_calls"]
+            )
+        values["message"] = message
+        object.__setattr__(self, "_d", _Fields(values))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Turn is read-only: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Turn is read-only: cannot delete {name!r}")
+
+    prompt_ids = _field("prompt_ids", "The engine's prompt ids (TokenIds), or None.")
+    completion_ids = _field("completion_ids", "The sampled ids (TokenIds).")
+    completion_logprobs = _field("completion_logprobs", "Logprobs 1:1 with the ids, or None.")
+    content = _field("content", "The message text.")
+    reasoning_content = _field("reasoning_content", "The reasoning text.")
+    tool_calls = _field("tool_calls", "Tool calls in the OpenAI shape.")
+    finish_reason = _field("finish_reason", "stop, length, tool_calls, ...")
+    mode = _field("mode", '"tito" or "mito".')
+    fallback_reason = _field("fallback_reason", "Why the turn went as messages, or None.")
+    transport = _field("transport", "The transport that ran the turn.")
+    turn = _field("turn", "The turn's number (1-based).")
+    stop_reason = _field("stop_reason", "The stop id or string the server reports.")
+    usage = _field("usage", "Token usage, if sent.")
+    response_id = _field("response_id", "The response id.")
+    routed_experts = _field("routed_experts", "The routed_experts sidecar (raw JSON bytes).")
+    null_logprobs = _field("null_logprobs", "How many logprobs were null.")
+    unparsed_tool_calls = _field("unparsed_tool_calls", "Tool calls left in content.")
+    tokens_reused = _field("tokens_reused", "Ids copied verbatim from the matched turn.")
+    bridge_tokens = _field("bridge_tokens", "Ids rendered for the new messages.")
+    completion_top_logprobs = _field("completion_top_logprobs", "Top (id, logprob) pairs.")
+    cached_tokens = _field("cached_tokens", "Prompt tokens found in the prefix cache.")
 
     @property
     def is_truncated(self) -> bool:
         """The turn was cut by the length limit (no stop token at its end)."""
-        return self.finish_reason == "length"
+        finish: str | None = self._d.finish_reason
+        return finish == "length"
 
     def message(self) -> dict[str, Any]:
         """The assistant message (OpenAI shape) to append to the conversation. It is the dict
         recorded in the rollout: append it as is (a rebuilt equal dict also matches)."""
-        return self._message
+        m: dict[str, Any] = self._d.message
+        return m
 
     def __repr__(self) -> str:
-        n = len(self.prompt_ids) if self.prompt_ids is not None else None
+        d = self._d
+        ids = d.prompt_ids
+        n = len(ids) if ids is not None else None
         return (
-            f"Turn(turn={self.turn}, mode={self.mode!r}, fallback_reason={self.fallback_reason!r}, "
-            f"prompt_ids=<{n} ids>, completion_ids=<{len(self.completion_ids)} ids>, "
-            f"finish_reason={self.finish_reason!r}, content={self.content!r}, "
-            f"tool_calls={len(self.tool_calls)})"
+            f"Turn(turn={d.turn}, mode={d.mode!r}, fallback_reason={d.fallback_reason!r}, "
+            f"prompt_ids=<{n} ids>, completion_ids=<{len(d.completion_ids)} ids>, "
+            f"finish_reason={d.finish_reason!r}, content={d.content!r}, "
+            f"tool_calls={len(d.tool_calls)})"
         )
 
 
@@ -129,13 +226,34 @@ def assistant_message(
     return msg
 
 
-class Transport(abc.ABC):
-    """Base of the transports. ``name`` is the transport id; ``wire`` the response shape."""
+class Transport:
+    """Base of the transports: ``name`` is the transport id, ``wire`` the response shape.
+
+    A token transport is data: the body ``kind`` its ids go out as and the route they go to
+    (``ids_route``: ``(base, path)``, base ``"root"`` or ``"v1"``), how a turn without ids to
+    send goes (``messages_target``, the ``chat`` body's target, to ``messages_route``),
+    whether MITO turns go as messages even when rendered locally (``mito_messages``), whether
+    the message is decoded locally from the ids (``decode_locally``), and which arguments its
+    body takes (``sends_stop_ids``, ``body_template_kwargs``, ``sends_top_logprobs``). The
+    one flow (:meth:`generate`) is: plan the turn and write its body (one call into Rust), the
+    length pre-flight, the POST, then parse, check, decode and record (one call). Special
+    steps override :meth:`plan` (``vllm-chat-tokens``' remote ``/tokenize`` bridges, whether a
+    MITO turn is rendered) or :meth:`generate` (``chat``, which keeps no rollout)."""
 
     name = ""
     wire = ""
     uses_rollout = True
     needs_tokenizer = False
+
+    kind = ""
+    ids_route: tuple[str, str] = ("root", "")
+    messages_target: str | None = None
+    messages_route: tuple[str, str] = ("v1", "/chat/completions")
+    mito_messages = False
+    decode_locally = True
+    sends_stop_ids = True
+    body_template_kwargs = False
+    sends_top_logprobs = False
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -155,30 +273,77 @@ class Transport(abc.ABC):
             )
         )
 
-    @abc.abstractmethod
-    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        """Run one turn of ``state``'s rollout on this transport."""
-
     def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
         """Adds to ``sampling`` what makes this transport's server return ``k`` top logprobs
         per completion token, each naming its token id (default: vLLM's integer ``logprobs``).
         A transport whose wire cannot return them raises :class:`ConfigError`."""
         sampling["logprobs"] = k
 
-    @staticmethod
-    def top_logprobs_of(parsed: Any, args: GenerateArgs, name: str) -> Any:
-        """The parsed top logprobs when the call asked for them (else None); a response without
-        them, though asked, is a :class:`ResponseParseError`."""
-        if not args.top_logprobs:
-            return None
-        top = parsed.completion_top_logprobs
-        if top is None:
-            raise ResponseParseError(
-                f"{name}: asked for top_logprobs={args.top_logprobs}, the response has none that "
-                "name their token ids; the server ignored the request (check its max_logprobs "
-                "setting) or labels them by text only"
+    # -- the one flow -----------------------------------------------------------------------
+    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
+        """Run one turn of ``state``'s rollout on this transport."""
+        plan = await self.plan(state, args)
+        n = plan.prompt_len
+        if n is not None:  # the ids sent, or the local render of the messages sent
+            await self.session.check_prompt_length(n, self.name)
+        base, path = self.ids_route if plan.sends_ids else self.messages_route
+        cfg = self.session.config
+        url = (cfg.root_url if base == "root" else cfg.v1_url) + path
+        raw = await self.session.post(url, plan.body, self.name, state.headers)  # type: ignore[arg-type]
+        rollout = state.rollout
+        assert rollout is not None
+        tok = self.session.tokenizer  # read live: the vocabulary the ids are checked against
+        return Turn(
+            rollout._complete_turn(
+                plan,
+                raw,
+                wire=self.wire,
+                transport=self.name,
+                decode_locally=self.decode_locally,
+                top_logprobs=args.top_logprobs,
+                vocab_size=tok.vocab_size if tok is not None else None,
+                max_body_bytes=cfg.max_body_bytes,
+                max_depth=cfg.max_json_depth,
             )
-        return top
+        )
+
+    async def plan(self, state: RolloutState, args: GenerateArgs) -> _core.Plan:
+        """The turn's plan with its body (see :meth:`plan_turn`)."""
+        return self.plan_turn(state, args, render_mito=True)
+
+    def plan_turn(
+        self, state: RolloutState, args: GenerateArgs, *, render_mito: bool
+    ) -> _core.Plan:
+        """Plan the turn with the local tokenizer and write its body, in one call."""
+        rollout = state.rollout
+        assert rollout is not None
+        return rollout._plan_turn(
+            args.messages,
+            args.tools,
+            args.chat_template_kwargs,
+            render_mito=render_mito,
+            **self.request(args),
+        )
+
+    def request(self, args: GenerateArgs) -> dict[str, Any]:
+        """What the body is written from, besides the conversation and the plan."""
+        c = self.session
+        tok = c.tokenizer
+        return {
+            "vocab_size": tok.vocab_size if tok is not None else None,
+            "kind": self.kind,
+            "model": c.model,
+            "transport": self.name,
+            "sampling": args.sampling,
+            "max_tokens": args.max_tokens,
+            "stop_token_ids": c.stop_token_ids if self.sends_stop_ids else None,
+            "cache_salt": args.cache_salt,
+            "priority": args.priority,
+            "body_template_kwargs": self.body_template_kwargs,
+            "top_logprobs": args.top_logprobs if self.sends_top_logprobs else None,
+            "messages_target": self.messages_target,
+            "mito_messages": self.mito_messages,
+        }
 
     # -- shared steps ---------------------------------------------------------------------------
     async def check_length(self, prompt_ids: Sized | None) -> None:
@@ -186,130 +351,9 @@ class Transport(abc.ABC):
         if prompt_ids is not None:
             await self.session.check_prompt_length(len(prompt_ids), self.name)
 
-    async def check_prompt(self, prompt_ids: Sized | None) -> None:
-        """Every token transport calls this before it writes a body: the ids must lie in the
-        tokenizer's vocabulary (:class:`InvalidTokenIdError`; checked when the Client has a
-        tokenizer) and the prompt must fit the server's length (:class:`OverlongPromptError`)."""
-        if prompt_ids is None:
-            return
-        tokenizer = self.session.tokenizer
-        if tokenizer is not None:
-            check_prompt_ids(prompt_ids, tokenizer.vocab_size, self.name)  # type: ignore[arg-type]
-        await self.session.check_prompt_length(len(prompt_ids), self.name)
-
     async def post(self, state: RolloutState, url: str, body: bytes) -> bytes:
         """POST ``body`` with the conversation's headers (its routing key)."""
         return await self.session.post(url, body, self.name, state.headers)
-
-    def parse(self, body: bytes) -> Any:
-        cfg = self.session.config
-        return _core.parse_response(
-            body, self.wire, max_body_bytes=cfg.max_body_bytes, max_depth=cfg.max_json_depth
-        )
-
-    def finish_turn(
-        self,
-        state: RolloutState,
-        plan: _core.Plan,
-        parsed: Any,
-        *,
-        decode_locally: bool,
-        args: GenerateArgs | None = None,
-    ) -> Turn:
-        """Build the message (locally decoded when asked), record the turn in the rollout with
-        the engine's ids, and return the :class:`Turn`."""
-        completion_ids = parsed.completion_ids
-        logprobs = parsed.completion_logprobs
-        top_logprobs = self.top_logprobs_of(parsed, args, self.name) if args is not None else None
-        if logprobs is not None and len(logprobs) != len(completion_ids):  # the parser's invariant
-            raise ResponseParseError(
-                f"{self.name}: {len(logprobs)} logprobs for {len(completion_ids)} completion ids"
-            )
-        tokenizer = self.session.tokenizer
-        if tokenizer is not None:
-            # An id outside the vocabulary would be recorded and re-sent next turn: a corrupt
-            # engine response must stop here, typed, not poison the rollout.
-            for what, ids in (("completion", completion_ids), ("prompt", parsed.prompt_ids)):
-                top = ids.max() if ids is not None else None
-                if top is not None and top >= tokenizer.vocab_size:
-                    raise ResponseParseError(
-                        f"{self.name}: the response's {what} ids hold {top}, outside the "
-                        f"vocabulary of {tokenizer.vocab_size} ids; the engine serves another "
-                        "model or sent corrupt ids"
-                    )
-        content, reasoning, tool_calls = (
-            parsed.content,
-            parsed.reasoning_content,
-            list(parsed.tool_calls),
-        )
-        finish = parsed.finish_reason
-        unparsed = 0
-        message: dict[str, Any] | None = None
-        if decode_locally and self.session.tokenizer is not None and not tool_calls:
-            # ids only (or raw text without a tool parser): decode per model family; the
-            # message is the one the template renders back to these ids
-            dec = decode_completion(self.session.tokenizer, completion_ids)
-            content, reasoning, tool_calls = dec.content, dec.reasoning_content, dec.tool_calls
-            unparsed = dec.unparsed_tool_calls
-            message = dec.message
-            if dec.finish_reason_hint == "tool_calls" and finish == "stop":
-                finish = "tool_calls"  # generate never says tool_calls (docs/wire.md B.2)
-        if message is None:
-            message = assistant_message(content, reasoning, tool_calls)
-
-        # prompt ids: the server's when it reports them, else the plan's
-        plan_ids = plan.prompt_ids
-        server_ids = parsed.prompt_ids
-        record_ids = None
-        prompt_ids: TokenIds | None = plan_ids
-        if server_ids is not None:
-            if plan_ids is None:
-                record_ids = server_ids
-                prompt_ids = server_ids
-            elif not (len(server_ids) == len(plan_ids) and server_ids == plan_ids):
-                logger.warning(
-                    "%s: the server reports %d prompt ids, fasttito sent %d different ones; the "
-                    "turn is recorded with the server's",
-                    self.name,
-                    len(server_ids),
-                    len(plan_ids),
-                )
-                record_ids = server_ids
-                prompt_ids = server_ids
-        elif plan_ids is None:
-            raise ResponseParseError(
-                f"{self.name}: the response has no prompt token ids and none were rendered "
-                "locally, so the turn cannot be recorded for token-in reuse; ask the server for "
-                "them (vLLM: return_token_ids) or give the Client a tokenizer"
-            )
-        assert state.rollout is not None
-        state.rollout.record(
-            plan, completion_ids, message, finish, prompt_ids=record_ids, logprobs=logprobs
-        )
-        return Turn(
-            prompt_ids=prompt_ids,
-            completion_ids=completion_ids,
-            completion_logprobs=logprobs,
-            content=content,
-            reasoning_content=reasoning,
-            tool_calls=tool_calls,
-            finish_reason=finish,
-            mode=plan.mode,
-            fallback_reason=plan.fallback_reason,
-            transport=self.name,
-            turn=len(state.turns) + 1,
-            stop_reason=parsed.stop_reason,
-            usage=parsed.usage,
-            response_id=parsed.response_id,
-            routed_experts=parsed.routed_experts,
-            cached_tokens=parsed.cached_tokens,
-            null_logprobs=parsed.null_logprobs,
-            unparsed_tool_calls=unparsed,
-            tokens_reused=plan.tokens_reused,
-            bridge_tokens=plan.bridge_tokens,
-            completion_top_logprobs=top_logprobs,
-            _message=message,
-        )
 
 
 def check_prompt_ids(ids: Sequence[int] | TokenIds, vocab_size: int, where: str) -> None:
@@ -340,9 +384,3 @@ def check_prompt_ids(ids: Sequence[int] | TokenIds, vocab_size: int, where: str)
         position=pos,
         vocab_size=vocab_size,
     )
-
-
-def ids_arg(ids: TokenIds | None) -> Sequence[int] | None:
-    """``TokenIds`` as the ``token_ids`` argument of ``_core.request_body`` (it reads the
-    buffer; the stub types the argument as a sequence)."""
-    return ids  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from typing import Any
 from fasttito import _core
 from fasttito.errors import ConfigError, FasttitoError, ResponseParseError
 from fasttito.tokens import TokenIds
-from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, assistant_message
+from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn
 
 __all__ = ["ChatTransport"]
 
@@ -86,40 +86,23 @@ class ChatTransport(Transport):
         )
         raw = await self.post(state, c.config.v1_url + "/chat/completions", body)
         if target == "openai":
-            fields = _parse_openai(raw, self.name)
-        else:
-            p = _core.parse_response(
+            return Turn(
+                mode="mito",
+                fallback_reason=REASON,
+                transport=self.name,
+                turn=len(state.turns) + 1,
+                **_parse_openai(raw, self.name),
+            )
+        return Turn(
+            _core.parse_turn(
                 raw,
                 "dynamo" if target == "dynamo" else "vllm-chat",
+                transport=self.name,
+                turn=len(state.turns) + 1,
+                top_logprobs=args.top_logprobs,
                 max_body_bytes=c.config.max_body_bytes,
             )
-            fields = {
-                "prompt_ids": p.prompt_ids,
-                "completion_ids": p.completion_ids,
-                "completion_logprobs": p.completion_logprobs,
-                "content": p.content,
-                "reasoning_content": p.reasoning_content,
-                "tool_calls": list(p.tool_calls),
-                "finish_reason": p.finish_reason,
-                "stop_reason": p.stop_reason,
-                "usage": p.usage,
-                "response_id": p.response_id,
-                "routed_experts": p.routed_experts,
-                "null_logprobs": p.null_logprobs,
-                "completion_top_logprobs": self.top_logprobs_of(p, args, self.name),
-            }
-        message = assistant_message(
-            fields["content"], fields["reasoning_content"], fields["tool_calls"]
         )
-        turn = Turn(
-            mode="mito",
-            fallback_reason=REASON,
-            transport=self.name,
-            turn=len(state.turns) + 1,
-            _message=message,
-            **fields,
-        )
-        return turn
 
 
 def _parse_openai(raw: bytes, transport: str) -> dict[str, Any]:

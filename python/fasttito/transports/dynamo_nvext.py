@@ -13,7 +13,7 @@ from typing import Any
 
 from fasttito import _core
 from fasttito.errors import ConfigError
-from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, ids_arg
+from fasttito.transports._base import GenerateArgs, RolloutState, Transport
 
 __all__ = ["DynamoNvextTransport"]
 
@@ -22,6 +22,10 @@ class DynamoNvextTransport(Transport):
     name = "dynamo-nvext"
     wire = "dynamo"
     needs_tokenizer = True
+    kind = "dynamo"
+    ids_route = ("v1", "/chat/completions")
+    messages_target = "dynamo"
+    body_template_kwargs = True
 
     def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
         raise ConfigError(
@@ -30,29 +34,7 @@ class DynamoNvextTransport(Transport):
             "tokens by text); use vllm-generate against the engine for top logprobs"
         )
 
-    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        c = self.session
-        assert state.rollout is not None
-        render = c.config.dynamo_first_turn == "tokens"
-        plan = state.rollout.prepare(
-            args.messages, args.tools, args.chat_template_kwargs, render_mito=render
-        )
-        common: dict[str, Any] = dict(
-            sampling=args.sampling,
-            max_tokens=args.max_tokens,
-            stop_token_ids=c.stop_token_ids,
-            cache_salt=args.cache_salt,
-            priority=args.priority,
-            chat_template_kwargs=args.chat_template_kwargs,
-        )
-        if plan.prompt_ids is not None:
-            await self.check_prompt(plan.prompt_ids)
-            body = _core.request_body(
-                "dynamo", c.model, token_ids=ids_arg(plan.prompt_ids), **common
-            )
-        else:
-            body = _core.request_body(
-                "chat", c.model, messages=args.messages, tools=args.tools, target="dynamo", **common
-            )
-        raw = await self.post(state, c.config.v1_url + "/chat/completions", body)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True, args=args)
+    async def plan(self, state: RolloutState, args: GenerateArgs) -> _core.Plan:
+        # dynamo_first_turn="messages": turn 1 and fallbacks go as messages (Dynamo renders)
+        render = self.session.config.dynamo_first_turn == "tokens"
+        return self.plan_turn(state, args, render_mito=render)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fasttito import _core
-from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, ids_arg
+from fasttito.transports._base import Transport
 
 __all__ = ["SglangGenerateTransport"]
 
@@ -22,25 +21,9 @@ class SglangGenerateTransport(Transport):
     name = "sglang-generate"
     wire = "sglang"
     needs_tokenizer = True
+    kind = "sglang-generate"
+    ids_route = ("root", "/generate")
+    sends_top_logprobs = True
 
     def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
         sampling["top_logprobs_num"] = k  # entries name their token ids: [logprob, id, text]
-
-    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        c = self.session
-        assert state.rollout is not None
-        plan = state.rollout.prepare(args.messages, args.tools, args.chat_template_kwargs)
-        await self.check_prompt(plan.prompt_ids)
-        body = _core.request_body(
-            "sglang-generate",
-            c.model,
-            token_ids=ids_arg(plan.prompt_ids),
-            sampling=args.sampling,
-            max_tokens=args.max_tokens,
-            stop_token_ids=c.stop_token_ids,
-            cache_salt=args.cache_salt,
-            priority=args.priority,
-            top_logprobs=args.top_logprobs,
-        )
-        raw = await self.post(state, c.config.root_url + "/generate", body)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True, args=args)

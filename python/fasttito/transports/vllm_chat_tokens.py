@@ -13,7 +13,7 @@ from typing import Any
 
 from fasttito import _core
 from fasttito.errors import ServerError
-from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, ids_arg
+from fasttito.transports._base import GenerateArgs, RolloutState, Transport
 
 __all__ = ["VllmChatTokensTransport"]
 
@@ -23,13 +23,20 @@ logger = logging.getLogger("fasttito")
 class VllmChatTokensTransport(Transport):
     name = "vllm-chat-tokens"
     wire = "vllm-chat"
+    kind = "chat-tokens"
+    ids_route = ("v1", "/chat/completions/tokens")
+    messages_target = "vllm"
+    mito_messages = True
+    decode_locally = False
+    sends_stop_ids = False
+    body_template_kwargs = True
 
     def ask_top_logprobs(self, k: int, sampling: dict[str, Any]) -> None:
         # the chat routes label tokens by text unless asked for `token_id:N` labels
         sampling["logprobs"] = k
         sampling["return_tokens_as_token_ids"] = True
 
-    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
+    async def plan(self, state: RolloutState, args: GenerateArgs) -> _core.Plan:
         c = self.session
         rollout = state.rollout
         assert rollout is not None
@@ -37,46 +44,21 @@ class VllmChatTokensTransport(Transport):
             # a turn sent as messages is rendered locally only to check its length before
             # sending (when the server reports one): the server renders it again
             render = await c.prompt_limit() is not None
-            plan = rollout.prepare(
-                args.messages, args.tools, args.chat_template_kwargs, render_mito=render
-            )
+            return self.plan_turn(state, args, render_mito=render)
+        begun = rollout.begin(args.messages, args.tools, args.chat_template_kwargs)
+        if isinstance(begun, _core.Plan):
+            plan = begun
         else:
-            begun = rollout.begin(args.messages, args.tools, args.chat_template_kwargs)
-            if isinstance(begun, _core.Plan):
-                plan = begun
-            else:
-                full = await self._tokenize(
-                    state, begun.full_messages, args, generation_prompt=True
+            full = await self._tokenize(state, begun.full_messages, args, generation_prompt=True)
+            base = None
+            if full is not None:
+                base = await self._tokenize(
+                    state, begun.base_messages, args, generation_prompt=False
                 )
-                base = None
-                if full is not None:
-                    base = await self._tokenize(
-                        state, begun.base_messages, args, generation_prompt=False
-                    )
-                plan = rollout.finish(begun, full, base)
-        common: dict[str, Any] = dict(
-            messages=args.messages,
-            tools=args.tools,
-            sampling=args.sampling,
-            max_tokens=args.max_tokens,
-            cache_salt=args.cache_salt,
-            priority=args.priority,
-            chat_template_kwargs=args.chat_template_kwargs,
+            plan = rollout.finish(begun, full, base)
+        return rollout._plan_body(
+            plan, args.messages, args.tools, args.chat_template_kwargs, **self.request(args)
         )
-        if plan.mode == "tito":  # ids are sent: in the vocabulary, and within the length
-            await self.check_prompt(plan.prompt_ids)
-        else:  # messages are sent: the local render only measures them
-            await self.check_length(plan.prompt_ids)
-        if plan.mode == "tito":
-            body = _core.request_body(
-                "chat-tokens", c.model, token_ids=ids_arg(plan.prompt_ids), **common
-            )
-            url = c.config.v1_url + "/chat/completions/tokens"
-        else:
-            body = _core.request_body("chat", c.model, target="vllm", **common)
-            url = c.config.v1_url + "/chat/completions"
-        raw = await self.post(state, url, body)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=False, args=args)
 
     async def _tokenize(
         self,

@@ -4,8 +4,7 @@ response carries ids only, so the message is decoded locally."""
 
 from __future__ import annotations
 
-from fasttito import _core
-from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn, ids_arg
+from fasttito.transports._base import Transport
 
 __all__ = ["VllmGenerateTransport"]
 
@@ -14,21 +13,5 @@ class VllmGenerateTransport(Transport):
     name = "vllm-generate"
     wire = "vllm-generate"
     needs_tokenizer = True
-
-    async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        c = self.session
-        assert state.rollout is not None
-        plan = state.rollout.prepare(args.messages, args.tools, args.chat_template_kwargs)
-        await self.check_prompt(plan.prompt_ids)
-        body = _core.request_body(
-            "vllm-generate",
-            c.model,
-            token_ids=ids_arg(plan.prompt_ids),
-            sampling=args.sampling,
-            max_tokens=args.max_tokens,
-            stop_token_ids=c.stop_token_ids,
-            cache_salt=args.cache_salt,
-            priority=args.priority,
-        )
-        raw = await self.post(state, c.config.root_url + "/inference/v1/generate", body)
-        return self.finish_turn(state, plan, self.parse(raw), decode_locally=True, args=args)
+    kind = "vllm-generate"
+    ids_route = ("root", "/inference/v1/generate")
