@@ -110,11 +110,9 @@ def test_an_sglang_tito_turn_is_two_calls(tok: fasttito.Tokenizer) -> None:
     assert calls == Counter({"Rollout.plan_turn": 1, "Rollout.complete": 1}), calls
 
 
-def test_a_dynamo_tito_turn_is_two_calls(tok: fasttito.Tokenizer) -> None:
-    from fasttito.testing.dynamo_launch import dynamo_importable, start_dynamo
+def test_a_dynamo_tito_turn_is_two_calls(tok: fasttito.Tokenizer, require_dynamo: None) -> None:
+    from fasttito.testing.dynamo_launch import start_dynamo
 
-    if not dynamo_importable():
-        pytest.skip("ai-dynamo is not installed (the Dynamo frontend tests need it)")
     handle = start_dynamo(VENDORED_MODEL_DIR, MODEL, timeout=60)
     try:
         client = fasttito.Client(
