@@ -95,7 +95,18 @@ impl PyTokenizer {
 
     /// Decodes ids to text, as transformers' `decode` does.
     #[pyo3(signature = (ids, skip_special_tokens = false))]
-    fn decode(&self, py: Python<'_>, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
+    fn decode(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        skip_special_tokens: bool,
+    ) -> PyResult<String> {
+        // a TokenIds is read in place (its shared buffer); anything else as a list of ints
+        let ids: Arc<[u32]> = if ids.cast::<super::ids::TokenIds>().is_ok() {
+            super::ids::ids_from_py(ids, "ids")?
+        } else {
+            ids.extract::<Vec<u32>>()?.into()
+        };
         let tok = self.inner.clone();
         Ok(py.detach(move || tok.decode(&ids, skip_special_tokens))?)
     }

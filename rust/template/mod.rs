@@ -18,6 +18,7 @@
 //! a template that loops forever or allocates without bound fails with
 //! [`ErrorKind::TemplateLimit`] instead of hanging.
 
+pub mod bytes;
 pub mod chat;
 pub mod pyfmt;
 pub mod segments;

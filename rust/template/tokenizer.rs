@@ -16,12 +16,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value as Json;
 use tokenizers::Tokenizer as HfTokenizer;
 
 use crate::error::{Error, Result};
+use crate::template::bytes::ByteTable;
 use crate::template::segments::{encode_whole, CacheStats, EncodeCache, Segmenter};
 use crate::template::{ChatTemplate, RenderLimits};
 use crate::tito::render_cache::RenderCache;
@@ -90,6 +91,9 @@ pub struct Tokenizer {
     model_max_length: Option<u64>,
     /// Base renders of the bridge; `None` when a template reads the clock.
     base_renders: Option<RenderCache>,
+    /// Every id's bytes, built on the first decode; `None` inside when the decoder is not
+    /// `ByteLevel` alone (`bytes.rs`).
+    byte_table: OnceLock<Option<ByteTable>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -346,6 +350,7 @@ impl Tokenizer {
             cache,
             model_max_length,
             base_renders,
+            byte_table: OnceLock::new(),
         })
     }
 
@@ -463,15 +468,34 @@ impl Tokenizer {
                 "cannot decode id {bad}: the vocabulary has {size} ids (0..{size})"
             )));
         }
-        let text = self
-            .inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| Error::tokenize(format!("decoding failed: {e}")))?;
+        let table = self
+            .byte_table
+            .get_or_init(|| ByteTable::build(&self.inner, size));
+        let text = match table {
+            Some(table) => table.decode(ids, skip_special_tokens),
+            None => self.decode_reference(ids, skip_special_tokens)?,
+        };
         // transformers 5.x skips this clean-up for BPE models (it corrupts their output).
         if self.clean_up_tokenization_spaces && !self.is_bpe {
             return Ok(clean_up_tokenization(&text));
         }
         Ok(text)
+    }
+
+    /// Decodes `ids` through the `tokenizers` crate, without the byte table and without
+    /// transformers' clean-up: what [`Tokenizer::decode`] is tested against.
+    pub fn decode_reference(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| Error::tokenize(format!("decoding failed: {e}")))
+    }
+
+    /// Whether [`Tokenizer::decode`] reads a byte table (a `ByteLevel` decoder) rather than
+    /// going through the `tokenizers` crate.
+    pub fn decodes_from_table(&self) -> bool {
+        self.byte_table
+            .get_or_init(|| ByteTable::build(&self.inner, self.vocab_size()))
+            .is_some()
     }
 
     /// Counters of the chunk cache, when there is one.

@@ -1218,3 +1218,57 @@ fn fuzzed_completions_decode_and_render() {
         );
     }
 }
+
+/// `Tokenizer::decode` reads a table of every id's bytes for `ByteLevel` decoders
+/// (`template/bytes.rs`): it must give what the `tokenizers` crate gives, for the whole
+/// vocabulary (in runs of consecutive ids, with and without special tokens), for ids alone, and
+/// for random sequences that cut multi-byte characters and mix in special and added tokens.
+#[test]
+fn the_byte_table_decodes_as_the_tokenizers_crate() {
+    let mut tables = 0;
+    for model in ALL {
+        let Some(tok) = load(model.folder) else {
+            continue;
+        };
+        let size = tok.vocab_size() as u32;
+        let same = |ids: &[u32], skip: bool| {
+            let got = tok.decode(ids, skip).unwrap();
+            let want = tok.decode_reference(ids, skip).unwrap();
+            assert_eq!(got, want, "{}: {ids:?} (skip special {skip})", model.folder);
+        };
+        let all: Vec<u32> = (0..size).collect();
+        for (i, run) in all.chunks(128).enumerate() {
+            same(run, i % 2 == 1);
+        }
+        let specials: Vec<u32> = tok.stop_token_ids().to_vec();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(size);
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..3000 {
+            let id = if round < 300 {
+                size - 1 - round // the added tokens sit at the end
+            } else {
+                (next() % u64::from(size)) as u32
+            };
+            same(&[id], round % 2 == 0);
+        }
+        for round in 0..500 {
+            let len = (next() % 64) as usize;
+            let ids: Vec<u32> = (0..len)
+                .map(|_| match next() % 10 {
+                    0 if !specials.is_empty() => specials[(next() as usize) % specials.len()],
+                    1 => size - 1 - (next() % 300) as u32,
+                    _ => (next() % u64::from(size)) as u32,
+                })
+                .collect();
+            same(&ids, round % 2 == 0);
+        }
+        tables += usize::from(tok.decodes_from_table());
+    }
+    // qwen2.5 is vendored: at least its ByteLevel decoder goes through the table
+    assert!(tables >= 1, "no model folder decoded from a byte table");
+}

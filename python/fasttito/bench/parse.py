@@ -20,6 +20,10 @@ extraction slime and AReaL do (ids from ``output_ids``, logprobs from the entrie
 element, ``cached_tokens``), against ``fasttito.parse_response(body, "sglang")`` (which also
 checks every entry's id against ``output_ids``).
 
+Completion decoding: ``Tokenizer.decode`` of 1k and 8k sampled ids (Qwen2.5, English and code
+text with special tokens) against the ``tokenizers`` package's ``decode``: the text every
+``Rollout.complete`` decodes to find the message and its tool calls.
+
 Request bodies: ``orjson.dumps`` of a generate body with a list of 16k/64k ids against
 ``_core.request_body`` from ``TokenIds`` (no Python list at all) and from a list.
 
@@ -41,7 +45,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, cast
 
-from fasttito.bench._timing import peer, timeit_blocks
+from fasttito.bench._timing import model_folder, peer, timeit_blocks
 
 TITLE = (
     "Response parsing and request bodies (vLLM chat completion, 16,384 prompt ids; SGLang "
@@ -271,6 +275,37 @@ def measure(quick: bool) -> list[dict[str, Any]]:
                     "vs orjson": f"{m['orjson'] / m['fasttito']:.1f}x",
                 }
             )
+    folder = model_folder("qwen2.5")
+    hf = peer("tokenizers").Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok = fasttito.Tokenizer.from_dir(folder)
+    sample = tok.encode(
+        "".join(
+            f"<|im_start|>assistant\nStep {i}: the ünïcode café costs 4€ — see `f(x) = x**2`."
+            f'<tool_call>\n{{"name": "get_weather", "arguments": {{"city": '
+            f'"Zürich"}}}}\n</tool_call><|im_end|>\n'
+            for i in range(400)
+        )
+    )
+    for n in (1024,) if quick else (1024, 8192):
+        ids = (sample * (n // len(sample) + 1))[:n]
+        check(f"decode {n}", tok.decode(ids), hf.decode(ids, skip_special_tokens=False))
+        tid = fasttito.TokenIds(ids)
+        m = timeit_blocks(
+            {
+                "tokenizers": lambda _: hf.decode(ids, skip_special_tokens=False),
+                "fasttito": lambda _: tok.decode(cast(Sequence[int], tid)),
+            },
+            min_rounds,
+            min_seconds,
+        )
+        rows.append(
+            {
+                "decoded ids": n,
+                "tokenizers decode": ms(m["tokenizers"]),
+                "fasttito Tokenizer.decode": ms(m["fasttito"]),
+                "vs tokenizers": f"{m['tokenizers'] / m['fasttito']:.1f}x",
+            }
+        )
     for n in request_sizes:
         ids = [random.randrange(151000) for _ in range(n)]
         tid = fasttito.TokenIds(ids)
