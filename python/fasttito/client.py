@@ -250,6 +250,7 @@ class Client:
         self._models_lock: asyncio.Lock | None = None
         self._server_info: dict[str, Any] | None = None
         self._server_info_known = False
+        self._max_call: tuple[ClientConfig, float] | None = None
 
     # -- public -----------------------------------------------------------------------------
     @property
@@ -270,8 +271,13 @@ class Client:
         turn or a typed error; size a watchdog from it. With the defaults (600 s, 2 retries,
         0.5 s backoff): 1801.5 s."""
         cfg = self.config
+        known = self._max_call
+        if known is not None and known[0] is cfg:  # one sum per configuration, not per call
+            return known[1]
         pauses = sum(min(cfg.backoff_max, cfg.backoff * 2**k) for k in range(cfg.max_retries))
-        return float(cfg.timeout * (cfg.max_retries + 1) + pauses)
+        bound = float(cfg.timeout * (cfg.max_retries + 1) + pauses)
+        self._max_call = (cfg, bound)
+        return bound
 
     def rollout(self, routing_key: str | None = None) -> ClientRollout:
         """A new multi-turn conversation. ``routing_key`` (default: a random UUID) is sent in
@@ -497,8 +503,11 @@ class Client:
         ``context_window``), when the check is on and the server reports one."""
         if not self.config.check_prompt_length:
             return None
-        info = await self._model_info()
-        if not info:
+        return self._limit_of(await self._model_info())
+
+    def _limit_of(self, info: dict[str, Any] | None) -> int | None:
+        """The context length in a ``GET /v1/models`` entry, when the check is on."""
+        if not info or not self.config.check_prompt_length:
             return None
         limit = (
             info.get("max_model_len") or info.get("context_window") or info.get("context_length")
@@ -508,7 +517,10 @@ class Client:
         return None
 
     async def _check_prompt_length(self, n: int, transport: str) -> None:
-        limit = await self._prompt_limit()
+        if self._models_known or not self.config.check_prompt_length:
+            limit = self._limit_of(self._models)  # known: no await on the hot path
+        else:
+            limit = await self._prompt_limit()
         source = "max_model_len"
         if limit is None and transport == "sglang-generate" and self.config.check_prompt_length:
             # SGLang behind a router that lists no length: the scheduler's own input limit
@@ -753,7 +765,8 @@ class _ClientSession:
     async def post(
         self, url: str, body: bytes, transport: str, headers: Mapping[str, str] | None
     ) -> bytes:
-        return await self._client._post(url, body, transport, extra_headers=headers)
+        resp = await self._client._send("POST", url, body, transport, extra_headers=headers)
+        return resp.body
 
     async def prompt_limit(self) -> int | None:
         return await self._client._prompt_limit()

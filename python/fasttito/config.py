@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Literal
 from urllib.parse import urlsplit
@@ -209,12 +210,14 @@ class ClientConfig:
             f"dynamo_first_turn={self.dynamo_first_turn!r})"
         )
 
-    @property
+    @cached_property
     def root_url(self) -> str:
+        """The server's root (``/tokenize``, ``/inference/v1/generate``); computed once."""
         return split_base_url(self.base_url)[0]
 
-    @property
+    @cached_property
     def v1_url(self) -> str:
+        """The server's OpenAI base (``.../v1``); computed once."""
         return split_base_url(self.base_url)[1]
 
     def secrets(self) -> list[str]:
