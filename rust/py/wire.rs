@@ -185,8 +185,8 @@ pub(super) fn wire_of(name: &str) -> PyResult<Wire> {
     }
 }
 
-/// Parses a response body of `wire` (`"vllm-chat"`, `"vllm-generate"`, `"dynamo"` or
-/// `"sglang"`).
+/// Parses a response body of `wire` (`"vllm-chat"`, `"vllm-generate"`, `"dynamo"`, `"sglang"`
+/// or `"chat"`, any OpenAI-compatible server: docs/wire.md A.4).
 #[pyfunction]
 #[pyo3(signature = (body, wire, *, max_body_bytes = ParseOptions::default().max_body_bytes, max_depth = ParseOptions::default().max_depth))]
 pub fn parse_response(
