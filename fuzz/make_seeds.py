@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "fuzz" / "seeds"
 FIXTURES = ROOT / "rust" / "tests" / "fixtures"
 MODELS = [ROOT / "models" / "qwen2.5", *sorted((ROOT.parent / "shared" / "models").glob("*/"))]
-WIRES = {"vllm_chat": 0, "vllm_generate": 1, "dynamo": 2, "sglang": 3}
+WIRES = {"vllm_chat": 0, "vllm_generate": 1, "dynamo": 2, "sglang": 3, "chat": 4}
 
 CONVERSATION = {
     "messages": [
@@ -80,11 +80,16 @@ def main() -> None:
             wire = "sglang"
         elif path.name.startswith(("dynamo", "wire_c2")):
             wire = "dynamo"
+        elif "openai" in path.name:
+            wire = "chat"
         elif "generate" in path.name or "b2" in path.name:
             wire = "vllm_generate"
         else:
             wire = "vllm_chat"
         write("parse_response", path.stem, bytes([WIRES[wire]]) + body)
+        if wire in ("vllm_chat", "dynamo"):
+            # the chat wire reads any OpenAI-shaped answer: vLLM's and Dynamo's too
+            write("parse_response", f"chat_{path.stem}", bytes([WIRES["chat"]]) + body)
 
     context = json.dumps(CONVERSATION).encode()
     seen: set[str] = set()

@@ -155,6 +155,33 @@ def test_eight_turns_chat(real_vllm: Any, smol_dir: Path) -> None:
         assert turn.content == choice["message"]["content"]
 
 
+def test_eight_turns_chat_as_a_plain_openai_server(real_vllm: Any, smol_dir: Path) -> None:
+    """``chat_target="openai"``: vLLM asked without ``return_token_ids`` answers as a plain
+    OpenAI server (no ids, logprobs labelled by text); the Rust chat wire keeps the logprobs,
+    one per generated token, and the usage object as sent."""
+
+    async def main() -> tuple[list[Turn], Spy]:
+        async with fasttito.Client(
+            real_vllm.base_url, "smol", transport="chat", chat_target="openai"
+        ) as client:
+            spy = Spy(client)
+            turns, _ = await converse(client.rollout(), 8)
+        return turns, spy
+
+    turns, spy = asyncio.run(main())
+    assert len(spy.calls) == 8
+    for turn, (url, sent, got) in zip(turns, spy.calls, strict=True):
+        assert url.endswith("/v1/chat/completions") and "return_token_ids" not in sent
+        assert (turn.mode, turn.fallback_reason) == ("mito", "chat_transport")
+        choice = got["choices"][0]
+        assert choice["token_ids"] is None and list(turn.completion_ids) == []
+        entries = choice["logprobs"]["content"]
+        assert entries and turn.completion_logprobs == [e["logprob"] for e in entries]
+        assert turn.content == choice["message"]["content"]
+        assert turn.usage == got["usage"] and turn.response_id == got["id"]
+        assert turn.finish_reason == choice["finish_reason"]
+
+
 def test_concurrent_rollouts_through_one_client(real_vllm: Any, smol_dir: Path) -> None:
     tok = tokenizer(smol_dir)
 

@@ -102,33 +102,31 @@ def test_chat_wire_ids_and_logprobs_where_sent() -> None:
     entries: list[object] = [
         {"logprob": -0.5},
         None,
-        {"logprob": "x"},
-        {"token": "t"},
+        {"token": "t", "logprob": None},
         {"logprob": -2},
     ]
     p = _core.parse_response(
         chat_completion(
             {
                 "message": {"content": "ab"},
-                "token_ids": [5, 6, 7, 8, 9],
+                "token_ids": [5, 6, 7, 8],
                 "logprobs": {"content": entries},
             },
             prompt_token_ids=[1, 2],
         ),
         "chat",
     )
-    assert p.completion_ids == [5, 6, 7, 8, 9] and p.prompt_ids == [1, 2]
+    assert p.completion_ids == [5, 6, 7, 8] and p.prompt_ids == [1, 2]
     lp = p.completion_logprobs or []
-    assert lp[0] == -0.5 and lp[4] == -2.0 and all(math.isnan(v) for v in lp[1:4])
-    assert p.null_logprobs == 3
-    # without token_ids the logprobs belong to no ids: not reported
+    assert lp[0] == -0.5 and lp[3] == -2.0 and all(math.isnan(v) for v in lp[1:3])
+    assert p.null_logprobs == 2
+    # without token_ids (a plain OpenAI server) the logprobs are kept, one per generated token
     p = _core.parse_response(
         chat_completion({"message": {"content": "a"}, "logprobs": {"content": [{"logprob": -1}]}}),
         "chat",
     )
-    assert p.completion_logprobs is None and list(p.completion_ids) == []
-    # a prompt_token_ids that is not a list is not read
-    p = _core.parse_response(chat_completion({"token_ids": [1]}, prompt_token_ids="x"), "chat")
+    assert p.completion_logprobs == [-1.0] and list(p.completion_ids) == []
+    p = _core.parse_response(chat_completion({"token_ids": [1]}, prompt_token_ids=None), "chat")
     assert p.prompt_ids is None
 
 
@@ -141,10 +139,16 @@ def test_chat_wire_ids_and_logprobs_where_sent() -> None:
         ({"token_ids": "1"}, {}, "token_ids"),
         ({"token_ids": [1, 2], "logprobs": {"content": [{"logprob": -1}]}}, {}, "1 logprobs"),
         ({"token_ids": [1]}, {"prompt_token_ids": [1, -2]}, "prompt_token_ids"),
+        ({"token_ids": [1]}, {"prompt_token_ids": "x"}, "prompt_token_ids"),
         ({"message": {"tool_calls": [{"function": {"arguments": "{}"}}]}}, {}, "function.name"),
+        ({"message": {"tool_calls": ["junk"]}}, {}, "tool_calls"),
+        ({"logprobs": {"content": [{"logprob": "x"}]}}, {}, "logprob"),
+        ({"stop_reason": [1]}, {}, "stop_reason"),
+        ({}, {"usage": {"prompt_tokens": "x"}}, "usage"),
+        ({}, {"id": 7}, "id"),
     ],
 )
-def test_chat_wire_refuses_bad_ids_and_misaligned_logprobs(
+def test_chat_wire_refuses_malformed_values(
     choice: dict[str, object], top: dict[str, object], match: str
 ) -> None:
     with pytest.raises(ResponseParseError, match=match):
@@ -152,7 +156,15 @@ def test_chat_wire_refuses_bad_ids_and_misaligned_logprobs(
 
 
 @pytest.mark.parametrize(
-    "body", [b"not json", b"{}", b'{"choices": []}', b'{"choices": [5]}', b'{"choices": {}}']
+    "body",
+    [
+        b"not json",
+        b"{}",
+        b'{"choices": []}',
+        b'{"choices": [5]}',
+        b'{"choices": {}}',
+        b'{"choices": [[]]}',
+    ],
 )
 def test_chat_wire_without_a_first_choice(body: bytes) -> None:
     with pytest.raises(ResponseParseError):
@@ -161,17 +173,19 @@ def test_chat_wire_without_a_first_choice(body: bytes) -> None:
 
 def test_chat_wire_tool_calls_reasoning_and_stop_reason() -> None:
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    extra = {"index": 1, "function": {"name": "g", "arguments": {"b": 2}}, "extra_content": {}}
     p = _core.parse_response(
         chat_completion(
             {
                 "finish_reason": "stop",
                 "stop_reason": 151645,
-                "message": {"content": None, "reasoning": "r", "tool_calls": [call, "junk", 7]},
+                "message": {"content": None, "reasoning": "r", "tool_calls": [call, extra]},
             }
         ),
         "chat",
     )
-    assert p.tool_calls == [call] and p.finish_reason == "tool_calls"
+    # the tool calls as sent, keys fasttito does not model included
+    assert p.tool_calls == [call, extra] and p.finish_reason == "tool_calls"
     assert p.reasoning_content == "r" and p.stop_reason == 151645 and p.content is None
     p = _core.parse_response(
         chat_completion(

@@ -366,9 +366,11 @@ class ParsedResponse:
     @property
     def reasoning_content(self) -> str | None: ...
     @property
-    def tool_calls(self) -> list[dict[str, Any]]: ...
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """In the OpenAI shape; on the ``"chat"`` wire each object as sent."""
     @property
-    def usage(self) -> dict[str, int | None] | None: ...
+    def usage(self) -> dict[str, Any] | None:
+        """The three counters; on the ``"chat"`` wire the ``usage`` object as sent."""
     @property
     def response_id(self) -> str | None: ...
     @property

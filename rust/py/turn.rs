@@ -20,9 +20,11 @@ use super::ids::TokenIds;
 use crate::decode::DecodedToolCall;
 use crate::wire::{ParseOptions, Parsed, ParsedToolCall, StopReason, TopLogprobs, Usage};
 
-/// The tool calls of a turn: as the server sent them, or decoded locally from the ids.
+/// The tool calls of a turn: as the server's parser produced them, the objects exactly as sent
+/// (the `chat` wire, which keeps keys fasttito does not model), or decoded locally from the ids.
 enum Calls {
     Parsed(Vec<ParsedToolCall>),
+    Sent(Vec<Box<RawValue>>),
     Decoded(Vec<DecodedToolCall>),
 }
 
@@ -30,6 +32,7 @@ impl Calls {
     fn is_empty(&self) -> bool {
         match self {
             Calls::Parsed(c) => c.is_empty(),
+            Calls::Sent(c) => c.is_empty(),
             Calls::Decoded(c) => c.is_empty(),
         }
     }
@@ -52,6 +55,11 @@ impl Calls {
                     push(c.id.as_deref(), "function", &c.name, &c.arguments)?;
                 }
             }
+            Calls::Sent(calls) => {
+                for raw in calls {
+                    list.append(raw_to_py(py, raw)?)?;
+                }
+            }
             Calls::Decoded(calls) => {
                 for c in calls {
                     push(Some(&c.id), &c.call_type, &c.name, &c.arguments_text)?;
@@ -60,6 +68,15 @@ impl Calls {
         }
         Ok(list)
     }
+}
+
+/// A JSON value the parser kept as sent (a tool call or `usage` of the `chat` wire), as a fresh
+/// Python object.
+pub(super) fn raw_to_py(py: Python<'_>, raw: &RawValue) -> PyResult<Py<PyAny>> {
+    let value: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| {
+        ResponseParseError::new_err(format!("a kept JSON value is unreadable: {e}"))
+    })?;
+    json_to_py(py, &value)
 }
 
 /// How a turn was planned, for its `Turn`.
@@ -87,6 +104,7 @@ pub struct TurnData {
     finish_reason: Option<String>,
     stop_reason: Option<StopReason>,
     usage: Option<Usage>,
+    usage_as_sent: Option<Box<RawValue>>,
     usage_dict: PyOnceLock<Py<PyDict>>,
     response_id: Option<String>,
     routed_experts: Option<Box<RawValue>>,
@@ -119,7 +137,9 @@ pub(super) fn validate(
             )));
         }
     }
-    if let Some(lp) = &parsed.completion_logprobs {
+    // a plain OpenAI server's logprobs come without ids (the `chat` wire): nothing to align
+    let ids_sent = parsed.completion_ids_from != crate::wire::IDS_NOT_SENT;
+    if let Some(lp) = parsed.completion_logprobs.as_ref().filter(|_| ids_sent) {
         if lp.len() != parsed.completion_ids.len() {
             return Err(ResponseParseError::new_err(format!(
                 "{transport}: {} logprobs for {} completion ids",
@@ -213,7 +233,11 @@ pub(super) fn build(
             )
         }
         None => {
-            let calls = Calls::Parsed(std::mem::take(&mut parsed.tool_calls));
+            let calls = if parsed.tool_calls_as_sent.is_empty() {
+                Calls::Parsed(std::mem::take(&mut parsed.tool_calls))
+            } else {
+                Calls::Sent(std::mem::take(&mut parsed.tool_calls_as_sent))
+            };
             let list = if calls.is_empty() {
                 None
             } else {
@@ -246,6 +270,7 @@ pub(super) fn build(
         finish_reason,
         stop_reason: parsed.stop_reason.take(),
         usage: parsed.usage.take(),
+        usage_as_sent: parsed.usage_as_sent.take(),
         usage_dict: PyOnceLock::new(),
         response_id: parsed.response_id.take(),
         routed_experts: parsed.routed_experts.take(),
@@ -340,7 +365,8 @@ impl TurnData {
         })
     }
 
-    /// Token usage, if sent (the same dict on every access).
+    /// Token usage, if sent (the same dict on every access): every key as sent on the `chat`
+    /// wire, the three counters elsewhere.
     #[getter]
     fn usage(&self, py: Python<'_>) -> PyResult<Option<Py<PyDict>>> {
         let Some(u) = &self.usage else {
@@ -348,6 +374,12 @@ impl TurnData {
         };
         self.usage_dict
             .get_or_try_init(py, || {
+                if let Some(raw) = &self.usage_as_sent {
+                    return Ok(raw_to_py(py, raw)?
+                        .into_bound(py)
+                        .cast_into::<PyDict>()?
+                        .unbind());
+                }
                 let d = PyDict::new(py);
                 d.set_item("prompt_tokens", u.prompt_tokens)?;
                 d.set_item("completion_tokens", u.completion_tokens)?;

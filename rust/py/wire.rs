@@ -12,6 +12,7 @@ use serde_json::{Map, Value as Json};
 use super::convert::{to_json, to_json_list};
 use super::errors::ArgumentError;
 use super::ids::{ids_from_py, TokenIds};
+use super::turn::raw_to_py;
 use crate::wire::{self, ChatTarget, ParseOptions, Parsed, RequestOptions, StopReason, Wire};
 
 /// A parsed server response.
@@ -99,10 +100,16 @@ impl PyParsed {
         self.parsed.reasoning_content.clone()
     }
 
-    /// Tool calls in the OpenAI shape.
+    /// Tool calls in the OpenAI shape (on the `chat` wire, the objects exactly as sent).
     #[getter]
     fn tool_calls<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
+        if !self.parsed.tool_calls_as_sent.is_empty() {
+            for raw in &self.parsed.tool_calls_as_sent {
+                list.append(raw_to_py(py, raw)?)?;
+            }
+            return Ok(list);
+        }
         for call in &self.parsed.tool_calls {
             let function = PyDict::new(py);
             function.set_item("name", &call.name)?;
@@ -116,12 +123,17 @@ impl PyParsed {
         Ok(list)
     }
 
-    /// Token usage, if sent.
+    /// Token usage, if sent: every key as sent on the `chat` wire, the three counters elsewhere.
     #[getter]
     fn usage<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(u) = &self.parsed.usage else {
             return Ok(None);
         };
+        if let Some(raw) = &self.parsed.usage_as_sent {
+            return Ok(Some(
+                raw_to_py(py, raw)?.into_bound(py).cast_into::<PyDict>()?,
+            ));
+        }
         let d = PyDict::new(py);
         d.set_item("prompt_tokens", u.prompt_tokens)?;
         d.set_item("completion_tokens", u.completion_tokens)?;
@@ -173,8 +185,8 @@ pub(super) fn wire_of(name: &str) -> PyResult<Wire> {
     }
 }
 
-/// Parses a response body of `wire` (`"vllm-chat"`, `"vllm-generate"`, `"dynamo"` or
-/// `"sglang"`).
+/// Parses a response body of `wire` (`"vllm-chat"`, `"vllm-generate"`, `"dynamo"`, `"sglang"`
+/// or `"chat"`, any OpenAI-compatible server: docs/wire.md A.4).
 #[pyfunction]
 #[pyo3(signature = (body, wire, *, max_body_bytes = ParseOptions::default().max_body_bytes, max_depth = ParseOptions::default().max_depth))]
 pub fn parse_response(

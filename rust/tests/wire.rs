@@ -17,7 +17,7 @@ use fasttito::wire::{
     chat_body, chat_tokens_body, dynamo_body, vllm_generate_body, ChatTarget, RequestOptions,
 };
 use fasttito::wire::{
-    parse_response, ParseOptions, Parsed, ParsedToolCall, StopReason, Usage, Wire,
+    parse_response, ParseOptions, Parsed, ParsedToolCall, StopReason, Usage, Wire, IDS_NOT_SENT,
     SERDE_JSON_MAX_DEPTH,
 };
 use fasttito::ErrorKind;
@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const FIXTURES: [(&str, Wire); 14] = [
+const FIXTURES: [(&str, Wire); 18] = [
     ("wire_a3_vllm_chat.json", Wire::VllmChat),
     ("wire_b2_vllm_generate.json", Wire::VllmGenerate),
     ("wire_c2_dynamo.json", Wire::Dynamo),
@@ -46,6 +46,10 @@ const FIXTURES: [(&str, Wire); 14] = [
         "sglang_0_5_23_length_skip_tokenizer_init.json",
         Wire::Sglang,
     ),
+    ("vllm_0_32_chat_openai_logprobs.json", Wire::Chat),
+    ("vllm_0_32_chat_openai_tool_call.json", Wire::Chat),
+    ("openai_shape_text_logprobs.json", Wire::Chat),
+    ("openai_shape_tool_call_extra_keys.json", Wire::Chat),
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -122,7 +126,11 @@ fn dynamo_with(choice: Value, nvext: Value) -> Vec<u8> {
 fn every_fixture_parses_as_its_wire() {
     for (name, wire) in FIXTURES {
         let p = parse(fixture(name), wire).unwrap_or_else(|e| panic!("{name}: {e}"));
-        if let Some(lp) = &p.completion_logprobs {
+        if let Some(lp) = p
+            .completion_logprobs
+            .as_ref()
+            .filter(|_| p.completion_ids_from != IDS_NOT_SENT)
+        {
             assert_eq!(lp.len(), p.completion_ids.len(), "{name}");
         }
     }
@@ -1326,7 +1334,11 @@ fn mutated_bodies_never_panic() {
             for wire in Wire::ALL {
                 match parse_response(&m, wire, &ParseOptions::default()) {
                     Ok(p) => {
-                        if let Some(lp) = &p.completion_logprobs {
+                        if p.completion_ids_from == IDS_NOT_SENT {
+                            // a plain OpenAI answer: logprobs without ids, nothing to align
+                            assert_eq!(wire, Wire::Chat);
+                            assert!(p.completion_ids.is_empty());
+                        } else if let Some(lp) = &p.completion_logprobs {
                             assert_eq!(
                                 lp.len(),
                                 p.completion_ids.len(),
@@ -2219,7 +2231,9 @@ fn chat_wire_takes_a_strict_openai_answer_and_keeps_ids_typed() {
         .to_string(),
         Wire::Chat,
     );
-    assert!(p.completion_ids.is_empty() && p.completion_logprobs.is_none());
+    // the logprobs of a server that sends no ids are kept, one per generated token
+    assert!(p.completion_ids.is_empty() && p.completion_ids_from == IDS_NOT_SENT);
+    assert_eq!(p.completion_logprobs, Some(vec![-0.25]));
     assert_eq!(p.content.as_deref(), Some("hello"));
     assert_eq!(p.usage.and_then(|u| u.prompt_tokens), Some(3));
     let text = err(chat_with(json!({"token_ids": [1, -2]})), Wire::Chat);
@@ -2238,4 +2252,37 @@ fn chat_wire_takes_a_strict_openai_answer_and_keeps_ids_typed() {
         Wire::Chat,
     );
     assert_contains(&text, &["found 2 logprobs", "for 1 ids"]);
+}
+
+#[test]
+fn chat_wire_reads_real_vllm_answers_to_a_plain_openai_request() {
+    // vLLM 0.32 asked without return_token_ids: token strings, no ids, `"token_ids": null`
+    let body = fixture("vllm_0_32_chat_openai_logprobs.json");
+    let p = ok(&body, Wire::Chat);
+    let doc = json_of(&body);
+    let entries = doc["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(entries > 0);
+    assert_eq!(p.completion_logprobs.as_ref().map(Vec::len), Some(entries));
+    assert!(p.completion_ids.is_empty() && p.completion_ids_from == IDS_NOT_SENT);
+    assert_eq!(p.finish_reason.as_deref(), Some("length"));
+    // the usage object is kept whole: vLLM's `prompt_tokens_details: null` included
+    assert_eq!(
+        p.usage_as_sent
+            .as_ref()
+            .map(|raw| json_of(raw.get().as_bytes())),
+        Some(doc["usage"].clone())
+    );
+    let body = fixture("vllm_0_32_chat_openai_tool_call.json");
+    let p = ok(&body, Wire::Chat);
+    let doc = json_of(&body);
+    assert_eq!(p.tool_calls.len(), 1);
+    assert_eq!(p.tool_calls[0].name, "get_weather");
+    assert_eq!(p.tool_calls_as_sent.len(), 1);
+    assert_eq!(
+        json_of(p.tool_calls_as_sent[0].get().as_bytes()),
+        doc["choices"][0]["message"]["tool_calls"][0]
+    );
+    assert_eq!(p.finish_reason.as_deref(), Some("tool_calls"));
 }

@@ -1,24 +1,32 @@
 //! Plain chat completions: `POST /v1/chat/completions` with messages, the body of turn 1 and of
 //! every turn that falls back to messages (MITO), for vLLM, Dynamo or any OpenAI-compatible
-//! server ([`ChatTarget`]); and the answer of any OpenAI-compatible server ([`Wire::Chat`](super::Wire::Chat),
-//! docs/wire.md A.4).
+//! server ([`ChatTarget`]); and the answer of any OpenAI-compatible server
+//! ([`Wire::Chat`](super::Wire::Chat), docs/wire.md A.4).
 //!
-//! The [`Wire::Chat`](super::Wire::Chat) parser reads what a strict OpenAI server may send, and the ids and logprobs
-//! only where the server sent them:
+//! The [`Wire::Chat`](super::Wire::Chat) parser reads the OpenAI chat completion shape as the
+//! other chat wires do (the same types and checks as [`Wire::VllmChat`](super::Wire::VllmChat)),
+//! except that ids are optional and what only an OpenAI-compatible server sends is kept whole:
 //! * `choices[0]` must be an object; its `message` an object or `null`; `content`,
 //!   `reasoning_content` (else `reasoning`) and `finish_reason` strings or `null`;
-//! * `choices[0].token_ids` is optional; when present it must be a list of `u32` ids, and the
-//!   logprobs must then be 1:1 with it;
-//! * `choices[0].logprobs.content` (read when `logprobs` is an object and `content` a list) gives
-//!   one logprob per entry: the entry's numeric `logprob`, NaN (counted in
-//!   [`Parsed::null_logprobs`]) for an entry that is not an object with a number there. Without
-//!   `token_ids` the logprobs belong to no ids and are not reported (logprobs are always 1:1
-//!   with [`Parsed::completion_ids`]);
-//! * `prompt_token_ids` is read when it is a list (of `u32` ids), ignored otherwise;
-//! * `tool_calls` entries that are objects are read as tool calls (an incomplete one is an
-//!   error, as on the other wires); other entries, or a `tool_calls` that is not a list, are
-//!   dropped; `finish_reason` `"stop"` with tool calls becomes `"tool_calls"`;
-//! * `stop_reason` is kept as sent, `usage` when it has the OpenAI shape, `id` when a string.
+//! * `choices[0].token_ids` and the top-level `prompt_token_ids` are optional; when present
+//!   (not `null`) they must be lists of `u32` ids, and the logprobs must then be 1:1 with the
+//!   completion ids;
+//! * `choices[0].logprobs` is `null` or `{"content": [...] | null, ...}` whose entries are `null`
+//!   or objects with a numeric or `null` `logprob` (`null` kept as NaN and counted in
+//!   [`Parsed::null_logprobs`]). Without `token_ids` (a plain OpenAI server) the logprobs are
+//!   reported as sent, one per generated token, with no ids:
+//!   [`Parsed::completion_ids_from`] is [`IDS_NOT_SENT`];
+//! * `tool_calls` is `null` or a list of tool call objects, each with `function.name` and
+//!   `function.arguments` (an incomplete one is an error, as on the other wires); every object is
+//!   also kept as sent ([`Parsed::tool_calls_as_sent`]); `finish_reason` `"stop"` with tool calls
+//!   becomes `"tool_calls"`;
+//! * `stop_reason` is a stop token id, a stop string or `null`; `id` a string or `null`;
+//!   `usage` `null` or an object whose counters are non-negative integers or `null`, kept
+//!   whole as sent ([`Parsed::usage_as_sent`]); `choices[0].routed_experts` is passed through
+//!   as on vLLM.
+//!
+//! Anything else is a [`ErrorKind::Parse`](crate::ErrorKind::Parse) error naming the path, what
+//! was expected and what was found: nothing the server sent is dropped or changed silently.
 
 use serde::Deserialize;
 
@@ -30,24 +38,24 @@ use super::body::{
 };
 use super::nvext::{dynamo, DynamoPrompt};
 use super::parse::{
-    set_logprobs, stop_reason, Choices, Cx, Ids, Logprobs, Parsed, ParsedToolCall, Usage,
+    check_aligned, clip, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobsObject, Obj,
+    Parsed, StopReason, Usage, IDS_NOT_SENT,
 };
-use super::scan::{Scanner, S};
 use super::vllm_chat::{tool_call, ToolCall};
 use crate::error::Result;
 
 const TOKEN_IDS: &str = "choices[0].token_ids";
 const LOGPROBS: &str = "choices[0].logprobs.content";
 
-/// A plain chat completion: every field the reference Python parser took in any shape is raw.
+/// A plain chat completion.
 #[derive(Deserialize)]
 struct PlainBody<'a> {
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    choices: Choices<PlainChoice<'a>>,
-    #[serde(default, borrow)]
-    prompt_token_ids: Option<&'a RawValue>,
+    choices: Choices<Obj<PlainChoice<'a>>>,
+    #[serde(default)]
+    prompt_token_ids: Option<Ids>,
     #[serde(default, borrow)]
     usage: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -58,16 +66,18 @@ struct PlainBody<'a> {
 
 #[derive(Deserialize)]
 struct PlainChoice<'a> {
-    #[serde(default)]
-    message: Option<PlainMessage<'a>>,
+    #[serde(default, borrow)]
+    message: Option<Obj<PlainMessage<'a>>>,
     #[serde(default)]
     finish_reason: Option<String>,
     #[serde(default, borrow)]
     stop_reason: Option<&'a RawValue>,
     #[serde(default)]
     token_ids: Option<Ids>,
+    #[serde(default)]
+    logprobs: Option<LogprobsObject<false>>,
     #[serde(default, borrow)]
-    logprobs: Option<&'a RawValue>,
+    routed_experts: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -79,7 +89,7 @@ struct PlainMessage<'a> {
     #[serde(default)]
     reasoning: Option<String>,
     #[serde(default, borrow)]
-    tool_calls: Option<&'a RawValue>,
+    tool_calls: Option<Vec<&'a RawValue>>,
 }
 
 /// Parses a plain OpenAI-compatible chat completion ([`Wire::Chat`](super::Wire::Chat)).
@@ -87,77 +97,43 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
     cx.check_depth()?;
     let body: PlainBody<'_> = cx.from_body()?;
     let choice = match body.choices {
-        Choices::First(choice) => choice,
+        Choices::First(Obj(choice)) => choice,
         Choices::Empty => {
             return Err(cx.no_choice("an empty `choices` list", body.error.or(body.message)))
         }
         Choices::Absent => return Err(cx.no_choice("no `choices`", body.error.or(body.message))),
     };
-    let with_ids = choice.token_ids.is_some();
-    let mut out = Parsed::new(
-        choice.token_ids.map_or_else(Vec::new, |Ids(ids)| ids),
-        TOKEN_IDS,
-    );
-    if let Some(lp) = choice
-        .logprobs
-        .map(|raw| lenient_logprobs(cx, raw))
-        .transpose()?
-    {
-        match lp {
-            Some(lp) if with_ids => {
-                if lp.values.len() != out.completion_ids.len() {
-                    return Err(cx.error(format_args!(
-                        "expected one logprob per completion token id, found {} logprobs at \
-                         `{LOGPROBS}` for {} ids at `{TOKEN_IDS}`. The server's ids and \
-                         logprobs disagree, so neither can be trusted for training \
-                         (docs/wire.md D3); report it to the server's maintainers",
-                        lp.values.len(),
-                        out.completion_ids.len()
-                    )));
-                }
-                set_logprobs(&mut out, lp, LOGPROBS);
-            }
-            _ => {}
+    let mut out = match choice.token_ids {
+        Some(Ids(ids)) => Parsed::new(ids, TOKEN_IDS),
+        None => Parsed::new(Vec::new(), IDS_NOT_SENT),
+    };
+    if let Some(mut lp) = choice.logprobs.and_then(|l| l.0).map(|c| c.0) {
+        if out.completion_ids_from == TOKEN_IDS {
+            check_aligned(cx, &out.completion_ids, TOKEN_IDS, &lp, LOGPROBS)?;
         }
+        out.completion_top_logprobs = lp.take_top();
+        set_logprobs(&mut out, lp, LOGPROBS);
     }
-    if let Some(raw) = body.prompt_token_ids.filter(|r| r.get().starts_with('[')) {
-        let Ids(ids) = serde_json::from_str(raw.get()).map_err(|e| {
-            cx.error(format_args!(
-                "expected `prompt_token_ids` to be a list of token ids (integers in \
-                 0..=4294967295), found {} ({e}). {}",
-                super::parse::clip(raw.get(), 200),
-                cx.wire.advice()
-            ))
-        })?;
-        out.prompt_ids = Some(ids);
-    }
-    if let Some(message) = choice.message {
+    out.prompt_ids = body.prompt_token_ids.map(|Ids(ids)| ids);
+    if let Some(Obj(message)) = choice.message {
         out.content = message.content;
         out.reasoning_content = message.reasoning_content.or(message.reasoning);
-        let calls = message.tool_calls.filter(|r| r.get().starts_with('['));
-        let calls: Vec<&RawValue> = match calls {
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
-                cx.error(format_args!(
-                    "`choices[0].message.tool_calls` could not be read ({e}). {}",
-                    cx.wire.advice()
-                ))
-            })?,
-            None => Vec::new(),
-        };
-        for (i, call) in calls.into_iter().enumerate() {
-            if !call.get().starts_with('{') {
-                continue;
-            }
-            let call: ToolCall<'_> = serde_json::from_str(call.get()).map_err(|e| {
+        for (i, raw) in message
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let call: Obj<ToolCall<'_>> = serde_json::from_str(raw.get()).map_err(|e| {
                 cx.error(format_args!(
                     "expected `choices[0].message.tool_calls[{i}]` to be a tool call {{\"id\", \
-                     \"function\": {{\"name\", \"arguments\"}}}}, found {} ({e}). The \
-                     server's tool parser produced an incomplete call",
-                    super::parse::clip(call.get(), 200)
+                     \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}, found \
+                     {} ({e}). The server's tool parser produced a malformed call",
+                    clip(raw.get(), 200)
                 ))
             })?;
-            let call: ParsedToolCall = tool_call(cx, i, call)?;
-            out.tool_calls.push(call);
+            out.tool_calls.push(tool_call(cx, i, call.0)?);
+            out.tool_calls_as_sent.push(raw.to_owned());
         }
     }
     out.finish_reason = match choice.finish_reason {
@@ -165,71 +141,33 @@ pub(crate) fn parse(cx: Cx<'_>) -> Result<Parsed> {
         other => other,
     };
     out.stop_reason = stop_reason(choice.stop_reason);
-    out.usage = body
-        .usage
-        .and_then(|raw| serde_json::from_str::<Option<Usage>>(raw.get()).ok())
-        .flatten();
-    out.response_id = body
-        .id
-        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
-    Ok(out)
-}
-
-/// `choices[0].logprobs` read as the OpenAI shape allows: `Some` when it is an object whose
-/// `content` is a list, with one value per entry (NaN for an entry without a numeric `logprob`).
-fn lenient_logprobs(cx: Cx<'_>, raw: &RawValue) -> Result<Option<Logprobs>> {
-    let read = |s: &mut Scanner<'_>| -> S<Option<Logprobs>> {
-        if s.peek()? != b'{' {
-            s.skip()?;
-            return Ok(None);
-        }
-        let mut content = None;
-        s.object(|s, key| {
-            if key != b"content" {
-                return s.skip();
-            }
-            content = None;
-            if s.peek()? != b'[' {
-                return s.skip();
-            }
-            let mut lp = Logprobs::default();
-            s.array(|s, _| {
-                let mut value = None;
-                if s.peek()? == b'{' {
-                    s.object(|s, key| {
-                        if key != b"logprob" {
-                            return s.skip();
-                        }
-                        value = None;
-                        match s.peek()? {
-                            b'-' | b'0'..=b'9' => value = Some(s.f64()?),
-                            _ => s.skip()?,
-                        }
-                        Ok(())
-                    })?;
-                } else {
-                    s.skip()?;
-                }
-                lp.push(value);
-                Ok(())
-            })?;
-            content = Some(lp);
-            Ok(())
-        })?;
-        Ok(content)
-    };
-    // the value was validated by serde; what the scanner declines (an escaped key, a number
-    // beyond f64) is refused with its path
-    Scanner::new(raw.get().as_bytes(), cx.limit)
-        .document(read)
-        .map_err(|_| {
+    if let Some(StopReason::Other(raw)) = &out.stop_reason {
+        return Err(cx.error(format_args!(
+            "expected `choices[0].stop_reason` to be a stop token id (an integer in \
+             0..=4294967295), a stop string or null, found {}. {}",
+            clip(raw.get(), 200),
+            cx.wire.advice()
+        )));
+    }
+    if let Some(raw) = body.usage.filter(|r| r.get() != "null") {
+        let usage: Usage = serde_json::from_str(raw.get()).map_err(|e| {
             cx.error(format_args!(
-                "`choices[0].logprobs` could not be read as {{\"content\": [{{\"logprob\": \
-                 <number>}}, ...]}}: found {}. {}",
-                super::parse::clip(raw.get(), 200),
+                "expected `usage` to be null or an object {{\"prompt_tokens\", \
+                 \"completion_tokens\", \"total_tokens\", ...}} whose counters are non-negative \
+                 integers or null, found {} ({e}). {}",
+                clip(raw.get(), 200),
                 cx.wire.advice()
             ))
-        })
+        })?;
+        out.usage = Some(usage);
+        out.usage_as_sent = Some(raw.to_owned());
+    }
+    out.response_id = body.id;
+    if let Some((raw, span)) = routed(cx, choice.routed_experts) {
+        out.routed_experts = Some(raw);
+        out.routed_experts_span = Some(span);
+    }
+    Ok(out)
 }
 
 /// Which server a plain chat completion ([`chat_body`]) goes to.
@@ -359,7 +297,7 @@ pub(super) fn vllm_chat_tail(
 
 #[cfg(test)]
 mod tests {
-    use crate::wire::{parse_response, ParseOptions, Parsed, StopReason, Wire};
+    use crate::wire::{parse_response, ParseOptions, Parsed, StopReason, Wire, IDS_NOT_SENT};
     use crate::ErrorKind;
 
     fn parse(body: &str) -> crate::Result<Parsed> {
@@ -380,6 +318,11 @@ mod tests {
         }
     }
 
+    /// `choices[0]` with `choice` spliced in.
+    fn with_choice(choice: &str) -> String {
+        format!(r#"{{"id":"c","choices":[{{{choice}}}]}}"#)
+    }
+
     #[test]
     fn a_strict_openai_answer_has_no_ids() {
         let p = ok(
@@ -388,6 +331,7 @@ mod tests {
             "usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#,
         );
         assert!(p.completion_ids.is_empty());
+        assert_eq!(p.completion_ids_from, IDS_NOT_SENT);
         assert!(p.completion_logprobs.is_none() && p.prompt_ids.is_none());
         assert_eq!(p.content.as_deref(), Some("hi"));
         assert_eq!(p.finish_reason.as_deref(), Some("stop"));
@@ -397,19 +341,20 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_logprobs_where_sent_with_nan_for_non_numbers() {
+    fn ids_and_logprobs_where_sent_with_nan_for_null() {
         let p = ok(
-            r#"{"choices":[{"message":{"content":"ab"},"token_ids":[5,6,7,8,9],
-            "logprobs":{"content":[{"logprob":-0.5},null,{"logprob":"x"},{"token":"t"},
+            r#"{"choices":[{"message":{"content":"ab"},"token_ids":[5,6,7,8],
+            "logprobs":{"content":[{"logprob":-0.5},null,{"token":"t","logprob":null},
             {"logprob":-9999.0,"logprob":-2}]}}],"prompt_token_ids":[1,2]}"#,
         );
-        assert_eq!(p.completion_ids, vec![5, 6, 7, 8, 9]);
+        assert_eq!(p.completion_ids, vec![5, 6, 7, 8]);
+        assert_eq!(p.completion_ids_from, "choices[0].token_ids");
         assert_eq!(p.prompt_ids, Some(vec![1, 2]));
         let lp = p.completion_logprobs.unwrap_or_default();
-        assert_eq!(lp.len(), 5);
-        assert_eq!((lp[0], lp[4]), (-0.5, -2.0));
-        assert!(lp[1].is_nan() && lp[2].is_nan() && lp[3].is_nan());
-        assert_eq!(p.null_logprobs, 3);
+        assert_eq!(lp.len(), 4);
+        assert_eq!((lp[0], lp[3]), (-0.5, -2.0));
+        assert!(lp[1].is_nan() && lp[2].is_nan());
+        assert_eq!(p.null_logprobs, 2);
         assert_eq!(
             p.completion_logprobs_from,
             Some("choices[0].logprobs.content")
@@ -417,91 +362,197 @@ mod tests {
     }
 
     #[test]
-    fn logprobs_without_ids_or_in_other_shapes_are_none() {
-        for logprobs in [
-            r#"{"content":[{"logprob":-1}]}"#,
-            "null",
-            "[1,2]",
-            r#"{"content":null}"#,
-            r#"{"content":{"logprob":-1}}"#,
-        ] {
-            let p = ok(&format!(
-                r#"{{"choices":[{{"message":{{"content":"a"}},"logprobs":{logprobs}}}]}}"#
-            ));
-            assert!(p.completion_logprobs.is_none(), "{logprobs}");
+    fn logprobs_without_ids_are_reported_one_per_token() {
+        // a plain OpenAI server (or vLLM without return_token_ids): token strings, no ids
+        let p = ok(&with_choice(
+            r#""message":{"content":"ab"},"token_ids":null,"logprobs":{"content":[
+            {"token":"a","logprob":-0.25,"bytes":[97],"top_logprobs":[{"token":"a",
+            "logprob":-0.25}]},{"token":"b","logprob":null,"bytes":[98],"top_logprobs":[]}]}"#,
+        ));
+        assert!(p.completion_ids.is_empty());
+        assert_eq!(p.completion_ids_from, IDS_NOT_SENT);
+        let lp = p.completion_logprobs.unwrap_or_default();
+        assert_eq!(lp.len(), 2);
+        assert!(lp[0] == -0.25 && lp[1].is_nan());
+        assert_eq!(p.null_logprobs, 1);
+        // alternatives named by text only are not a table of ids
+        assert!(p.completion_top_logprobs.is_none());
+        for absent in ["null", r#"{"content":null}"#, "{}"] {
+            let p = ok(&with_choice(&format!(r#""logprobs":{absent}"#)));
+            assert!(p.completion_logprobs.is_none(), "{absent}");
         }
-        let p = ok(r#"{"choices":[{"token_ids":[1],"logprobs":{"content":"x"}}]}"#);
-        assert!(p.completion_logprobs.is_none());
+    }
+
+    #[test]
+    fn malformed_logprobs_are_errors_not_nan() {
+        for (logprobs, found) in [
+            ("[1,2]", "logprobs"),
+            (r#""x""#, "logprobs"),
+            (r#"{"content":{"logprob":-1}}"#, "logprobs.content"),
+            (r#"{"content":"x"}"#, "logprobs.content"),
+            (r#"{"content":[5]}"#, "logprobs.content[0]"),
+            (
+                r#"{"content":[{"logprob":"x"}]}"#,
+                "logprobs.content[0].logprob",
+            ),
+            (
+                r#"{"content":[{"logprob":true}]}"#,
+                "logprobs.content[0].logprob",
+            ),
+            (r#"{"content":[{"token":"t"}]}"#, "logprobs.content[0]"),
+        ] {
+            let text = err(&with_choice(&format!(r#""logprobs":{logprobs}"#)));
+            assert!(text.contains(found), "{logprobs}: {text}");
+        }
+        // not JSON: a NaN literal is refused, as on every wire
+        err(&with_choice(r#""logprobs":{"content":[{"logprob":NaN}]}"#));
     }
 
     #[test]
     fn ids_must_be_u32_and_1_to_1_with_logprobs() {
-        for bad in ["[-1]", "[1.5]", "[\"1\"]", "[4294967296]", "5", "{}"] {
-            let text = err(&format!(r#"{{"choices":[{{"token_ids":{bad}}}]}}"#));
+        for bad in [
+            "[-1]",
+            "[1.5]",
+            "[\"1\"]",
+            "[4294967296]",
+            "[true]",
+            "5",
+            "{}",
+        ] {
+            let text = err(&with_choice(&format!(r#""token_ids":{bad}"#)));
             assert!(text.contains("choices[0].token_ids"), "{bad}: {text}");
         }
-        let text =
-            err(r#"{"choices":[{"token_ids":[1,2],"logprobs":{"content":[{"logprob":-1}]}}]}"#);
+        let text = err(&with_choice(
+            r#""token_ids":[1,2],"logprobs":{"content":[{"logprob":-1}]}"#,
+        ));
         assert!(
             text.contains("found 1 logprobs") && text.contains("for 2 ids"),
             "{text}"
         );
-        let text = err(r#"{"choices":[{"token_ids":[1]}],"prompt_token_ids":[1,-2]}"#);
-        assert!(text.contains("prompt_token_ids"), "{text}");
-        // a prompt_token_ids that is not a list is not read
-        let p = ok(r#"{"choices":[{"token_ids":[1]}],"prompt_token_ids":"x"}"#);
+        for bad in ["[1,-2]", r#""x""#, "{}"] {
+            let text = err(&format!(
+                r#"{{"choices":[{{"token_ids":[1]}}],"prompt_token_ids":{bad}}}"#
+            ));
+            assert!(text.contains("prompt_token_ids"), "{bad}: {text}");
+        }
+        let p = ok(r#"{"choices":[{"token_ids":[1]}],"prompt_token_ids":null}"#);
         assert!(p.prompt_ids.is_none());
     }
 
     #[test]
-    fn tool_calls_keep_objects_and_promote_stop() {
-        let p = ok(
-            r#"{"choices":[{"finish_reason":"stop","message":{"content":null,
-            "tool_calls":[{"id":"c1","type":"function","function":{"name":"f",
-            "arguments":"{\"a\": 1}"}},"junk",7,{"id":"c2","function":{"name":"g",
-            "arguments":{"b":2}}}]}}]}"#,
-        );
+    fn tool_calls_are_kept_as_sent_and_promote_stop() {
+        let p = ok(&with_choice(
+            r#""finish_reason":"stop","message":{"content":null,"tool_calls":[
+            {"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\": 1}"},
+            "extra_content":{"google":{"thought_signature":"sig"}}},
+            {"index":1,"function":{"name":"g","arguments":{"b":2}}}]}"#,
+        ));
         assert_eq!(p.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(p.tool_calls.len(), 2);
         assert_eq!(p.tool_calls[0].id.as_deref(), Some("c1"));
         assert_eq!(p.tool_calls[0].arguments, r#"{"a": 1}"#);
         assert_eq!(p.tool_calls[1].arguments, r#"{"b":2}"#);
-        // "length" stays; a tool_calls that is not a list is dropped
-        let p = ok(
-            r#"{"choices":[{"finish_reason":"length","message":{"tool_calls":[{
-            "function":{"name":"f","arguments":"{}"}}]}}]}"#,
+        assert!(p.tool_calls[1].id.is_none());
+        let sent: Vec<&str> = p.tool_calls_as_sent.iter().map(|r| r.get()).collect();
+        assert_eq!(sent.len(), 2);
+        assert!(sent[0].contains(r#""extra_content":{"google":{"thought_signature":"sig"}}"#));
+        assert_eq!(
+            sent[1],
+            r#"{"index":1,"function":{"name":"g","arguments":{"b":2}}}"#
         );
+        // "length" stays; null and [] are no tool calls
+        let p = ok(&with_choice(
+            r#""finish_reason":"length","message":{"tool_calls":[{
+            "function":{"name":"f","arguments":"{}"}}]}"#,
+        ));
         assert_eq!(p.finish_reason.as_deref(), Some("length"));
-        let p = ok(r#"{"choices":[{"finish_reason":"stop","message":{"tool_calls":{"a":1}}}]}"#);
-        assert!(p.tool_calls.is_empty());
-        assert_eq!(p.finish_reason.as_deref(), Some("stop"));
-        let text =
-            err(r#"{"choices":[{"message":{"tool_calls":[{"function":{"arguments":"{}"}}]}}]}"#);
-        assert!(text.contains("tool_calls[0].function.name"), "{text}");
+        for none in ["null", "[]"] {
+            let p = ok(&with_choice(&format!(
+                r#""finish_reason":"stop","message":{{"tool_calls":{none}}}"#
+            )));
+            assert!(p.tool_calls.is_empty() && p.tool_calls_as_sent.is_empty());
+            assert_eq!(p.finish_reason.as_deref(), Some("stop"));
+        }
     }
 
     #[test]
-    fn reasoning_stop_reason_usage_and_id() {
-        let p = ok(
-            r#"{"id":7,"usage":{"prompt_tokens":"x"},"choices":[{"message":{
-            "reasoning":"r2"},"stop_reason":151645}]}"#,
-        );
+    fn malformed_tool_calls_are_errors_not_dropped() {
+        for (calls, found) in [
+            (r#"{"a":1}"#, "choices[0].message.tool_calls"),
+            (r#""x""#, "choices[0].message.tool_calls"),
+            (r#"["junk"]"#, "tool_calls[0]"),
+            (r#"[null]"#, "tool_calls[0]"),
+            (r#"[["c1",{"name":"f"}]]"#, "tool_calls[0]"),
+            (
+                r#"[{"function":{"arguments":"{}"}}]"#,
+                "tool_calls[0].function.name",
+            ),
+            (r#"[{"function":["f","{}"]}]"#, "tool_calls[0]"),
+            (
+                r#"[{"function":{"name":"f"}}]"#,
+                "tool_calls[0].function.arguments",
+            ),
+            (
+                r#"[{"id":5,"function":{"name":"f","arguments":"{}"}}]"#,
+                "tool_calls[0]",
+            ),
+        ] {
+            let text = err(&with_choice(&format!(
+                r#""message":{{"tool_calls":{calls}}}"#
+            )));
+            assert!(text.contains(found), "{calls}: {text}");
+        }
+    }
+
+    #[test]
+    fn reasoning_and_stop_reason() {
+        let p = ok(&with_choice(
+            r#""message":{"reasoning":"r2"},"stop_reason":151645"#,
+        ));
         assert_eq!(p.reasoning_content.as_deref(), Some("r2"));
         assert_eq!(p.stop_reason, Some(StopReason::TokenId(151_645)));
-        assert!(p.response_id.is_none() && p.usage.is_none());
-        let p = ok(
-            r#"{"choices":[{"message":{"reasoning_content":"r1","reasoning":"r2"},
-            "stop_reason":"</s>"}]}"#,
-        );
+        let p = ok(&with_choice(
+            r#""message":{"reasoning_content":"r1","reasoning":"r2"},"stop_reason":"</s>""#,
+        ));
         assert_eq!(p.reasoning_content.as_deref(), Some("r1"));
         assert_eq!(p.stop_reason, Some(StopReason::Text("</s>".into())));
-        let p = ok(r#"{"choices":[{"message":null,"stop_reason":[1]}]}"#);
-        assert!(p.content.is_none());
-        assert!(matches!(p.stop_reason, Some(StopReason::Other(_))));
+        let p = ok(&with_choice(r#""message":null,"stop_reason":null"#));
+        assert!(p.content.is_none() && p.stop_reason.is_none());
+        for bad in ["[1]", "-1", "1.5", "true", "{}"] {
+            let text = err(&with_choice(&format!(r#""stop_reason":{bad}"#)));
+            assert!(text.contains("choices[0].stop_reason"), "{bad}: {text}");
+        }
     }
 
     #[test]
-    fn bodies_without_a_first_choice_are_errors() {
+    fn usage_is_kept_whole_and_id_must_be_a_string() {
+        let usage = r#"{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":4}}"#;
+        let p = ok(&format!(
+            r#"{{"id":"x","usage":{usage},"choices":[{{"message":{{"content":"a"}}}}]}}"#
+        ));
+        assert_eq!(p.usage.and_then(|u| u.completion_tokens), Some(10));
+        assert_eq!(p.cached_tokens, Some(3));
+        assert_eq!(p.usage_as_sent.as_ref().map(|r| r.get()), Some(usage));
+        let p = ok(r#"{"id":null,"usage":null,"choices":[{}]}"#);
+        assert!(p.usage.is_none() && p.usage_as_sent.is_none() && p.response_id.is_none());
+        for bad in [
+            r#""x""#,
+            "[1,2,3]",
+            r#"{"prompt_tokens":"x"}"#,
+            r#"{"total_tokens":-1}"#,
+            r#"{"prompt_tokens_details":[1]}"#,
+        ] {
+            let text = err(&format!(r#"{{"usage":{bad},"choices":[{{}}]}}"#));
+            assert!(text.contains("`usage`"), "{bad}: {text}");
+        }
+        for bad in ["7", "[]", "{}"] {
+            let text = err(&format!(r#"{{"id":{bad},"choices":[{{}}]}}"#));
+            assert!(text.contains("`id`"), "{bad}: {text}");
+        }
+    }
+
+    #[test]
+    fn bodies_without_a_first_choice_or_of_other_shapes_are_errors() {
         for (body, found) in [
             ("{}", "no `choices`"),
             (r#"{"choices":[]}"#, "empty `choices`"),
@@ -512,10 +563,25 @@ mod tests {
         }
         let text = err(r#"{"error":{"message":"bad model"}}"#);
         assert!(text.contains("bad model"), "{text}");
-        for body in [r#"{"choices":[5]}"#, r#"{"choices":{}}"#, "[]x", "not json"] {
+        for body in [
+            r#"{"choices":[5]}"#,
+            r#"{"choices":{}}"#,
+            r#"{"choices":[[]]}"#,
+            "[]x",
+            "not json",
+        ] {
             err(body);
         }
-        let text = err(r#"{"choices":[{"message":{"content":5}}]}"#);
-        assert!(text.contains("choices[0].message.content"), "{text}");
+        for (message, found) in [
+            (r#"{"content":5}"#, "choices[0].message.content"),
+            (r#"{"reasoning":[]}"#, "choices[0].message.reasoning"),
+            (r#"["x"]"#, "choices[0].message"),
+            (r#""""#, "choices[0].message"),
+        ] {
+            let text = err(&with_choice(&format!(r#""message":{message}"#)));
+            assert!(text.contains(found), "{message}: {text}");
+        }
+        let text = err(&with_choice(r#""finish_reason":1"#));
+        assert!(text.contains("choices[0].finish_reason"), "{text}");
     }
 }

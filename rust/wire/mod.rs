@@ -29,7 +29,7 @@ pub use chat::{chat_body, ChatTarget};
 pub use nvext::{dynamo_body, DYNAMO_DROP_KEYS};
 pub use parse::{
     parse_response, ParseOptions, Parsed, ParsedToolCall, PromptTokensDetails, StopReason,
-    TopLogprobs, Usage, SERDE_JSON_MAX_DEPTH,
+    TopLogprobs, Usage, IDS_NOT_SENT, SERDE_JSON_MAX_DEPTH,
 };
 pub use sglang::{sglang_generate_body, SGLANG_SAMPLING_KEYS};
 pub use vllm_chat::chat_tokens_body;

@@ -10,7 +10,8 @@
 //! | [`Wire::Chat`] | any OpenAI-compatible `/v1/chat/completions` | A.4 |
 //!
 //! Invariants every parser keeps:
-//! * **Logprobs are 1:1 with the completion ids.** A list of another length is a
+//! * **Logprobs are 1:1 with the completion ids** (on [`Wire::Chat`], when the server sent ids:
+//!   a plain OpenAI server's logprobs come without ids, [`IDS_NOT_SENT`]). A list of another length is a
 //!   [`ErrorKind::Parse`](crate::ErrorKind::Parse) error naming both lengths, never a shorter or
 //!   padded list (docs/wire.md D3: renderers' filter of non-dict entries silently misaligned
 //!   them). A `null` logprob (or a `null` entry) is kept in place as NaN and counted in
@@ -53,6 +54,11 @@ use crate::error::{Error, Result};
 /// serde_json's recursion limit: it refuses the 128th nested array or object, so 127 levels is
 /// the deepest body it parses. [`ParseOptions::max_depth`] is clamped to this.
 pub const SERDE_JSON_MAX_DEPTH: usize = 127;
+
+/// [`Parsed::completion_ids_from`] of a [`Wire::Chat`] answer that carries no token ids (a plain
+/// OpenAI-compatible server): [`Parsed::completion_ids`] is empty, and logprobs, when sent, are
+/// one per generated token without ids.
+pub const IDS_NOT_SENT: &str = "<no token ids sent>";
 
 /// Limits applied to a response body before it is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,29 +116,85 @@ pub struct ParsedToolCall {
     pub arguments: String,
 }
 
-/// `usage`, as reported by the server.
+/// `usage`, as reported by the server: an object (an array is refused, not read positionally).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Obj<UsageFields>")]
 pub struct Usage {
     /// `usage.prompt_tokens`.
-    #[serde(default)]
     pub prompt_tokens: Option<u64>,
     /// `usage.completion_tokens`.
-    #[serde(default)]
     pub completion_tokens: Option<u64>,
     /// `usage.total_tokens`.
-    #[serde(default)]
     pub total_tokens: Option<u64>,
     /// `usage.prompt_tokens_details` (vLLM with `--enable-prompt-tokens-details`, Dynamo).
-    #[serde(default)]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
-/// `usage.prompt_tokens_details`: the prefix-cache hits of the prompt.
+/// The keys of [`Usage`], read from an object only (see [`Obj`]).
+#[derive(Deserialize)]
+struct UsageFields {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+impl From<Obj<UsageFields>> for Usage {
+    fn from(Obj(u): Obj<UsageFields>) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens,
+            prompt_tokens_details: u.prompt_tokens_details,
+        }
+    }
+}
+
+/// `usage.prompt_tokens_details`: the prefix-cache hits of the prompt (an object).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Obj<DetailsFields>")]
 pub struct PromptTokensDetails {
     /// `usage.prompt_tokens_details.cached_tokens`.
-    #[serde(default)]
     pub cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct DetailsFields {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl From<Obj<DetailsFields>> for PromptTokensDetails {
+    fn from(Obj(d): Obj<DetailsFields>) -> Self {
+        Self {
+            cached_tokens: d.cached_tokens,
+        }
+    }
+}
+
+/// A `T` read from a JSON object only. A derived struct also takes an array, filling its fields
+/// by position (`"usage": [1, 2, 3]` read as three counters; a tool call `["id", {...}]`); a
+/// shape the server never sends is refused with a typed error instead.
+pub(crate) struct Obj<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
 }
 
 /// What one response says about its first choice (`choices[0]`; further choices are skipped).
@@ -140,10 +202,13 @@ pub struct PromptTokensDetails {
 pub struct Parsed {
     /// The sampled token ids, stop token included when the engine sampled one (docs/wire.md A.3).
     pub completion_ids: Vec<u32>,
-    /// The JSON path the ids were read from (Dynamo has three channels, docs/wire.md C.2).
+    /// The JSON path the ids were read from (Dynamo has three channels, docs/wire.md C.2), or
+    /// [`IDS_NOT_SENT`] when a [`Wire::Chat`] server sent none.
     pub completion_ids_from: &'static str,
     /// One logprob per completion id, or `None` when the response carries no logprobs.
-    /// `null` entries are NaN; vLLM's `-9999.0` clamp is kept as is.
+    /// `null` entries are NaN; vLLM's `-9999.0` clamp is kept as is. The one exception: a
+    /// [`Wire::Chat`] answer without ids ([`Parsed::completion_ids_from`] is [`IDS_NOT_SENT`]),
+    /// where they are one per generated token as `logprobs.content` lists them, with no ids.
     pub completion_logprobs: Option<Vec<f64>>,
     /// The JSON path the logprobs were read from, when there are logprobs.
     pub completion_logprobs_from: Option<&'static str>,
@@ -164,8 +229,17 @@ pub struct Parsed {
     pub reasoning_content: Option<String>,
     /// The assistant message's tool calls, in order (empty when there are none).
     pub tool_calls: Vec<ParsedToolCall>,
+    /// [`Wire::Chat`] only: each tool call object exactly as sent, 1:1 with
+    /// [`Parsed::tool_calls`], so that keys fasttito does not model (a provider's
+    /// `extra_content`, an `index`) reach the next turn's messages unchanged; empty on the
+    /// other wires.
+    pub tool_calls_as_sent: Vec<Box<RawValue>>,
     /// `usage`, when sent.
     pub usage: Option<Usage>,
+    /// [`Wire::Chat`] only: the `usage` object exactly as sent, every key kept (OpenAI's
+    /// `completion_tokens_details`, a provider's own counters), for bindings that hand it on
+    /// whole; `None` on the other wires and when the server sent no usage.
+    pub usage_as_sent: Option<Box<RawValue>>,
     /// The `routed_experts` value, unparsed (docs/wire.md A.5, C.2), when sent and not `null`.
     pub routed_experts: Option<Box<RawValue>>,
     /// The byte range of [`Parsed::routed_experts`] inside the parsed body.
@@ -1107,7 +1181,9 @@ impl Parsed {
             content: None,
             reasoning_content: None,
             tool_calls: Vec::new(),
+            tool_calls_as_sent: Vec::new(),
             usage: None,
+            usage_as_sent: None,
             routed_experts: None,
             routed_experts_span: None,
             response_id: None,

@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 use super::body::{caller_args, estimate, RequestOptions, Writer};
 use super::chat::vllm_chat_tail;
 use super::parse::{
-    check_aligned, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobsObject, Parsed,
-    ParsedToolCall, Usage,
+    check_aligned, routed, set_logprobs, stop_reason, Choices, Cx, Ids, LogprobsObject, Obj,
+    Parsed, ParsedToolCall, Usage,
 };
 use super::scan::{once, Scanner, S};
 use crate::error::Result;
@@ -91,7 +91,7 @@ pub(crate) struct ToolCall<'a> {
     #[serde(default)]
     pub(crate) id: Option<String>,
     #[serde(default, borrow)]
-    pub(crate) function: Option<Function<'a>>,
+    pub(crate) function: Option<Obj<Function<'a>>>,
 }
 
 /// `tool_calls[i].function`.
@@ -282,7 +282,7 @@ pub(crate) fn fill_choice(
 /// One tool call, with `arguments` kept exactly as sent.
 pub(crate) fn tool_call(cx: Cx<'_>, i: usize, call: ToolCall<'_>) -> Result<ParsedToolCall> {
     let path = format!("choices[0].message.tool_calls[{i}].function");
-    let Some(function) = call.function else {
+    let Some(Obj(function)) = call.function else {
         return Err(cx.error(format_args!(
             "expected a `{path}` object with `name` and `arguments`, found none. The server's \
              tool parser produced an incomplete call; check its `--tool-call-parser`"

@@ -91,9 +91,11 @@ class Turn:
     ``prompt_ids`` are the ids the engine generated from (the server's when it reports them,
     else the ids fasttito sent); ``completion_ids`` the sampled ids (ending in the stop token
     unless truncated); ``completion_logprobs`` are 1:1 with them (NaN where the server sent
-    ``null``) or None when the server sent none. ``mode`` is ``"tito"`` or ``"mito"`` and
-    ``fallback_reason`` says why a turn went MITO. :meth:`message` is the assistant message to
-    append to the conversation (the very dict recorded in the rollout). On a TITO turn
+    ``null``) or None when the server sent none (with ``chat_target="openai"``, a server that
+    sends logprobs without ids gives one per generated token and empty ``completion_ids``).
+    ``mode`` is ``"tito"`` or ``"mito"`` and ``fallback_reason`` says why a turn went MITO.
+    :meth:`message` is the assistant message to append to the conversation (the very dict
+    recorded in the rollout). On a TITO turn
     ``tokens_reused`` prompt ids were copied verbatim from the matched turn and ``bridge_tokens``
     rendered for the new messages (``tokens_reused + bridge_tokens == len(prompt_ids)``); both
     are 0 on a MITO turn and None on the ``chat`` transport, which keeps no rollout.

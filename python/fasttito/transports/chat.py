@@ -3,23 +3,25 @@ OpenAI-compatible server. ``chat_target`` (Client setting) says which keys the b
 ``"vllm"`` (default; ``return_token_ids``: the turns carry ids and logprobs; ``cache_salt`` and
 ``priority`` at the root), ``"dynamo"`` (``nvext`` with ``engine_data``; the default when ``auto``
 found Dynamo) or ``"openai"`` (no vLLM-only key: for strict OpenAI servers). No token-in reuse:
-every turn has ``mode == "mito"`` and ``fallback_reason == "chat_transport"``."""
+every turn has ``mode == "mito"`` and ``fallback_reason == "chat_transport"``. Every target's
+answer is parsed in Rust (``_core.parse_turn``); what each reads and refuses is in
+``docs/wire.md`` A.4."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from typing import Any
 
 from fasttito import _core
-from fasttito.errors import ConfigError, FasttitoError, ResponseParseError
-from fasttito.tokens import TokenIds
+from fasttito.errors import ConfigError, FasttitoError
 from fasttito.transports._base import GenerateArgs, RolloutState, Transport, Turn
 
 __all__ = ["ChatTransport"]
 
-REASON = "chat_transport"
+# The response wire of each target, all parsed in Rust (docs/wire.md A.4): vLLM must send the
+# ids it was asked for (``return_token_ids``), Dynamo answers with ``nvext``, and any other
+# OpenAI-compatible server is read with ids and logprobs only where it sent them.
+WIRES = {"vllm": "vllm-chat", "dynamo": "dynamo", "openai": "chat"}
 logger = logging.getLogger("fasttito")
 
 
@@ -85,83 +87,14 @@ class ChatTransport(Transport):
             target=target,
         )
         raw = await self.post(state, c.config.v1_url + "/chat/completions", body)
-        if target == "openai":
-            return Turn(
-                mode="mito",
-                fallback_reason=REASON,
-                transport=self.name,
-                turn=len(state.turns) + 1,
-                **_parse_openai(raw, self.name),
-            )
         return Turn(
             _core.parse_turn(
                 raw,
-                "dynamo" if target == "dynamo" else "vllm-chat",
+                WIRES[target],
                 transport=self.name,
                 turn=len(state.turns) + 1,
                 top_logprobs=args.top_logprobs,
                 max_body_bytes=c.config.max_body_bytes,
+                max_depth=c.config.max_json_depth,
             )
         )
-
-
-def _parse_openai(raw: bytes, transport: str) -> dict[str, Any]:
-    """A plain OpenAI chat completion; ids and logprobs only where the server sent them."""
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise ResponseParseError(
-            f"{transport}: the response is not JSON ({exc}); expected an OpenAI chat completion"
-        ) from None
-    try:
-        choice = doc["choices"][0]
-        msg = choice.get("message") or {}
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise ResponseParseError(
-            f"{transport}: the response has no choices[0]; expected an OpenAI chat completion"
-        ) from None
-    ids = choice.get("token_ids")
-    if ids is not None and not (
-        isinstance(ids, list) and all(type(t) is int and 0 <= t < 1 << 32 for t in ids)
-    ):
-        raise ResponseParseError(f"{transport}: choices[0].token_ids is not a list of token ids")
-    completion_ids = TokenIds(ids or [])
-    logprobs = None
-    content_lp = (
-        (choice.get("logprobs") or {}).get("content")
-        if isinstance(choice.get("logprobs"), dict)
-        else None
-    )
-    if isinstance(content_lp, list):
-        logprobs = [
-            float(e["logprob"])
-            if isinstance(e, dict) and isinstance(e.get("logprob"), (int, float))
-            else math.nan
-            for e in content_lp
-        ]
-        if ids is not None and len(logprobs) != len(ids):
-            raise ResponseParseError(
-                f"{transport}: {len(logprobs)} logprobs for {len(ids)} token ids; they must be 1:1"
-            )
-    prompt = doc.get("prompt_token_ids")
-    tool_calls = [tc for tc in msg.get("tool_calls") or [] if isinstance(tc, dict)]
-    finish = choice.get("finish_reason")
-    if tool_calls and finish == "stop":
-        finish = "tool_calls"
-    reasoning = msg.get("reasoning_content")
-    if reasoning is None:
-        reasoning = msg.get("reasoning")
-    return {
-        "prompt_ids": TokenIds(prompt) if isinstance(prompt, list) else None,
-        "completion_ids": completion_ids,
-        "completion_logprobs": logprobs,
-        "content": msg.get("content"),
-        "reasoning_content": reasoning,
-        "tool_calls": tool_calls,
-        "finish_reason": finish,
-        "stop_reason": choice.get("stop_reason"),
-        "usage": doc.get("usage"),
-        "response_id": doc.get("id"),
-        "routed_experts": None,
-        "null_logprobs": sum(1 for v in logprobs or () if math.isnan(v)),
-    }
