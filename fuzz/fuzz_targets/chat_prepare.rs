@@ -22,10 +22,10 @@ fn input<'a>(messages: &'a [&'a Value], prefix: &'a [u128], tools: Option<&Value
 fuzz_target!(|data: &[u8]| {
     let Ok(Value::Array(parts)) = serde_json::from_slice::<Value>(data) else { return };
     let (Some(Value::Array(first)), Some(Value::Array(tail))) = (parts.first(), parts.get(1)) else { return };
-    let tools: Option<Vec<Value>> = parts.get(2).and_then(Value::as_array).cloned();
+    let tools: Option<std::sync::Arc<[Value]>> = parts.get(2).and_then(Value::as_array).map(|t| t.as_slice().into());
     let kwargs: Map<String, Value> = parts.get(3).and_then(Value::as_object).cloned().unwrap_or_default();
     let kwargs_value = Value::Object(kwargs.clone());
-    let tools_value = tools.clone().map(Value::Array);
+    let tools_value = tools.as_ref().map(|t| Value::Array(t.to_vec()));
     let tok = common::qwen();
 
     // The plain render: a typed error or text.
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let refs: Vec<&Value> = first.iter().collect();
     let hashes: Vec<u128> = refs.iter().map(|m| message_hash(m)).collect();
     let prefix = prefix_hashes(&hashes);
-    let plan = rollout.prepare_local(tok, &input(&refs, &prefix, tools_value.as_ref(), &kwargs_value), tools.as_deref(), &kwargs, true, false);
+    let plan = rollout.prepare_local(tok, &input(&refs, &prefix, tools_value.as_ref(), &kwargs_value), tools.as_ref(), &kwargs, true, false);
     let Some(prompt) = plan.prompt_ids.clone() else { return };
     let mut completion = tok.encode("ok", false).expect("encode");
     completion.push(tok.stop_token_ids()[0]);
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     second.extend(tail.iter());
     let hashes: Vec<u128> = second.iter().map(|m| message_hash(m)).collect();
     let prefix = prefix_hashes(&hashes);
-    let plan = rollout.prepare_local(tok, &input(&second, &prefix, tools_value.as_ref(), &kwargs_value), tools.as_deref(), &kwargs, true, false);
+    let plan = rollout.prepare_local(tok, &input(&second, &prefix, tools_value.as_ref(), &kwargs_value), tools.as_ref(), &kwargs, true, false);
     if plan.mode == Mode::Tito {
         let ids = plan.prompt_ids.as_deref().expect("a TITO plan has prompt ids");
         let previous: Vec<u32> = prompt.iter().copied().chain(completion.iter().copied()).collect();

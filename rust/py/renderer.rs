@@ -1,6 +1,8 @@
 //! The two calls `fasttito.renderers` needs beyond rendering: attributed renders and bridges made
 //! from the previous ids alone.
 
+use std::sync::Arc;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use serde_json::{Map, Value as Json};
@@ -21,11 +23,12 @@ fn kwargs_map(kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Map<String, Json>> 
     }
 }
 
-fn tools_list(tools: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<Json>>> {
-    tools
+fn tools_list(tools: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<[Json]>>> {
+    Ok(tools
         .filter(|t| !t.is_none())
         .map(|t| to_json_list(t, "tools"))
-        .transpose()
+        .transpose()?
+        .map(Into::into))
 }
 
 /// Renders `messages` like `apply_chat_template` and attributes every id:
@@ -88,7 +91,7 @@ pub fn lone_bridge<'py>(
         None => Map::new(),
     };
     let fps = (
-        fingerprint(tools.as_ref().map(|t| Json::Array(t.clone())).as_ref()),
+        fingerprint(tools.as_ref().map(|t| Json::Array(t.to_vec())).as_ref()),
         fingerprint(
             (!kwargs.is_empty())
                 .then(|| Json::Object(kwargs.clone()))
@@ -103,7 +106,7 @@ pub fn lone_bridge<'py>(
             stop_id,
             &refs,
             &names,
-            tools.as_deref(),
+            tools.as_ref(),
             &kwargs,
             fps,
         )

@@ -163,6 +163,18 @@ impl SeenCache {
 struct State {
     rollout: Rollout,
     seen: SeenCache,
+    /// The tools of the last turn, recognised by shape like a message (`walk`): agents pass
+    /// the same list every turn, converted and fingerprinted once.
+    tools: Option<SeenTools>,
+}
+
+/// A tools list seen before: its shape, the leaves it was made of (held, as for [`Seen`]), the
+/// list and its fingerprint.
+struct SeenTools {
+    shape: Vec<usize>,
+    _leaves: Vec<Py<PyAny>>,
+    tools: Arc<[Json]>,
+    fingerprint: u128,
 }
 
 /// The engine's view of one Python message: converted and hashed, from the cache if a message
@@ -199,6 +211,33 @@ fn intern_message(
         },
     );
     Ok((hash, json))
+}
+
+/// The tools list `obj` as JSON and its fingerprint, from `cache` when it holds a list of the
+/// same shape (the same leaf objects in the same places), else converted and cached.
+fn intern_tools(
+    cache: &mut Option<SeenTools>,
+    obj: &Bound<'_, PyAny>,
+) -> PyResult<(Option<Arc<[Json]>>, u128)> {
+    let mut shape = Vec::with_capacity(64);
+    walk(obj, &mut shape, None, 0)?;
+    if let Some(seen) = cache.as_ref().filter(|s| s.shape == shape) {
+        return Ok((Some(seen.tools.clone()), seen.fingerprint));
+    }
+    let list = to_json_list(obj, "tools")?;
+    let fp = fingerprint(Some(&Json::Array(list.clone()))); // once per new tools list
+    let tools: Arc<[Json]> = list.into();
+    // A miss: walk again, keeping the leaves alive for as long as the entry is cached.
+    let mut again = Vec::with_capacity(shape.len());
+    let mut leaves = Vec::with_capacity(32);
+    walk(obj, &mut again, Some(&mut leaves), 0)?;
+    *cache = Some(SeenTools {
+        shape,
+        _leaves: leaves.into_iter().map(Bound::unbind).collect(),
+        tools: tools.clone(),
+        fingerprint: fp,
+    });
+    Ok((Some(tools), fp))
 }
 
 /// The plan for one turn: TITO ids, or MITO and why.
@@ -436,7 +475,7 @@ pyo3::import_exception!(fasttito.errors, InvalidTokenIdError);
 struct Prepared {
     jsons: Vec<Arc<Json>>,
     prefix: Vec<u128>,
-    tools: Option<Vec<Json>>,
+    tools: Option<Arc<[Json]>>,
     kwargs: Map<String, Json>,
     tools_fp: u128,
     kwargs_fp: u128,
@@ -535,7 +574,7 @@ impl PyRollout {
             guard.rollout.prepare_local(
                 &tok,
                 &input,
-                p.tools.as_deref(),
+                p.tools.as_ref(),
                 &p.kwargs,
                 render_mito,
                 verify,
@@ -636,10 +675,10 @@ impl PyRollout {
                 "messages is empty; a turn needs at least one message",
             ));
         }
-        let tools = tools
-            .filter(|t| !t.is_none())
-            .map(|t| to_json_list(t, "tools"))
-            .transpose()?;
+        let (tools, tools_fp) = match tools.filter(|t| !t.is_none()) {
+            None => (None, fingerprint(None)),
+            Some(t) => intern_tools(&mut state.tools, t)?,
+        };
         let kwargs = match chat_template_kwargs.filter(|k| !k.is_none()) {
             Some(k) => match to_json(k, "chat_template_kwargs")? {
                 Json::Object(map) => map,
@@ -647,7 +686,6 @@ impl PyRollout {
             },
             None => Map::new(),
         };
-        let tools_fp = fingerprint(tools.as_ref().map(|t| Json::Array(t.clone())).as_ref());
         let kwargs_fp = fingerprint(
             (!kwargs.is_empty())
                 .then(|| Json::Object(kwargs.clone()))

@@ -153,11 +153,13 @@ impl PyTokenizer {
             tools: tools
                 .filter(|t| !t.is_none())
                 .map(|t| to_json_list(t, "tools"))
-                .transpose()?,
+                .transpose()?
+                .map(Into::into),
             documents: documents
                 .filter(|d| !d.is_none())
                 .map(|d| to_json_list(d, "documents"))
-                .transpose()?,
+                .transpose()?
+                .map(Into::into),
             add_generation_prompt,
             continue_final_message: continue_final_message
                 .map(continue_field)

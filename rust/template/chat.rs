@@ -15,6 +15,9 @@
 //! Inputs are JSON values: the PyO3 layer turns dicts, Pydantic models and dataclasses into them
 //! first, as transformers' `_plain_template_data` does.
 
+use std::sync::Arc;
+
+use minijinja::value::Serde;
 use minijinja::Value;
 use serde_json::{Map, Value as Json};
 
@@ -30,10 +33,11 @@ const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
 /// Template variables that are not messages.
 #[derive(Debug, Clone, Default)]
 pub struct ChatOptions {
-    /// Tool schemas (OpenAI function format), or `None`.
-    pub tools: Option<Vec<Json>>,
+    /// Tool schemas (OpenAI function format), or `None`; shared, so the options of every render
+    /// of a rollout's turn hold the one list.
+    pub tools: Option<Arc<[Json]>>,
     /// RAG documents, or `None`.
-    pub documents: Option<Vec<Json>>,
+    pub documents: Option<Arc<[Json]>>,
     /// Open an assistant turn after the messages.
     pub add_generation_prompt: bool,
     /// Leave the final message open: `Some("content")` (or another field, e.g.
@@ -195,7 +199,7 @@ pub fn render(tokenizer: &Tokenizer, messages: Vec<Json>, options: &ChatOptions)
              open a new assistant turn",
         ));
     }
-    for (i, tool) in options.tools.iter().flatten().enumerate() {
+    for (i, tool) in options.tools.iter().flat_map(|t| t.iter()).enumerate() {
         if !tool.is_object() {
             return Err(Error::message(format!(
                 "tool {i} is {}; tools must be JSON schema dicts ({{\"type\": \"function\", \
@@ -204,7 +208,7 @@ pub fn render(tokenizer: &Tokenizer, messages: Vec<Json>, options: &ChatOptions)
             )));
         }
     }
-    for (i, doc) in options.documents.iter().flatten().enumerate() {
+    for (i, doc) in options.documents.iter().flat_map(|d| d.iter()).enumerate() {
         if !doc.is_object() {
             return Err(Error::message(format!(
                 "document {i} is {}; documents must be dicts with \"title\" and \"text\"",
@@ -233,32 +237,29 @@ pub fn render(tokenizer: &Tokenizer, messages: Vec<Json>, options: &ChatOptions)
         None => None,
     };
 
-    let mut context = Map::new();
-    context.insert(
-        "messages".into(),
-        Json::Array(chat.into_iter().map(Json::Object).collect()),
-    );
-    context.insert(
-        "tools".into(),
-        options.tools.clone().map_or(Json::Null, Json::Array),
-    );
-    context.insert(
-        "documents".into(),
-        options.documents.clone().map_or(Json::Null, Json::Array),
-    );
-    context.insert(
-        "add_generation_prompt".into(),
-        Json::Bool(options.add_generation_prompt),
-    );
+    // The context is built as template values straight from the options (no copy of the tools
+    // or kwargs as JSON first); a kwarg named like a special token replaces it, as in
+    // transformers.
+    let listed = |items: &Option<Arc<[Json]>>| match items {
+        Some(items) => Value::from(Serde(&**items)),
+        None => Value::from(()),
+    };
+    let mut context: Vec<(&str, Value)> =
+        Vec::with_capacity(4 + tokenizer.special_tokens().len() + options.kwargs.len());
+    context.push(("messages", Value::from(Serde(&chat))));
+    context.push(("tools", listed(&options.tools)));
+    context.push(("documents", listed(&options.documents)));
+    context.push((
+        "add_generation_prompt",
+        Value::from(options.add_generation_prompt),
+    ));
     for (name, text) in tokenizer.special_tokens() {
-        context.insert(name.clone(), Json::String(text.clone()));
+        context.push((name, Value::from(text.as_str())));
     }
     for (name, value) in &options.kwargs {
-        context.insert(name.clone(), value.clone());
+        context.push((name, Value::from(Serde(value))));
     }
-    let rendered = template
-        .compiled
-        .render(Value::from(minijinja::value::Serde(&context)))?;
+    let rendered = template.compiled.render(Value::from_pairs(context))?;
     match continuation {
         Some(c) => cut_at_tag(rendered, &c),
         None => Ok(rendered),

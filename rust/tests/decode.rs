@@ -165,7 +165,7 @@ const DEEPSEEK_V3: Model = Model {
 
 fn options(model: &Model, add_generation_prompt: bool) -> ChatOptions {
     ChatOptions {
-        tools: Some(tools()),
+        tools: Some(tools().into()),
         add_generation_prompt,
         kwargs: (model.kwargs)(),
         ..Default::default()

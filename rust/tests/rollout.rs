@@ -27,7 +27,7 @@ fn tools() -> Vec<Json> {
 /// The ids of `assistant` as the template renders it after `conversation`, up to the stop token.
 fn completion_ids(tok: &Tokenizer, conversation: &[Json], assistant: &Json) -> Vec<u32> {
     let opts = |g| ChatOptions {
-        tools: Some(tools()),
+        tools: Some(tools().into()),
         add_generation_prompt: g,
         ..Default::default()
     };
@@ -64,8 +64,9 @@ impl Driver {
             tools_fp: fingerprint(Some(&tools_json)),
             kwargs_fp: fingerprint((!kwargs.is_empty()).then_some(&kwargs_json)),
         };
+        let tools: std::sync::Arc<[Json]> = tools_for_turn.into();
         self.rollout
-            .prepare_local(&self.tok, &input, Some(tools_for_turn), kwargs, true, true)
+            .prepare_local(&self.tok, &input, Some(&tools), kwargs, true, true)
     }
 
     fn reply(&mut self, plan: &fasttito::tito::rollout::Plan, assistant: Json, finish: &str) {

@@ -112,7 +112,7 @@ fn named_templates_pick_default_tool_use_or_name() {
         "D1"
     );
     let with_tools = ChatOptions {
-        tools: Some(vec![json!({"type": "function"})]),
+        tools: Some(vec![json!({"type": "function"})].into()),
         ..Default::default()
     };
     assert_eq!(chat::render(&tok, m.clone(), &with_tools).unwrap(), "T1");

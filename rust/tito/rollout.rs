@@ -295,13 +295,13 @@ impl Rollout {
         &self,
         tok: &Tokenizer,
         input: &TurnInput<'_>,
-        tools: Option<&[Json]>,
+        tools: Option<&Arc<[Json]>>,
         kwargs: &Map<String, Json>,
         render_mito: bool,
         verify: bool,
     ) -> Plan {
         let options = |add_generation_prompt| ChatOptions {
-            tools: tools.map(<[Json]>::to_vec),
+            tools: tools.cloned(),
             add_generation_prompt,
             kwargs: kwargs.clone(),
             ..Default::default()
@@ -548,7 +548,7 @@ pub fn lone_bridge(
     stop: u32,
     tail: &[&Json],
     names: &Map<String, Json>,
-    tools: Option<&[Json]>,
+    tools: Option<&Arc<[Json]>>,
     kwargs: &Map<String, Json>,
     fps: (u128, u128),
 ) -> std::result::Result<LoneBridge, Fallback> {
@@ -557,7 +557,7 @@ pub fn lone_bridge(
     }
     bridge::check_tail(tail)?;
     let options = |add_generation_prompt| ChatOptions {
-        tools: tools.map(<[Json]>::to_vec),
+        tools: tools.cloned(),
         add_generation_prompt,
         kwargs: kwargs.clone(),
         ..Default::default()

@@ -409,7 +409,10 @@ mod tests {
             let mut w = Writer::with_capacity(0);
             w.ids(&ids[..len]);
             let want = serde_json::to_vec(&ids[..len]).unwrap_or_default();
-            assert_eq!(String::from_utf8_lossy(&w.buf), String::from_utf8_lossy(&want));
+            assert_eq!(
+                String::from_utf8_lossy(&w.buf),
+                String::from_utf8_lossy(&want)
+            );
         }
     }
 
