@@ -264,11 +264,6 @@ def _seconds(timeout: Any) -> float:
     return max(numbers) if numbers else 600.0
 
 
-def _ids(ids: Ids) -> Sequence[int]:
-    """Ids for a ``_core`` argument typed as a sequence: a ``TokenIds`` is read as a buffer."""
-    return ids  # type: ignore[return-value]
-
-
 def _httpx_root(cls: type) -> str | None:
     """``"httpx"`` or ``"httpx2"`` when ``cls`` is (a subclass of) that package's
     ``AsyncClient`` (openai 3.x wraps httpx2; verifiers' ClientConfig hands it an httpx one)."""
