@@ -351,11 +351,23 @@ def dynamo(require_dynamo: None) -> Iterator[DynamoHandle]:
         yield handle
 
 
-def test_tool_env_rollouts_are_tito_on_dynamo(dynamo: DynamoHandle) -> None:
+def test_tool_env_rollouts_are_tito_on_dynamo(
+    dynamo: DynamoHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import fasttito
+    from fasttito.transports import DynamoNvextTransport
     from fasttito.verifiers import OpenAIChatCompletionsTokenClient
     from transformers import AutoTokenizer
     from verifiers.legacy.types import ClientConfig
+
+    completed: list[bool] = []  # every turn on the transport class, none recorded by fasttito
+    complete = DynamoNvextTransport.complete
+
+    def spy(self: Any, *args: Any, record: bool = True, **kw: Any) -> Any:
+        completed.append(record)
+        return complete(self, *args, record=record, **kw)
+
+    monkeypatch.setattr(DynamoNvextTransport, "complete", spy)
 
     dynamo.set_control(max_tool_calls=TOOL_TURNS, echo_request=True)
     config = ClientConfig(
@@ -394,6 +406,7 @@ def test_tool_env_rollouts_are_tito_on_dynamo(dynamo: DynamoHandle) -> None:
             assert step["tokens"]["prompt_ids"] == list(rendered)
     metrics = fasttito.metrics()
     assert metrics.get("tito") == 2 * TOOL_TURNS, metrics
+    assert completed == [False] * 2 * (TOOL_TURNS + 1)
 
 
 def _plain(message: Any) -> dict[str, Any]:
