@@ -53,8 +53,7 @@ from typing import Any
 
 from fasttito import _core
 from fasttito.client import Client as _HttpClient
-from fasttito.client import _ClientSession
-from fasttito.config import resolve_transport
+from fasttito.config import ClientConfig, resolve_transport
 from fasttito.errors import ConfigError, ResponseParseError, ServerError, UnsupportedRouteError
 from fasttito.http import HttpxPoster
 from fasttito.rollout import Rollout
@@ -207,52 +206,39 @@ class TokenChatResponse:
         return self.turn
 
 
-class _VfSession(_ClientSession):
+@dataclass(frozen=True, slots=True)
+class _VfSession:
     """The :class:`~fasttito.transports._session.Session` the verifiers client hands the
-    transport classes: the fasttito HTTP client over the caller's ``AsyncOpenAI`` (URLs, limits;
-    its length pre-flight is off, verifiers maps the server's 400 to ``vf.OverlongPromptError``),
-    the request's model, the tokenizer of the turn, and verifiers' POST (:meth:`_send
-    <OpenAIChatCompletionsTokenClient._send>`, with its error mapping)."""
+    transport classes: the fasttito HTTP client over the caller's ``AsyncOpenAI`` (URLs and
+    limits), the request's model, the tokenizer of the turn, and verifiers' POST (:meth:`_send
+    <OpenAIChatCompletionsTokenClient._send>`, with its error mapping). There is no length
+    pre-flight: verifiers maps the server's own 400 to ``vf.OverlongPromptError``."""
 
-    __slots__ = ("_model", "_owner", "_tokenizer")
-
-    def __init__(
-        self,
-        owner: OpenAIChatCompletionsTokenClient,
-        http: _HttpClient,
-        model: str,
-        tokenizer: _core.Tokenizer | None,
-    ) -> None:
-        super().__init__(http)
-        self._owner = owner
-        self._model = model
-        self._tokenizer = tokenizer
+    owner: OpenAIChatCompletionsTokenClient
+    http: _HttpClient
+    model: str
+    tokenizer: _core.Tokenizer | None
+    chat_target: str
+    verify: bool = False
 
     @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def tokenizer(self) -> _core.Tokenizer | None:
-        return self._tokenizer
+    def config(self) -> ClientConfig:
+        return self.http.config
 
     @property
     def stop_token_ids(self) -> list[int] | None:
-        tok = self._tokenizer
-        return tok.stop_token_ids if tok is not None else None
-
-    @property
-    def verify(self) -> bool:
-        return False
-
-    @property
-    def chat_target(self) -> str:
-        return "dynamo" if self._owner.transport == "dynamo-nvext" else "vllm"
+        return self.tokenizer.stop_token_ids if self.tokenizer is not None else None
 
     async def post(
         self, url: str, body: bytes, transport: str, headers: Mapping[str, str] | None
     ) -> bytes:
-        return await self._owner._send(self._client, url, body, headers)
+        return await self.owner._send(self.http, url, body, headers)
+
+    async def prompt_limit(self) -> int | None:
+        return None
+
+    async def check_prompt_length(self, n: int, transport: str) -> None:
+        return None
 
 
 def _seconds(timeout: Any) -> float:
@@ -624,7 +610,9 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         """The transport class of this client's transport over a :class:`_VfSession`, and the
         turn's arguments as it takes them (verifiers' sampling arguments as they are: the body
         writers normalize them as verifiers does)."""
-        transport = TRANSPORT_CLASSES[self.transport](_VfSession(self, http, model, tok))
+        target = "dynamo" if self.transport == "dynamo-nvext" else "vllm"
+        session = _VfSession(self, http, model, tok, target)
+        transport = TRANSPORT_CLASSES[self.transport](session)
         args = GenerateArgs(
             messages=prompt,
             tools=tools or None,
