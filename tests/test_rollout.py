@@ -735,3 +735,134 @@ def test_trajectory_steps_share_the_ids_they_repeat(qwen: Any) -> None:
             fasttito.TrajectoryRollouts(tok).rollout_for([*trajectory[:-1], step], TOOLS).held_ids
             == held
         )
+
+
+# ------------------------------------------------------------- turns completed without a record
+
+
+def generate_body(completion: list[int], prompt: list[int] | None = None) -> bytes:
+    """A vLLM ``/inference/v1/generate`` answer (docs/wire.md B.2) with ``completion``."""
+    choice: dict[str, Any] = {
+        "index": 0,
+        "token_ids": completion,
+        "finish_reason": "stop",
+        "logprobs": {"content": [{"token": f"token_id:{i}", "logprob": -0.5} for i in completion]},
+    }
+    body: dict[str, Any] = {"request_id": "gen-1", "choices": [choice]}
+    if prompt is not None:
+        body["prompt_token_ids"] = prompt
+    return json.dumps(body).encode()
+
+
+GENERATE_REQUEST: dict[str, Any] = {
+    "kind": "vllm-generate",
+    "model": "m",
+    "transport": "vllm-generate",
+    "sampling": {"max_tokens": 8},
+}
+
+
+def test_complete_turn_decodes_without_recording_or_counting(qwen: Any) -> None:
+    """``_core.complete_turn`` is ``Rollout.complete`` minus the record and the count: the turn
+    is parsed, checked and decoded with the given tokenizer, the rollout stays as it was, the
+    metrics too, and ``plan.count()`` counts it once."""
+    hf, tok = qwen
+    rollout = fasttito.Rollout(tok)
+    messages = [{"role": "user", "content": "weather?"}]
+    plan = rollout._plan_turn(messages, None, None, **GENERATE_REQUEST)
+    assert plan.sends_ids and plan.prompt_ids is not None
+    completion = [*hf.encode("Sunny.", add_special_tokens=False), tok.token_to_id(QWEN_STOP)]
+    fasttito.reset_metrics()
+    data = fasttito._core.complete_turn(
+        plan,
+        generate_body(completion),
+        wire="vllm-generate",
+        transport="vllm-generate",
+        decode_locally=True,
+        tokenizer=tok,
+        vocab_size=tok.vocab_size,
+    )
+    assert data.content == "Sunny." and data.completion_ids == completion
+    assert data.prompt_ids == plan.prompt_ids  # the server reported none: the ids sent
+    assert data.mode == "mito" and data.fallback_reason == "first_turn"
+    assert len(rollout) == 0 and fasttito.metrics()["turns"] == 0
+    assert plan.count() and not plan.count()
+    assert fasttito.metrics()["mito"] == 1
+    # without a tokenizer nothing is decoded (content is the server's: none on this route)
+    bare = fasttito._core.complete_turn(
+        plan, generate_body(completion), wire="vllm-generate", transport="t", decode_locally=True
+    )
+    assert bare.content is None and bare.completion_ids == completion
+    # checked as Rollout.complete checks: an id outside the vocabulary is a parse error
+    with pytest.raises(fasttito.ResponseParseError, match="outside the vocabulary"):
+        fasttito._core.complete_turn(
+            plan,
+            generate_body([tok.vocab_size]),
+            wire="vllm-generate",
+            transport="t",
+            decode_locally=False,
+            vocab_size=tok.vocab_size,
+        )
+
+
+def test_complete_turn_prompt_ids_are_those_sent(qwen: Any) -> None:
+    """A plan that rendered ids but sends the messages (``mito_messages``) reports the server's
+    prompt ids, or none: never the local render that was not sent."""
+    _, tok = qwen
+    rollout = fasttito.Rollout(tok)
+    messages = [{"role": "user", "content": "weather?"}]
+    plan = rollout._plan_turn(
+        messages,
+        None,
+        None,
+        kind="dynamo",
+        model="m",
+        transport="dynamo-nvext",
+        messages_target="dynamo",
+        mito_messages=True,
+    )
+    assert plan.prompt_ids is not None and not plan.sends_ids
+    done = fasttito._core.complete_turn(
+        plan, generate_body([1, 2]), wire="vllm-generate", transport="t", decode_locally=False
+    )
+    assert done.prompt_ids is None
+    done = fasttito._core.complete_turn(
+        plan,
+        generate_body([1, 2], [5, 6]),
+        wire="vllm-generate",
+        transport="t",
+        decode_locally=False,
+    )
+    assert done.prompt_ids == [5, 6] and done.engine_prompt_ids
+
+
+def test_plan_ids_carries_a_callers_ids_and_is_never_counted_or_recorded(qwen: Any) -> None:
+    _, tok = qwen
+    messages = [{"role": "user", "content": "weather?"}]
+    plan = fasttito._core.plan_ids(
+        [3, 4, 5], messages, turn=2, vocab_size=tok.vocab_size, **GENERATE_REQUEST
+    )
+    assert plan.mode == "tito" and plan.turn == 2 and plan.fallback_reason is None
+    assert plan.sends_ids and plan.prompt_ids == [3, 4, 5] and plan.tokens_reused == 0
+    assert plan.body is not None and json.loads(plan.body)["token_ids"] == [3, 4, 5]
+    assert not plan.count()  # fasttito did not plan it: it never counts
+    mito = fasttito._core.plan_ids([3], messages, turn=1, tito=False, **GENERATE_REQUEST)
+    assert mito.mode == "mito" and mito.bridge_tokens == 0
+    # the ids are checked against the vocabulary before the body is written
+    with pytest.raises(fasttito.InvalidTokenIdError):
+        fasttito._core.plan_ids(
+            [tok.vocab_size], messages, turn=1, vocab_size=tok.vocab_size, **GENERATE_REQUEST
+        )
+    # no rollout records a turn it did not plan
+    rollout = fasttito.Rollout(tok)
+    with pytest.raises(fasttito.FasttitoError, match="caller's prompt ids"):
+        rollout.record(plan, [7, 8], {"role": "assistant", "content": "x"})
+    with pytest.raises(fasttito.FasttitoError, match="complete_turn"):
+        rollout._complete_turn(
+            plan,
+            generate_body([7, 8]),
+            wire="vllm-generate",
+            transport="t",
+            decode_locally=False,
+        )
+    assert len(rollout) == 0

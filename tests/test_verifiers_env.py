@@ -236,6 +236,112 @@ def test_server_errors_reach_verifiers_typed(
         asyncio.run(two_turns(break_key=False))
 
 
+# --------------------------------------------------------------------------- transport classes
+
+
+@pytest.mark.parametrize("renderer_transport", ["vllm", "vllm_generate"])
+@pytest.mark.parametrize("own_prompt_ids", [True, False])
+def test_token_turns_run_on_the_transport_classes(
+    engine: EngineProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    renderer_transport: str,
+    own_prompt_ids: bool,
+) -> None:
+    """A token-in turn of the verifiers client is the transport class's steps (the class
+    ``fasttito.Client`` runs): ``send`` then ``complete`` without recording. Its calls into
+    ``_core`` are the plan (shared with ``get_prompt_ids``), the transport's body, the
+    transport's parse/check/decode and the count, and none of the wire functions by hand; with
+    a replacement ``get_prompt_ids`` the plan of its ids and the completion. Nothing is recorded
+    twice: the trajectory's rollout holds exactly the steps verifiers recorded, and a turn
+    counts once in the metrics."""
+    import fasttito
+    import openai
+    from fasttito.transports import TRANSPORT_CLASSES, Transport
+    from fasttito.verifiers import OpenAIChatCompletionsTokenClient
+    from test_calls import core_calls
+
+    engine.reset()
+    engine.script(mode="text", content="It is sunny.")
+    steps: list[tuple[str, str, bool]] = []
+    send, complete = Transport.send, Transport.complete
+
+    async def spy_send(self: Transport, state: Any, plan: Any) -> bytes:
+        steps.append((type(self).__name__, "send", plan.sends_ids))
+        return await send(self, state, plan)
+
+    def spy_complete(self: Transport, *args: Any, record: bool = True, **kw: Any) -> Any:
+        steps.append((type(self).__name__, "complete", record))
+        return complete(self, *args, record=record, **kw)
+
+    monkeypatch.setattr(Transport, "send", spy_send)
+    monkeypatch.setattr(Transport, "complete", spy_complete)
+
+    class Replaced(OpenAIChatCompletionsTokenClient):  # type: ignore[misc]
+        async def get_prompt_ids(  # type: ignore[no-untyped-def]
+            self, state, prompt_messages, oai_tools, chat_template_kwargs=None
+        ):
+            ids = await super().get_prompt_ids(state, prompt_messages, oai_tools)
+            return None if ids is None else list(ids)
+
+    cls = OpenAIChatCompletionsTokenClient if own_prompt_ids else Replaced
+    oai = openai.AsyncOpenAI(base_url=engine.v1_url, api_key=API_KEY)
+    client = cls(oai, renderer_transport=renderer_transport, tokenizer=MODEL_DIR)
+    name = TRANSPORT_CLASSES[client.transport].__name__
+    sampling = {"max_tokens": 32}
+
+    async def main() -> tuple[Any, Any, Any]:
+        state: dict[str, Any] = {"model": SERVED, "trajectory": []}
+        prompt: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+        first = await client.from_native_response(
+            await client.get_native_response(prompt, SERVED, sampling, None, state=state)
+        )
+        reply = {"role": "assistant", "content": first.message.content}
+        state["trajectory"].append(
+            {
+                "prompt": prompt,
+                "completion": [reply],
+                "tokens": first.message.tokens.model_dump(),
+                "response": first,
+            }
+        )
+        prompt = [*prompt, reply, {"role": "user", "content": "And in Rome?"}]
+        fasttito.reset_metrics()
+        steps.clear()
+        task, calls = core_calls(
+            lambda: client.get_native_response(prompt, SERVED, sampling, None, state=state)
+        )
+        native = await task
+        second = await client.from_native_response(native)
+        await client.close()
+        return state, (native, second), calls
+
+    state, (native, second), calls = asyncio.run(main())
+    assert native.mode == "tito" and second.message.content == "It is sunny."
+    with pytest.warns(DeprecationWarning, match="TokenChatResponse.turn"):
+        assert native.parsed is native.turn  # the old name of the turn's data
+    assert steps == [(name, "send", True), (name, "complete", False)]
+    hand_written = {"request_body", "parse_response", "decode_completion", "Rollout.complete"}
+    assert not hand_written & set(calls), calls
+    # verifiers' step is ingested once (its record), the turn planned, written, completed
+    want = {"Rollout.ingest": 1, "Rollout.prepare": 1, "complete_turn": 1}
+    if own_prompt_ids:
+        want |= {"Rollout.plan_body": 1, "Plan.count": 1}
+    else:  # the replacement's ids (planned by the own method it calls), never counted
+        want |= {"plan_ids": 1}
+    assert dict(calls) == want, calls
+    # the engine generated from the previous step's ids verbatim + the bridge
+    head = state["trajectory"][0]["tokens"]
+    stitched = head["prompt_ids"] + head["completion_ids"]
+    sent = engine.requests()[-1]
+    assert sent["prompt_ids"][: len(stitched)] == stitched
+    assert second.message.tokens.prompt_ids == sent["prompt_ids"]
+    # nothing recorded by fasttito: the rollout holds the one step verifiers recorded
+    (rollouts,) = client._by_tokenizer.values()
+    assert len(rollouts.rollout_for(state["trajectory"])) == 1
+    metrics = fasttito.metrics()
+    assert (metrics["tito"], metrics["turns"]) == ((1, 1) if own_prompt_ids else (0, 0)), metrics
+
+
 # --------------------------------------------------------------------------- Dynamo frontend
 
 
@@ -245,11 +351,23 @@ def dynamo(require_dynamo: None) -> Iterator[DynamoHandle]:
         yield handle
 
 
-def test_tool_env_rollouts_are_tito_on_dynamo(dynamo: DynamoHandle) -> None:
+def test_tool_env_rollouts_are_tito_on_dynamo(
+    dynamo: DynamoHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import fasttito
+    from fasttito.transports import DynamoNvextTransport
     from fasttito.verifiers import OpenAIChatCompletionsTokenClient
     from transformers import AutoTokenizer
     from verifiers.legacy.types import ClientConfig
+
+    completed: list[bool] = []  # every turn on the transport class, none recorded by fasttito
+    complete = DynamoNvextTransport.complete
+
+    def spy(self: Any, *args: Any, record: bool = True, **kw: Any) -> Any:
+        completed.append(record)
+        return complete(self, *args, record=record, **kw)
+
+    monkeypatch.setattr(DynamoNvextTransport, "complete", spy)
 
     dynamo.set_control(max_tool_calls=TOOL_TURNS, echo_request=True)
     config = ClientConfig(
@@ -288,6 +406,7 @@ def test_tool_env_rollouts_are_tito_on_dynamo(dynamo: DynamoHandle) -> None:
             assert step["tokens"]["prompt_ids"] == list(rendered)
     metrics = fasttito.metrics()
     assert metrics.get("tito") == 2 * TOOL_TURNS, metrics
+    assert completed == [False] * 2 * (TOOL_TURNS + 1)
 
 
 def _plain(message: Any) -> dict[str, Any]:

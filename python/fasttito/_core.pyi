@@ -16,11 +16,13 @@ __all__ = [
     "__version__",
     "attribute",
     "build_profile",
+    "complete_turn",
     "decode_completion",
     "lone_bridge",
     "metrics",
     "parse_response",
     "parse_turn",
+    "plan_ids",
     "request_body",
     "reset_metrics",
 ]
@@ -340,6 +342,41 @@ def parse_turn(
     max_body_bytes: int = ...,
     max_depth: int = ...,
 ) -> TurnData: ...
+def complete_turn(
+    plan: Plan,
+    body: bytes,
+    *,
+    wire: str,
+    transport: str,
+    decode_locally: bool,
+    tokenizer: Tokenizer | None = None,
+    top_logprobs: int | None = None,
+    vocab_size: int | None = None,
+    max_body_bytes: int = ...,
+    max_depth: int = ...,
+) -> TurnData: ...
+def plan_ids(
+    prompt_ids: Sequence[int] | TokenIds,
+    messages: Iterable[Any],
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    *,
+    turn: int,
+    tito: bool = True,
+    kind: str,
+    model: str,
+    transport: str,
+    sampling: Mapping[str, Any] | None = None,
+    max_tokens: int | None = None,
+    stop_token_ids: list[int] | None = None,
+    cache_salt: str | None = None,
+    priority: int | None = None,
+    body_template_kwargs: bool = False,
+    top_logprobs: int | None = None,
+    messages_target: str | None = None,
+    mito_messages: bool = False,
+    vocab_size: int | None = None,
+) -> Plan: ...
 
 @final
 class ParsedResponse:

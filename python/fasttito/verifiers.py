@@ -18,9 +18,11 @@ What changes inside:
   Normalization is symmetric: Pydantic ``vf.Message`` objects and plain dicts compare equal
   (``None`` keys dropped, ``content: ""`` equal to absent, flat ``vf.ToolCall`` equal to the
   OpenAI shape, ``arguments`` compared as JSON).
-* **Token-in requests are written and parsed in Rust** and posted through the caller's own
-  ``AsyncOpenAI`` HTTP client (its httpx client, base URL, api key and headers), so auth and
-  proxies behave as configured.
+* **Token-in turns run on fasttito's transport classes** (:mod:`fasttito.transports`, the
+  ones :class:`fasttito.Client` runs): the request is written and the response parsed, checked
+  and decoded in Rust, and posted through the caller's own ``AsyncOpenAI`` HTTP client (its
+  httpx client, base URL, api key and headers), so auth and proxies behave as configured. The
+  turn is not recorded by fasttito: verifiers keeps it in ``state["trajectory"]``.
 * **The transport is chosen by** ``renderer_transport``: ``prime_vllm_generate`` (default; also
   ``vllm``) posts ``/v1/chat/completions/tokens`` to vLLM + prime-rl; ``dynamo_chat_nvext``
   (also ``dynamo``, ``dynamo_chat``) posts ``/v1/chat/completions`` with ``nvext.token_data``
@@ -43,6 +45,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,13 +53,14 @@ from typing import Any
 
 from fasttito import _core
 from fasttito.client import Client as _HttpClient
-from fasttito.config import resolve_transport
+from fasttito.config import ClientConfig, resolve_transport
 from fasttito.errors import ConfigError, ResponseParseError, ServerError, UnsupportedRouteError
 from fasttito.http import HttpxPoster
+from fasttito.rollout import Rollout
 from fasttito.tokens import TokenIds
 from fasttito.trajectory import TrajectoryRollouts
-from fasttito.transports._base import check_prompt_ids
-from fasttito.transports._decode import decode_completion
+from fasttito.transports import TRANSPORT_CLASSES
+from fasttito.transports._base import GenerateArgs, RolloutState, Transport, check_prompt_ids
 
 try:
     import openai
@@ -171,23 +175,70 @@ def resolve_renderer_transport(
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TokenChatResponse:
-    """The native response of a turn fasttito sent itself (vLLM token route, or any Dynamo
-    turn): the Rust-parsed body and what the client adds to it. :meth:`from_native_response
-    <OpenAIChatCompletionsTokenClient.from_native_response>` turns it into a ``vf.Response``;
-    ``parsed.body`` holds the raw bytes; ``created`` is when fasttito received the answer (the
-    Rust parser does not read the server's timestamp)."""
+    """The native response of a turn fasttito sent itself (vLLM token route, or any Dynamo /
+    vLLM generate turn): the turn's data as the transport completed it (parsed, checked and, on
+    the routes that return ids only, decoded in Rust) and what the client adds to it.
+    :meth:`from_native_response <OpenAIChatCompletionsTokenClient.from_native_response>` turns
+    it into a ``vf.Response``; ``created`` is when fasttito received the answer (the parser
+    does not read the server's timestamp)."""
 
-    parsed: _core.ParsedResponse
+    turn: _core.TurnData
     model: str
     transport: str
     mode: str
-    #: the ids fasttito sent (used when the server reports no prompt ids)
+    #: the ids fasttito sent (None when the turn went as messages)
     sent_prompt_ids: TokenIds | None
     content: str | None
     reasoning_content: str | None
     tool_calls: list[dict[str, Any]]
     finish_reason: str | None
     created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def parsed(self) -> _core.TurnData:
+        """Deprecated alias of :attr:`turn` (the parsed response became the turn's data: the
+        same fields, the prompt ids the sent ones when the server reports none, no ``body``)."""
+        warnings.warn(
+            "TokenChatResponse.parsed is deprecated: use TokenChatResponse.turn",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.turn
+
+
+@dataclass(frozen=True, slots=True)
+class _VfSession:
+    """The :class:`~fasttito.transports._session.Session` the verifiers client hands the
+    transport classes: the fasttito HTTP client over the caller's ``AsyncOpenAI`` (URLs and
+    limits), the request's model, the tokenizer of the turn, and verifiers' POST (:meth:`_send
+    <OpenAIChatCompletionsTokenClient._send>`, with its error mapping). There is no length
+    pre-flight: verifiers maps the server's own 400 to ``vf.OverlongPromptError``."""
+
+    owner: OpenAIChatCompletionsTokenClient
+    http: _HttpClient
+    model: str
+    tokenizer: _core.Tokenizer | None
+    chat_target: str
+    verify: bool = False
+
+    @property
+    def config(self) -> ClientConfig:
+        return self.http.config
+
+    @property
+    def stop_token_ids(self) -> list[int] | None:
+        return self.tokenizer.stop_token_ids if self.tokenizer is not None else None
+
+    async def post(
+        self, url: str, body: bytes, transport: str, headers: Mapping[str, str] | None
+    ) -> bytes:
+        return await self.owner._send(self.http, url, body, headers)
+
+    async def prompt_limit(self) -> int | None:
+        return None
+
+    async def check_prompt_length(self, n: int, transport: str) -> None:
+        return None
 
 
 def _seconds(timeout: Any) -> float:
@@ -197,11 +248,6 @@ def _seconds(timeout: Any) -> float:
     parts = [getattr(timeout, k, None) for k in ("read", "write", "connect", "pool")]
     numbers = [float(p) for p in parts if isinstance(p, (int, float)) and p > 0]
     return max(numbers) if numbers else 600.0
-
-
-def _ids(ids: Ids) -> Sequence[int]:
-    """Ids for a ``_core`` argument typed as a sequence: a ``TokenIds`` is read as a buffer."""
-    return ids  # type: ignore[return-value]
 
 
 def _httpx_root(cls: type) -> str | None:
@@ -295,7 +341,7 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
             )
         if len(trajectory) == 0:
             return await self._mito(prompt, model, sampling_args, tools, extra_headers)
-        prompt_ids, reason, plan = await self._prompt_ids(
+        prompt_ids, reason, plan, rollout = await self._prompt_ids(
             state, prompt, tools, chat_template_kwargs
         )
         if prompt_ids is None:
@@ -307,7 +353,16 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
             response = await self._mito(prompt, model, sampling_args, tools, extra_headers)
         else:
             response = await self._post_tokens(
-                prompt, model, sampling_args, tools, prompt_ids, extra_headers
+                prompt,
+                model,
+                sampling_args,
+                tools,
+                chat_template_kwargs,
+                state,
+                prompt_ids,
+                plan,
+                rollout,
+                extra_headers,
             )
         if plan is not None:  # the turn completed: it counts in fasttito.metrics()
             plan.count()
@@ -323,8 +378,8 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         """The stitched prompt ids of the next turn (the matched step's engine ids verbatim,
         plus the bridge), or ``None`` when the turn must go as messages. The ids are a
         :class:`fasttito.TokenIds` (a read-only sequence, equal to the list; ``.tolist()``)."""
-        ids, _, _ = await self._plan_ids(state, prompt_messages, oai_tools, chat_template_kwargs)
-        return ids
+        _, plan = await self._plan(state, prompt_messages, oai_tools, chat_template_kwargs)
+        return plan.prompt_ids if plan.mode == "tito" else None
 
     async def tokenize(
         self,
@@ -404,15 +459,19 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
     # -- planning --------------------------------------------------------------------------
     async def _prompt_ids(
         self, state: Any, prompt: Any, tools: Any, chat_template_kwargs: Mapping[str, Any]
-    ) -> tuple[Ids | None, str | None, _core.Plan | None]:
+    ) -> tuple[Ids | None, str | None, _core.Plan | None, Rollout | None]:
         """``get_prompt_ids`` (honouring a subclass's or a test's replacement), the reason
-        when it gives None, and fasttito's plan (None for a replacement)."""
+        when it gives None, and fasttito's plan and the rollout it came from (None for a
+        replacement)."""
         method = self.get_prompt_ids
         if getattr(method, "__func__", None) is _OWN_GET_PROMPT_IDS:
-            return await self._plan_ids(state, prompt, tools, chat_template_kwargs)
+            rollout, plan = await self._plan(state, prompt, tools, chat_template_kwargs)
+            if plan.mode != "tito":
+                return None, plan.fallback_reason, plan, rollout
+            return plan.prompt_ids, None, plan, rollout
         ctk = dict(chat_template_kwargs) if chat_template_kwargs else None
         ids = await method(state, prompt, tools, chat_template_kwargs=ctk)
-        return ids, None if ids is not None else "get_prompt_ids returned None", None
+        return ids, None if ids is not None else "get_prompt_ids returned None", None, None
 
     def _local_bridges(self) -> bool:
         tokenize = getattr(self.tokenize, "__func__", None)
@@ -436,17 +495,19 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         chat_template_kwargs: Mapping[str, Any] | None,
         *,
         render_mito: bool = False,
-    ) -> _core.Plan:
+    ) -> tuple[Rollout, _core.Plan]:
+        """The plan of the next turn of ``state``'s trajectory, and its rollout: bridges
+        rendered locally, or tokenized by :meth:`tokenize` (a replacement is honoured)."""
         ctk = dict(chat_template_kwargs) if chat_template_kwargs else None
         tools = tools or None
         if self._local_bridges():
             tok = self._tokenizer or await self._load_tokenizer(state["model"])
             rollout = self._rollouts(tok).rollout_for(state["trajectory"], tools, ctk)
-            return rollout.prepare(prompt, tools, ctk, render_mito=render_mito)
+            return rollout, rollout.prepare(prompt, tools, ctk, render_mito=render_mito)
         rollout = self._rollouts(None).rollout_for(state["trajectory"], tools, ctk)
         begun = rollout.begin(prompt, tools, ctk)
         if isinstance(begun, _core.Plan):
-            return begun
+            return rollout, begun
         forwarded = {"chat_template_kwargs": dict(ctk)} if ctk else {}
         full: list[int] | None
         base: list[int] | None
@@ -466,15 +527,7 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
         except Exception as exc:  # counted as tokenization_failed; the turn goes as messages
             self.logger.debug(f"TITO: bridge tokenization failed ({type(exc).__name__}: {exc})")
             full = base = None
-        return rollout.finish(begun, full, base)
-
-    async def _plan_ids(
-        self, state: Any, prompt: Any, tools: Any, chat_template_kwargs: Mapping[str, Any] | None
-    ) -> tuple[TokenIds | None, str | None, _core.Plan]:
-        plan = await self._plan(state, prompt, tools, chat_template_kwargs)
-        if plan.mode != "tito":
-            return None, plan.fallback_reason, plan
-        return plan.prompt_ids, None, plan
+        return rollout, rollout.finish(begun, full, base)
 
     async def _load_tokenizer(self, model: str) -> _core.Tokenizer:
         """The local tokenizer of ``renderer_model_name`` (or ``model``), loaded once, in a
@@ -544,17 +597,70 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
             prompt, model, _normalized(sampling_args), tools, extra_headers=extra_headers
         )
 
+    def _transport_for(
+        self,
+        http: _HttpClient,
+        model: str,
+        tok: _core.Tokenizer | None,
+        prompt: Any,
+        tools: Any,
+        sampling_args: Mapping[str, Any],
+        chat_template_kwargs: Mapping[str, Any] | None,
+    ) -> tuple[Transport, GenerateArgs]:
+        """The transport class of this client's transport over a :class:`_VfSession`, and the
+        turn's arguments as it takes them (verifiers' sampling arguments as they are: the body
+        writers normalize them as verifiers does)."""
+        target = "dynamo" if self.transport == "dynamo-nvext" else "vllm"
+        session = _VfSession(self, http, model, tok, target)
+        transport = TRANSPORT_CLASSES[self.transport](session)
+        args = GenerateArgs(
+            messages=prompt,
+            tools=tools or None,
+            max_tokens=None,
+            sampling=sampling_args if isinstance(sampling_args, dict) else dict(sampling_args),
+            cache_salt=None,
+            priority=None,
+            chat_template_kwargs=dict(chat_template_kwargs) if chat_template_kwargs else None,
+        )
+        return transport, args
+
+    async def _token_turn(
+        self, transport: Transport, state: RolloutState, plan: _core.Plan, model: str
+    ) -> TokenChatResponse:
+        """Send the planned turn and complete it on ``transport``, recording nothing (verifiers
+        keeps the turn in its trajectory; the caller counts it with ``plan.count()``)."""
+        raw = await transport.send(state, plan)
+        turn = transport.complete(state, plan, raw, record=False)
+        return TokenChatResponse(
+            turn=turn,
+            model=model,
+            transport=self.transport,
+            mode=turn.mode,
+            sent_prompt_ids=plan.prompt_ids if plan.sends_ids else None,
+            content=turn.content,
+            reasoning_content=turn.reasoning_content,
+            tool_calls=list(turn.tool_calls),
+            finish_reason=turn.finish_reason,
+        )
+
     async def _post_tokens(
         self,
         prompt: Any,
         model: str,
         sampling_args: Mapping[str, Any],
         tools: Any,
+        chat_template_kwargs: Mapping[str, Any],
+        state: Any,
         prompt_ids: Ids,
+        plan: _core.Plan | None,
+        rollout: Rollout | None,
         extra_headers: Mapping[str, str] | None,
     ) -> Any:
-        if self._tokenizer is not None:  # a caller's get_prompt_ids may return any ids
-            check_prompt_ids(prompt_ids, self._tokenizer.vocab_size, self.transport)
+        """A TITO turn on vLLM's token route: ``plan``'s ids (from ``rollout``), or a
+        replacement ``get_prompt_ids``' ids when ``plan`` is None."""
+        tok = self._tokenizer
+        if plan is None and tok is not None:  # a caller's get_prompt_ids may return any ids
+            check_prompt_ids(prompt_ids, tok.vocab_size, self.transport)
         http = self._fast_http()
         if http is None:
             # not an AsyncOpenAI: verifiers' own request through the client's post()
@@ -572,29 +678,16 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
             return await post_chat_completion_with_routed_experts_sidecar(
                 self.client, "/chat/completions/tokens", body=body, extra_headers=extra_headers
             )
-        body_bytes = _core.request_body(
-            "chat-tokens",
-            model,
-            token_ids=_ids(prompt_ids),
-            messages=prompt,
-            tools=tools,
-            sampling=sampling_args,
+        transport, gen = self._transport_for(
+            http, model, tok, prompt, tools, sampling_args, chat_template_kwargs
         )
-        url = http.config.v1_url + "/chat/completions/tokens"
-        raw = await self._send(http, url, body_bytes, extra_headers)
-        parsed = _core.parse_response(raw, "vllm-chat", max_body_bytes=http.config.max_body_bytes)
-        sent = prompt_ids if isinstance(prompt_ids, TokenIds) else TokenIds(prompt_ids)
-        return TokenChatResponse(
-            parsed=parsed,
-            model=model,
-            transport=self.transport,
-            mode="tito",
-            sent_prompt_ids=sent,
-            content=parsed.content,
-            reasoning_content=parsed.reasoning_content,
-            tool_calls=list(parsed.tool_calls),
-            finish_reason=parsed.finish_reason,
-        )
+        turn_state = RolloutState(rollout, headers=_headers(extra_headers))
+        if plan is None or rollout is None:
+            turn = len(state["trajectory"]) + 1
+            plan = transport.plan_ids(prompt_ids, gen, turn=turn, tito=True)
+        else:
+            plan = transport.plan_body(turn_state, plan, gen)
+        return await self._token_turn(transport, turn_state, plan, model)
 
     async def _local_turn(
         self,
@@ -616,85 +709,45 @@ class OpenAIChatCompletionsTokenClient(OpenAIChatCompletionsClient):  # type: ig
                 f"renderer_transport {self.renderer_transport} needs an openai.AsyncOpenAI "
                 f"client (or a verifiers ClientConfig); got {type(self.client).__name__}"
             )
-        dynamo = self.transport == "dynamo-nvext"
         tok = self._tokenizer or await self._load_tokenizer(model)
         ctk = dict(chat_template_kwargs) if chat_template_kwargs else None
+        transport, args = self._transport_for(
+            http, model, tok, prompt, tools, sampling_args, chat_template_kwargs
+        )
         method = self.get_prompt_ids
-        prompt_ids: Ids | None
-        plan: _core.Plan | None = None
-        if getattr(method, "__func__", None) is _OWN_GET_PROMPT_IDS:
-            plan = await self._plan(state, prompt, tools, ctk, render_mito=True)
-            prompt_ids, mode = plan.prompt_ids, plan.mode
-            if plan.fallback_reason == "multimodal":
-                # images and audio need the server's processor: Dynamo gets the messages
-                prompt_ids = None
-            elif plan.mode != "tito" and plan.turn > 1:
-                self.logger.warning(
-                    f"TITO fell back to MITO on turn {plan.turn} ({plan.fallback_reason})"
-                )
-        else:
-            prompt_ids = await method(state, prompt, tools, chat_template_kwargs=ctk)
-            mode = "tito" if prompt_ids is not None else "mito"
-            if prompt_ids is None:
-                prompt_ids = tok.apply_chat_template(
+        if getattr(method, "__func__", None) is not _OWN_GET_PROMPT_IDS:
+            ids: Ids | None = await method(state, prompt, tools, chat_template_kwargs=ctk)
+            tito = ids is not None
+            if ids is None:
+                ids = tok.apply_chat_template(
                     prompt, tools=tools or None, add_generation_prompt=True, **(ctk or {})
                 )
-        if prompt_ids is None and not dynamo:
-            # multimodal, or the local render failed: vLLM's chat route renders the messages
-            response = await self._mito(prompt, model, sampling_args, tools, extra_headers)
-            if plan is not None:
+            else:
+                check_prompt_ids(ids, tok.vocab_size, self.transport)
+            turn = len(state["trajectory"]) + 1
+            plan = transport.plan_ids(ids, args, turn=turn, tito=tito)
+            turn_state = RolloutState(None, headers=_headers(extra_headers))
+            return await self._token_turn(transport, turn_state, plan, model)
+        rollout, plan = await self._plan(state, prompt, tools, ctk, render_mito=True)
+        turn_state = RolloutState(rollout, headers=_headers(extra_headers))
+        multimodal = plan.fallback_reason == "multimodal"
+        if plan.mode != "tito" and plan.turn > 1 and not multimodal:
+            self.logger.warning(
+                f"TITO fell back to MITO on turn {plan.turn} ({plan.fallback_reason})"
+            )
+        if multimodal or plan.prompt_ids is None:
+            # images and audio need the server's processor, and a failed local render goes to
+            # the server's template: Dynamo gets the messages, vLLM's chat route (verifiers) too
+            if self.transport != "dynamo-nvext":
+                response = await self._mito(prompt, model, sampling_args, tools, extra_headers)
                 plan.count()
-            return response
-        if prompt_ids is not None:
-            check_prompt_ids(prompt_ids, tok.vocab_size, self.transport)
-            body = _core.request_body(
-                "dynamo" if dynamo else "vllm-generate",
-                model,
-                token_ids=_ids(prompt_ids),
-                sampling=sampling_args,
-                stop_token_ids=tok.stop_token_ids,
-            )
-        else:  # multimodal, or the local render failed: Dynamo renders the messages
-            body = _core.request_body(
-                "chat",
-                model,
-                messages=prompt,
-                tools=tools or None,
-                sampling=sampling_args,
-                stop_token_ids=tok.stop_token_ids,
-                target="dynamo",
-            )
-        if dynamo:
-            url = http.config.v1_url + "/chat/completions"
+                return response
+            plan = transport.plan_body(turn_state, plan, args, mito_messages=True)
         else:
-            url = http.config.root_url + "/inference/v1/generate"
-        raw = await self._send(http, url, body, extra_headers)
-        wire = "dynamo" if dynamo else "vllm-generate"
-        parsed = _core.parse_response(raw, wire, max_body_bytes=http.config.max_body_bytes)
-        if plan is not None:  # the turn completed: it counts in fasttito.metrics()
-            plan.count()
-        content, reasoning = parsed.content, parsed.reasoning_content
-        calls = list(parsed.tool_calls)
-        finish = parsed.finish_reason
-        if not calls:
-            dec = decode_completion(tok, _ids(parsed.completion_ids))
-            content, reasoning, calls = dec.content, dec.reasoning_content, dec.tool_calls
-            if dec.finish_reason_hint == "tool_calls" and finish == "stop":
-                finish = "tool_calls"
-        sent = None
-        if prompt_ids is not None:
-            sent = prompt_ids if isinstance(prompt_ids, TokenIds) else TokenIds(prompt_ids)
-        return TokenChatResponse(
-            parsed=parsed,
-            model=model,
-            transport=self.transport,
-            mode=mode,
-            sent_prompt_ids=sent,
-            content=content,
-            reasoning_content=reasoning,
-            tool_calls=calls,
-            finish_reason=finish,
-        )
+            plan = transport.plan_body(turn_state, plan, args)
+        response = await self._token_turn(transport, turn_state, plan, model)
+        plan.count()  # the turn completed: it counts in fasttito.metrics()
+        return response
 
     async def _send(
         self,
@@ -740,14 +793,21 @@ def _normalized(sampling_args: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None}
 
 
+def _headers(extra_headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """verifiers' ``extra_headers`` as a transport's conversation headers."""
+    if not extra_headers:
+        return None
+    return extra_headers if isinstance(extra_headers, dict) else dict(extra_headers)
+
+
 def _finish_reason(value: str | None) -> str | None:
     return value if value in ("stop", "length", "tool_calls") else None
 
 
 def _to_vf_response(native: TokenChatResponse) -> Any:
     """The ``vf.Response`` of a fasttito-sent turn, with the fields verifiers' parser fills."""
-    parsed = native.parsed
-    usage_raw = parsed.usage
+    turn = native.turn
+    usage_raw = turn.usage
     usage = None
     if usage_raw is not None:
         prompt_tokens = usage_raw.get("prompt_tokens")
@@ -771,10 +831,10 @@ def _to_vf_response(native: TokenChatResponse) -> Any:
     content = native.content or None
     reasoning = native.reasoning_content or None
     tokens = None
-    prompt_ids = parsed.prompt_ids if parsed.prompt_ids is not None else native.sent_prompt_ids
-    logprobs = parsed.completion_logprobs
+    prompt_ids = turn.prompt_ids  # the server's, else those sent
+    logprobs = turn.completion_logprobs
     if prompt_ids is not None and logprobs is not None:
-        completion_ids = parsed.completion_ids
+        completion_ids = turn.completion_ids
         if len(logprobs) != len(completion_ids):  # the parser's invariant, kept visible
             raise ResponseParseError(
                 f"{native.transport}: {len(logprobs)} logprobs for {len(completion_ids)} ids"
@@ -786,13 +846,13 @@ def _to_vf_response(native: TokenChatResponse) -> Any:
             completion_ids=c,
             completion_mask=[1] * len(c),
             completion_logprobs=logprobs,
-            routed_experts=_routed_experts(parsed.routed_experts),
+            routed_experts=_routed_experts(turn.routed_experts),
             multi_modal_data=None,
             prompt_attribution=None,
         )
     finish = _finish_reason(native.finish_reason)
     return Response(
-        id=parsed.response_id or "",
+        id=turn.response_id or "",
         created=native.created,
         model=native.model,
         usage=usage,

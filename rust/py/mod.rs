@@ -41,6 +41,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wire::PyParsed>()?;
     m.add_class::<turn::TurnData>()?;
     m.add_function(wrap_pyfunction!(turn::parse_turn, m)?)?;
+    m.add_function(wrap_pyfunction!(rollout::complete_turn, m)?)?;
+    m.add_function(wrap_pyfunction!(rollout::plan_ids, m)?)?;
     m.add_function(wrap_pyfunction!(wire::parse_response, m)?)?;
     m.add_function(wrap_pyfunction!(wire::request_body, m)?)?;
     m.add_function(wrap_pyfunction!(decode_completion, m)?)?;

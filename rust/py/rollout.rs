@@ -584,69 +584,6 @@ impl PyRollout {
         Ok(plan)
     }
 
-    /// The plan with its request body (see `plan_turn`).
-    fn with_body(
-        &self,
-        py: Python<'_>,
-        plan: Plan,
-        messages: &Bound<'_, PyAny>,
-        tools: Option<&Bound<'_, PyAny>>,
-        chat_template_kwargs: Option<&Bound<'_, PyAny>>,
-        r: TurnRequest<'_, '_>,
-    ) -> PyResult<PyPlan> {
-        let sends_ids = plan.prompt_ids.is_some() && (plan.mode == Mode::Tito || !r.mito_messages);
-        let (kind, target) = if sends_ids {
-            (r.kind, "vllm")
-        } else {
-            match r.messages_target {
-                Some(target) => ("chat", target),
-                None => {
-                    return Err(ArgumentError::new_err(format!(
-                        "{}: this turn has no prompt ids to send (no local render) and the \
-                         transport sends no messages",
-                        r.transport
-                    )))
-                }
-            }
-        };
-        if sends_ids {
-            if let (Some(vocab), Some(ids)) = (r.vocab_size, &plan.prompt_ids) {
-                check_prompt_ids(py, ids, vocab, r.transport)?;
-            }
-        }
-        let with_messages = matches!(kind, "chat" | "chat-tokens");
-        let inputs = BodyInputs::from_py(
-            kind,
-            r.model,
-            with_messages.then_some(messages),
-            if with_messages { tools } else { None },
-            r.sampling,
-            r.max_tokens,
-            r.stop_token_ids,
-            r.cache_salt,
-            r.priority,
-            if r.body_template_kwargs {
-                chat_template_kwargs
-            } else {
-                None
-            },
-            target,
-            r.top_logprobs,
-            Some(sends_ids),
-        )?;
-        let ids = if sends_ids {
-            plan.prompt_ids.as_deref()
-        } else {
-            None
-        };
-        let body = py.detach(|| inputs.write(ids))?;
-        Ok(PyPlan {
-            plan,
-            body: Some(PyBytes::new(py, &body).unbind()),
-            sends_ids,
-        })
-    }
-
     /// Converts a turn's inputs; `new_turn` (prepare/begin, not ingest) ages the message cache.
     fn prepare_inputs(
         &self,
@@ -700,6 +637,261 @@ impl PyRollout {
             kwargs_fp,
         })
     }
+}
+
+/// The plan with its request body (see `plan_turn`).
+fn with_body(
+    py: Python<'_>,
+    plan: Plan,
+    messages: &Bound<'_, PyAny>,
+    tools: Option<&Bound<'_, PyAny>>,
+    chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+    r: TurnRequest<'_, '_>,
+) -> PyResult<PyPlan> {
+    let sends_ids = plan.prompt_ids.is_some() && (plan.mode == Mode::Tito || !r.mito_messages);
+    let (kind, target) = if sends_ids {
+        (r.kind, "vllm")
+    } else {
+        match r.messages_target {
+            Some(target) => ("chat", target),
+            None => {
+                return Err(ArgumentError::new_err(format!(
+                    "{}: this turn has no prompt ids to send (no local render) and the \
+                     transport sends no messages",
+                    r.transport
+                )))
+            }
+        }
+    };
+    if sends_ids {
+        if let (Some(vocab), Some(ids)) = (r.vocab_size, &plan.prompt_ids) {
+            check_prompt_ids(py, ids, vocab, r.transport)?;
+        }
+    }
+    let with_messages = matches!(kind, "chat" | "chat-tokens");
+    let inputs = BodyInputs::from_py(
+        kind,
+        r.model,
+        with_messages.then_some(messages),
+        if with_messages { tools } else { None },
+        r.sampling,
+        r.max_tokens,
+        r.stop_token_ids,
+        r.cache_salt,
+        r.priority,
+        if r.body_template_kwargs {
+            chat_template_kwargs
+        } else {
+            None
+        },
+        target,
+        r.top_logprobs,
+        Some(sends_ids),
+    )?;
+    let ids = if sends_ids {
+        plan.prompt_ids.as_deref()
+    } else {
+        None
+    };
+    let body = py.detach(|| inputs.write(ids))?;
+    Ok(PyPlan {
+        plan,
+        body: Some(PyBytes::new(py, &body).unbind()),
+        sends_ids,
+    })
+}
+
+/// How a response is read after HTTP (`Rollout.complete`, `complete_turn`).
+struct CompleteStep<'a> {
+    wire: &'a str,
+    transport: &'a str,
+    decode_locally: bool,
+    top_logprobs: Option<u32>,
+    vocab_size: Option<usize>,
+    opts: ParseOptions,
+}
+
+/// A response parsed, checked and decoded: the turn's data, its completion ids, and the
+/// engine's prompt ids when it reported ids the plan does not have (what a record keeps).
+struct Completed {
+    data: TurnData,
+    completion: Arc<[u32]>,
+    record_ids: Option<Arc<[u32]>>,
+}
+
+/// The part of a turn after HTTP that records nothing: parse `body`, check it, decode the
+/// message from the ids with `tokenizer` when the step says so and the server sent no tool
+/// calls, and shape the turn's data (prompt ids: the engine's when reported, else `sent`).
+fn complete_step(
+    py: Python<'_>,
+    plan: &Plan,
+    sent: Option<&Arc<[u32]>>,
+    body: &Bound<'_, PyBytes>,
+    tokenizer: Option<&PyTokenizer>,
+    step: &CompleteStep<'_>,
+) -> PyResult<Completed> {
+    let wire = wire_of(step.wire)?;
+    let bytes = body.as_bytes();
+    let opts = &step.opts;
+    let mut parsed = py.detach(|| crate::wire::parse_response(bytes, wire, opts))?;
+    validate(&parsed, step.transport, step.top_logprobs, step.vocab_size)?;
+    if step.top_logprobs.unwrap_or(0) == 0 {
+        parsed.completion_top_logprobs = None; // not asked for: not reported
+    }
+    let completion: Arc<[u32]> = std::mem::take(&mut parsed.completion_ids).into();
+    let decoded = match tokenizer {
+        Some(pytok) if step.decode_locally && parsed.tool_calls.is_empty() => {
+            // ids only (or raw text without a tool parser): decode per model family; the
+            // message is the one the template renders back to these ids
+            let decoder = pytok.completion_decoder();
+            let tok = pytok.core();
+            let ids = &completion;
+            Some(py.detach(|| decoder.decode(&tok, ids))?)
+        }
+        _ => None,
+    };
+    // prompt ids: the server's when it reports them, else those sent
+    let server = parsed.prompt_ids.take();
+    let (prompt_ids, record_ids, mismatch) = match (server, sent) {
+        (Some(server), None) => {
+            let server: Arc<[u32]> = server.into();
+            (Some(server.clone()), Some(server), None)
+        }
+        (Some(server), Some(sent)) if server[..] != sent[..] => {
+            let n = (server.len(), sent.len());
+            let server: Arc<[u32]> = server.into();
+            (Some(server.clone()), Some(server), Some(n))
+        }
+        (_, sent) => (sent.cloned(), None, None),
+    };
+    let engine_prompt_ids = record_ids.is_some();
+    let data = build(
+        py,
+        parsed,
+        completion.clone(),
+        Finish {
+            transport: step.transport,
+            plan: PlanFacts {
+                mode: match plan.mode {
+                    Mode::Tito => "tito",
+                    Mode::Mito => "mito",
+                },
+                fallback_reason: plan.fallback.map(|f| f.as_str()),
+                tokens_reused: Some(plan.reused),
+                bridge_tokens: Some(plan.bridged),
+                turn: plan.turn,
+            },
+            decoded,
+            prompt_ids,
+            prompt_mismatch: mismatch,
+            engine_prompt_ids,
+        },
+    )?;
+    Ok(Completed {
+        data,
+        completion,
+        record_ids,
+    })
+}
+
+/// `Rollout.complete` without the rollout: parses, checks and decodes the response `body` of
+/// `plan`'s turn (decoding with `tokenizer`) and returns the turn's data, recording nothing and
+/// counting nothing in `fasttito.metrics()` (`plan.count()` does, once the caller takes the
+/// turn). For a caller that keeps its turns itself (verifiers' trajectory). `prompt_ids` are
+/// the server's when it reports them, else those the plan's body sent (`Plan.sends_ids`), else
+/// `None`.
+#[pyfunction]
+#[pyo3(signature = (plan, body, *, wire, transport, decode_locally, tokenizer = None,
+                    top_logprobs = None, vocab_size = None,
+                    max_body_bytes = ParseOptions::default().max_body_bytes,
+                    max_depth = ParseOptions::default().max_depth))]
+#[allow(clippy::too_many_arguments)]
+pub fn complete_turn(
+    py: Python<'_>,
+    plan: &Bound<'_, PyPlan>,
+    body: Bound<'_, PyBytes>,
+    wire: &str,
+    transport: &str,
+    decode_locally: bool,
+    tokenizer: Option<&Bound<'_, PyTokenizer>>,
+    top_logprobs: Option<u32>,
+    vocab_size: Option<usize>,
+    max_body_bytes: usize,
+    max_depth: usize,
+) -> PyResult<TurnData> {
+    let step = CompleteStep {
+        wire,
+        transport,
+        decode_locally,
+        top_logprobs,
+        vocab_size,
+        opts: ParseOptions {
+            max_body_bytes,
+            max_depth,
+        },
+    };
+    let tokenizer = tokenizer.map(|t| t.get());
+    let plan = plan.get();
+    let sent = plan
+        .sends_ids
+        .then_some(plan.plan.prompt_ids.as_ref())
+        .flatten();
+    complete_step(py, &plan.plan, sent, &body, tokenizer, &step).map(|done| done.data)
+}
+
+/// The plan of turn `turn` whose `prompt_ids` the caller chose (a verifiers subclass's own
+/// `get_prompt_ids`), with its request body as `Rollout.plan_body` writes it: a TITO turn, or
+/// with `tito=False` a MITO one sending these ids. It reuses nothing (`tokens_reused` 0),
+/// never counts in `fasttito.metrics()` (fasttito did not plan it), and no rollout records it:
+/// complete it with `complete_turn`.
+#[pyfunction]
+#[pyo3(signature = (prompt_ids, messages, tools = None, chat_template_kwargs = None, *, turn,
+                    tito = true, kind, model, transport, sampling = None, max_tokens = None,
+                    stop_token_ids = None, cache_salt = None, priority = None,
+                    body_template_kwargs = false, top_logprobs = None, messages_target = None,
+                    mito_messages = false, vocab_size = None))]
+#[allow(clippy::too_many_arguments)]
+pub fn plan_ids(
+    py: Python<'_>,
+    prompt_ids: &Bound<'_, PyAny>,
+    messages: &Bound<'_, PyAny>,
+    tools: Option<&Bound<'_, PyAny>>,
+    chat_template_kwargs: Option<&Bound<'_, PyAny>>,
+    turn: usize,
+    tito: bool,
+    kind: &str,
+    model: &str,
+    transport: &str,
+    sampling: Option<&Bound<'_, PyAny>>,
+    max_tokens: Option<u32>,
+    stop_token_ids: Option<Vec<u32>>,
+    cache_salt: Option<String>,
+    priority: Option<i64>,
+    body_template_kwargs: bool,
+    top_logprobs: Option<u32>,
+    messages_target: Option<&str>,
+    mito_messages: bool,
+    vocab_size: Option<usize>,
+) -> PyResult<PyPlan> {
+    let ids = ids_from_py(prompt_ids, "prompt_ids")?;
+    let mode = if tito { Mode::Tito } else { Mode::Mito };
+    let request = TurnRequest {
+        kind,
+        model,
+        transport,
+        sampling,
+        max_tokens,
+        stop_token_ids,
+        cache_salt,
+        priority,
+        body_template_kwargs,
+        top_logprobs,
+        messages_target,
+        mito_messages,
+        vocab_size,
+    };
+    let plan = Plan::of_ids(ids, mode, turn);
+    with_body(py, plan, messages, tools, chat_template_kwargs, request)
 }
 
 #[pymethods]
@@ -825,7 +1017,7 @@ impl PyRollout {
             mito_messages,
             vocab_size,
         };
-        self.with_body(py, plan, messages, tools, chat_template_kwargs, request)
+        with_body(py, plan, messages, tools, chat_template_kwargs, request)
     }
 
     /// The body step of `plan_turn` for a plan made otherwise (`begin`/`finish` with a remote
@@ -873,7 +1065,7 @@ impl PyRollout {
             vocab_size,
         };
         let plan = plan.get().plan.clone();
-        self.with_body(py, plan, messages, tools, chat_template_kwargs, request)
+        with_body(py, plan, messages, tools, chat_template_kwargs, request)
     }
 
     /// One turn's work after HTTP, in one call: parses `body` as `wire`, checks it (top
@@ -881,7 +1073,8 @@ impl PyRollout {
     /// inside the vocabulary: `ResponseParseError`), decodes the message from the ids when
     /// `decode_locally` (and the server sent no tool calls), records the turn with the engine's
     /// prompt ids when it reports different ones (`TurnData.prompt_mismatch`), counts it in
-    /// `fasttito.metrics()`, and returns the turn's data.
+    /// `fasttito.metrics()`, and returns the turn's data. `complete_turn` is the same without
+    /// the record and the count.
     #[pyo3(signature = (plan, body, *, wire, transport, decode_locally, top_logprobs = None,
                         vocab_size = None, max_body_bytes = ParseOptions::default().max_body_bytes,
                         max_depth = ParseOptions::default().max_depth))]
@@ -900,80 +1093,41 @@ impl PyRollout {
         max_depth: usize,
     ) -> PyResult<TurnData> {
         let plan = &plan.get().plan;
-        let wire = wire_of(wire)?;
-        let opts = ParseOptions {
-            max_body_bytes,
-            max_depth,
-        };
-        let bytes = body.as_bytes();
-        let mut parsed = py.detach(|| crate::wire::parse_response(bytes, wire, &opts))?;
-        validate(&parsed, transport, top_logprobs, vocab_size)?;
-        if top_logprobs.unwrap_or(0) == 0 {
-            parsed.completion_top_logprobs = None; // not asked for: not reported
+        if !plan.is_planned() {
+            return Err(ArgumentError::new_err(
+                "this plan holds a caller's prompt ids (plan_ids), not a turn this rollout \
+                 planned: complete it with complete_turn, which records nothing",
+            ));
         }
-        let completion: Arc<[u32]> = std::mem::take(&mut parsed.completion_ids).into();
-        let decoded = match (&self.py_tokenizer, &self.tokenizer) {
-            (Some(pytok), Some(tok)) if decode_locally && parsed.tool_calls.is_empty() => {
-                // ids only (or raw text without a tool parser): decode per model family; the
-                // message is the one the template renders back to these ids
-                let decoder = pytok.get().completion_decoder();
-                let ids = &completion;
-                Some(py.detach(|| decoder.decode(tok, ids))?)
-            }
-            _ => None,
-        };
-        // prompt ids: the server's when it reports them, else the plan's
-        let server = parsed.prompt_ids.take();
-        let (prompt_ids, record_ids, mismatch) = match (server, &plan.prompt_ids) {
-            (Some(server), None) => {
-                let server: Arc<[u32]> = server.into();
-                (server.clone(), Some(server), None)
-            }
-            (Some(server), Some(sent)) if server[..] != sent[..] => {
-                let n = (server.len(), sent.len());
-                let server: Arc<[u32]> = server.into();
-                (server.clone(), Some(server), Some(n))
-            }
-            (_, Some(sent)) => (sent.clone(), None, None),
-            (None, None) => {
-                return Err(ResponseParseError::new_err(format!(
-                    "{transport}: the response has no prompt token ids and none were rendered \
-                     locally, so the turn cannot be recorded for token-in reuse; ask the server \
-                     for them (vLLM: return_token_ids) or give the Client a tokenizer"
-                )))
-            }
-        };
-        let engine_prompt_ids = record_ids.is_some();
-        let data = build(
-            py,
-            parsed,
-            completion.clone(),
-            Finish {
-                transport,
-                plan: PlanFacts {
-                    mode: match plan.mode {
-                        Mode::Tito => "tito",
-                        Mode::Mito => "mito",
-                    },
-                    fallback_reason: plan.fallback.map(|f| f.as_str()),
-                    tokens_reused: Some(plan.reused),
-                    bridge_tokens: Some(plan.bridged),
-                    turn: plan.turn,
-                },
-                decoded,
-                prompt_ids: Some(prompt_ids),
-                prompt_mismatch: mismatch,
-                engine_prompt_ids,
+        let step = CompleteStep {
+            wire,
+            transport,
+            decode_locally,
+            top_logprobs,
+            vocab_size,
+            opts: ParseOptions {
+                max_body_bytes,
+                max_depth,
             },
-        )?;
+        };
+        let tokenizer = self.py_tokenizer.as_ref().map(|t| t.get());
+        let sent = plan.prompt_ids.as_ref();
+        let done = complete_step(py, plan, sent, &body, tokenizer, &step)?;
+        let Some(record) = done.record_ids.or_else(|| plan.prompt_ids.clone()) else {
+            return Err(ResponseParseError::new_err(format!(
+                "{transport}: the response has no prompt token ids and none were rendered \
+                 locally, so the turn cannot be recorded for token-in reuse; ask the server \
+                 for them (vLLM: return_token_ids) or give the Client a tokenizer"
+            )));
+        };
+        let data = done.data;
         let message = data.message(py);
         let mut state = self.state.lock();
         let (hash, _) = intern_message(&mut state.seen, message.bind(py), "message")?;
-        let record = record_ids.or_else(|| plan.prompt_ids.clone());
         state.rollout.record(
             plan,
-            record.expect("a recorded turn has prompt ids (checked above)"),
-            completion.to_vec(),
+            record,
+            done.completion.to_vec(),
             hash,
             data.finish_reason(),
         );
@@ -1105,6 +1259,12 @@ impl PyRollout {
         prompt_ids: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let plan = &plan.get().plan;
+        if !plan.is_planned() {
+            return Err(ArgumentError::new_err(
+                "this plan holds a caller's prompt ids (plan_ids), not a turn this rollout \
+                 planned: it cannot be recorded",
+            ));
+        }
         let completion_ids = ids_from_py(completion_ids, "completion_ids")?.to_vec();
         let prompt_ids = prompt_ids
             .map(|ids| ids_from_py(ids, "prompt_ids"))

@@ -128,6 +128,37 @@ impl Plan {
         true
     }
 
+    /// The plan of turn `turn` whose prompt `ids` the caller chose rather than a rollout (a
+    /// verifiers subclass's own `get_prompt_ids`): `mode` as the caller says, nothing reused
+    /// (`bridged` is every id of a TITO turn, 0 of a MITO one), no fallback reason. fasttito
+    /// did not plan it, so it never counts in [`metrics`], and no rollout can record it.
+    pub fn of_ids(ids: Arc<[u32]>, mode: Mode, turn: usize) -> Self {
+        Plan {
+            mode,
+            fallback: None,
+            matched_turn: None,
+            reused: 0,
+            bridged: if mode == Mode::Tito { ids.len() } else { 0 },
+            prompt_ids: Some(ids),
+            gap: 0,
+            deduped: false,
+            verify: None,
+            turn,
+            rope: None,
+            counted: Arc::new(AtomicBool::new(true)),
+            prefix: Vec::new(),
+            tools_fp: 0,
+            kwargs_fp: 0,
+            multimodal: false,
+        }
+    }
+
+    /// Planned by a rollout (from its messages), not made by [`Plan::of_ids`]: only such a
+    /// plan can be recorded.
+    pub fn is_planned(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
     fn mito(reason: Fallback, input: &TurnInput<'_>, turn: usize) -> Self {
         Plan {
             mode: Mode::Mito,

@@ -237,10 +237,14 @@ class Transport:
     whether MITO turns go as messages even when rendered locally (``mito_messages``), whether
     the message is decoded locally from the ids (``decode_locally``), and which arguments its
     body takes (``sends_stop_ids``, ``body_template_kwargs``, ``sends_top_logprobs``). The
-    one flow (:meth:`generate`) is: plan the turn and write its body (one call into Rust), the
-    length pre-flight, the POST, then parse, check, decode and record (one call). Special
-    steps override :meth:`plan` (``vllm-chat-tokens``' remote ``/tokenize`` bridges, whether a
-    MITO turn is rendered) or :meth:`generate` (``chat``, which keeps no rollout)."""
+    one flow (:meth:`generate`) is: :meth:`plan` the turn and write its body (one call into
+    Rust), :meth:`send` it (the length pre-flight, the POST), then :meth:`complete` it: parse,
+    check, decode and record (one call). Special steps override :meth:`plan`
+    (``vllm-chat-tokens``' remote ``/tokenize`` bridges, whether a MITO turn is rendered) or
+    :meth:`generate` (``chat``, which keeps no rollout). ``fasttito.verifiers``, which keeps its
+    turns in verifiers' trajectory, drives the same steps: its own plan given a body by
+    :meth:`plan_body` (or a caller's ids by :meth:`plan_ids`), :meth:`send`, and
+    :meth:`complete` with ``record=False``."""
 
     name = ""
     wire = ""
@@ -283,31 +287,11 @@ class Transport:
 
     # -- the one flow -----------------------------------------------------------------------
     async def generate(self, state: RolloutState, args: GenerateArgs) -> Turn:
-        """Run one turn of ``state``'s rollout on this transport."""
+        """Run one turn of ``state``'s rollout on this transport: :meth:`plan`, :meth:`send`,
+        :meth:`complete` (recorded)."""
         plan = await self.plan(state, args)
-        n = plan.prompt_len
-        if n is not None:  # the ids sent, or the local render of the messages sent
-            await self.session.check_prompt_length(n, self.name)
-        base, path = self.ids_route if plan.sends_ids else self.messages_route
-        cfg = self.session.config
-        url = (cfg.root_url if base == "root" else cfg.v1_url) + path
-        raw = await self.session.post(url, plan.body, self.name, state.headers)  # type: ignore[arg-type]
-        rollout = state.rollout
-        assert rollout is not None
-        tok = self.session.tokenizer  # read live: the vocabulary the ids are checked against
-        return Turn(
-            rollout._complete_turn(
-                plan,
-                raw,
-                wire=self.wire,
-                transport=self.name,
-                decode_locally=self.decode_locally,
-                top_logprobs=args.top_logprobs,
-                vocab_size=tok.vocab_size if tok is not None else None,
-                max_body_bytes=cfg.max_body_bytes,
-                max_depth=cfg.max_json_depth,
-            )
-        )
+        raw = await self.send(state, plan)
+        return Turn(self.complete(state, plan, raw, args.top_logprobs))
 
     async def plan(self, state: RolloutState, args: GenerateArgs) -> _core.Plan:
         """The turn's plan with its body (see :meth:`plan_turn`)."""
@@ -325,6 +309,90 @@ class Transport:
             args.chat_template_kwargs,
             render_mito=render_mito,
             **self.request(args),
+        )
+
+    def plan_body(
+        self, state: RolloutState, plan: _core.Plan, args: GenerateArgs, **request: Any
+    ) -> _core.Plan:
+        """The body of a plan made otherwise (bridges tokenized remotely, a caller's planning):
+        the same turn's plan carrying it. ``request`` overrides :meth:`request`'s values (e.g.
+        ``mito_messages=True``: a MITO turn goes as messages even with local ids)."""
+        rollout = state.rollout
+        assert rollout is not None
+        return rollout._plan_body(
+            plan,
+            args.messages,
+            args.tools,
+            args.chat_template_kwargs,
+            **{**self.request(args), **request},
+        )
+
+    def plan_ids(
+        self, prompt_ids: Sequence[int] | TokenIds, args: GenerateArgs, *, turn: int, tito: bool
+    ) -> _core.Plan:
+        """The plan of a turn whose prompt ids the caller chose (not a rollout), with its body
+        (``_core.plan_ids``): never counted in the metrics, never recorded."""
+        return _core.plan_ids(
+            prompt_ids,
+            args.messages,
+            args.tools,
+            args.chat_template_kwargs,
+            turn=turn,
+            tito=tito,
+            **self.request(args),
+        )
+
+    async def send(self, state: RolloutState, plan: _core.Plan) -> bytes:
+        """The length pre-flight of the ids the plan sends (or the local render of the messages
+        it sends), then the POST of its body to its route; the response body."""
+        n = plan.prompt_len
+        if n is not None:
+            await self.session.check_prompt_length(n, self.name)
+        base, path = self.ids_route if plan.sends_ids else self.messages_route
+        cfg = self.session.config
+        url = (cfg.root_url if base == "root" else cfg.v1_url) + path
+        return await self.session.post(url, plan.body, self.name, state.headers)  # type: ignore[arg-type]
+
+    def complete(
+        self,
+        state: RolloutState,
+        plan: _core.Plan,
+        raw: bytes,
+        top_logprobs: int | None = None,
+        *,
+        record: bool = True,
+    ) -> _core.TurnData:
+        """Parse, check and decode the response ``raw`` of ``plan``'s turn, in one call into
+        Rust; with ``record`` (the Client) the turn is recorded in ``state``'s rollout and
+        counted in the metrics, without it (a caller that keeps its turns itself, verifiers)
+        nothing is recorded or counted (``plan.count()`` counts it)."""
+        cfg = self.session.config
+        tok = self.session.tokenizer  # read live: the vocabulary the ids are checked against
+        if not record:
+            return _core.complete_turn(
+                plan,
+                raw,
+                wire=self.wire,
+                transport=self.name,
+                decode_locally=self.decode_locally,
+                tokenizer=tok,
+                top_logprobs=top_logprobs,
+                vocab_size=tok.vocab_size if tok is not None else None,
+                max_body_bytes=cfg.max_body_bytes,
+                max_depth=cfg.max_json_depth,
+            )
+        rollout = state.rollout
+        assert rollout is not None
+        return rollout._complete_turn(
+            plan,
+            raw,
+            wire=self.wire,
+            transport=self.name,
+            decode_locally=self.decode_locally,
+            top_logprobs=top_logprobs,
+            vocab_size=tok.vocab_size if tok is not None else None,
+            max_body_bytes=cfg.max_body_bytes,
+            max_depth=cfg.max_json_depth,
         )
 
     def request(self, args: GenerateArgs) -> dict[str, Any]:

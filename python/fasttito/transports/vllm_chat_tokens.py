@@ -56,9 +56,7 @@ class VllmChatTokensTransport(Transport):
                     state, begun.base_messages, args, generation_prompt=False
                 )
             plan = rollout.finish(begun, full, base)
-        return rollout._plan_body(
-            plan, args.messages, args.tools, args.chat_template_kwargs, **self.request(args)
-        )
+        return self.plan_body(state, plan, args)
 
     async def _tokenize(
         self,
