@@ -13,6 +13,10 @@ for every candidate and nothing here measures an engine. N concurrent rollouts e
   fasttito run) + ``await resp.read()``: the floor of any aiohttp-based client;
 * ``httpx``: the same loop on ``httpx.AsyncClient`` 0.28.1 (``Limits`` sized to N).
 
+The column "of it without HTTP" runs the fasttito candidate again with a Poster that answers at
+once with the server's bodies: fasttito's own work per turn, at the same concurrency, so that
+``fasttito ~ bare aiohttp + own work`` shows where a turn's time goes.
+
 Client CPU per turn is ``time.process_time()`` over the whole run divided by the number of turns
 (rounds repeat until about ``REQUESTS`` turns ran), garbage collector on. A fasttito turn makes
 two calls into Rust (``Rollout.plan_turn`` before the POST, ``Rollout.complete`` after), so
@@ -87,13 +91,8 @@ def _response(completion_ids: list[int]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def serve(completion_ids: list[int], lifetime: float) -> None:
-    """The server process: static answers on 127.0.0.1, the port printed on stdout; exits when
-    stdin closes (its parent went away) or after ``lifetime`` seconds."""
-    from aiohttp import web
-
-    body = _response(completion_ids)
-    models = json.dumps(
+def _models() -> bytes:
+    return json.dumps(
         {
             "object": "list",
             "data": [
@@ -101,6 +100,15 @@ def serve(completion_ids: list[int], lifetime: float) -> None:
             ],
         }
     ).encode()
+
+
+def serve(completion_ids: list[int], lifetime: float) -> None:
+    """The server process: static answers on 127.0.0.1, the port printed on stdout; exits when
+    stdin closes (its parent went away) or after ``lifetime`` seconds."""
+    from aiohttp import web
+
+    body = _response(completion_ids)
+    models = _models()
 
     async def generate(request: web.Request) -> web.Response:
         await request.read()
@@ -213,10 +221,32 @@ async def _record(url: str, tok: Any, turns: int) -> list[bytes]:
     return recorder.bodies
 
 
-async def _fasttito(url: str, tok: Any, n: int, turns: int, rounds: int) -> float:
+class _Canned:
+    """A Poster that answers at once with the server's bodies, without any HTTP: a turn through
+    it costs fasttito's own work alone (plan, body, retry and deadline path, parse, decode,
+    record), at the same concurrency."""
+
+    def __init__(self, completion_ids: list[int]) -> None:
+        from fasttito.http import HttpResponse
+
+        self.generate = HttpResponse(200, _response(completion_ids))
+        self.models = HttpResponse(200, _models())
+
+    async def request(self, method: str, url: str, body: bytes | None, **kw: Any) -> Any:
+        return self.models if url.endswith("/models") else self.generate
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def _fasttito(
+    url: str, tok: Any, n: int, turns: int, rounds: int, poster: Any = None
+) -> float:
     import fasttito
 
-    async with fasttito.Client(url, SERVED, transport="vllm-generate", tokenizer=tok) as client:
+    async with fasttito.Client(
+        url, SERVED, transport="vllm-generate", tokenizer=tok, http_client=poster
+    ) as client:
         await _rollout(client, turns)  # warm: the session, /v1/models, caches
         gc.collect()
         t0 = time.process_time()
@@ -344,6 +374,10 @@ def measure(quick: bool) -> list[dict[str, Any]]:
             count = n * turns * rounds
             bodies = asyncio.run(_record(server.url, tok, turns))
             ours = asyncio.run(_fasttito(server.url, tok, n, turns, rounds)) / count
+            own = (
+                asyncio.run(_fasttito(server.url, tok, n, turns, rounds, _Canned(completion)))
+                / count
+            )
             bare = asyncio.run(_aiohttp(server.url, bodies, n, rounds)) / count
             other = (
                 asyncio.run(_httpx(server.url, bodies, n, rounds)) / count if have_httpx else None
@@ -354,6 +388,7 @@ def measure(quick: bool) -> list[dict[str, Any]]:
                     "turns timed": f"{count:,}",
                     "request body": f"{sum(map(len, bodies)) / len(bodies) / 1e3:.1f} kB",
                     "fasttito rollout.generate": _ms(ours),
+                    "of it without HTTP": _ms(own),
                     "bare aiohttp POST + read": _ms(bare),
                     "httpx POST + read": _ms(other),
                     "fasttito / aiohttp": f"{ours / bare:.2f}x",
