@@ -471,9 +471,9 @@ impl<'b> Scanner<'b> {
     /// A number as `f64`, rounded as serde_json (with `float_roundtrip`) and `str::parse` do:
     /// correctly. A value beyond `f64` bails (serde_json refuses it).
     ///
-    /// One pass reads the grammar and the decimal; Clinger's fast path (at most 15 significant
-    /// digits, exact in `f64`, and a decimal exponent within +-22, an exact power of ten) is
-    /// one correctly rounded multiplication or division; any other number is parsed by the
+    /// One pass reads the grammar and the decimal; Clinger's fast path (a mantissa below 2^53,
+    /// exact in `f64`, and a decimal exponent within +-22, an exact power of ten) is one
+    /// correctly rounded multiplication or division; any other number is parsed by the
     /// standard library.
     #[inline]
     pub(crate) fn f64(&mut self) -> S<f64> {
@@ -485,25 +485,12 @@ impl<'b> Scanner<'b> {
         if neg {
             i += 1;
         }
+        // Every digit goes into `mantissa` while it has room (19 digits); the value is exact
+        // when nothing was dropped and the mantissa fits a double's 53 bits (below).
         let mut mantissa: u64 = 0;
-        let mut significant = 0u32;
+        let mut digits = 0u32;
         let mut exp: i64 = 0;
         let mut exact = true;
-        let mut digit = |d: u8, fraction: bool, exp: &mut i64| {
-            if mantissa == 0 && d == b'0' {
-                if fraction {
-                    *exp -= 1;
-                }
-            } else if significant < 15 {
-                mantissa = mantissa * 10 + u64::from(d - b'0');
-                significant += 1;
-                if fraction {
-                    *exp -= 1;
-                }
-            } else {
-                exact = false;
-            }
-        };
         match b.get(i) {
             Some(b'0') => i += 1,
             Some(b'1'..=b'9') => {
@@ -511,7 +498,12 @@ impl<'b> Scanner<'b> {
                     if !d.is_ascii_digit() {
                         break;
                     }
-                    digit(d, false, &mut exp);
+                    if digits < 19 {
+                        mantissa = mantissa * 10 + u64::from(d - b'0');
+                        digits += 1;
+                    } else {
+                        exact = false;
+                    }
                     i += 1;
                 }
             }
@@ -524,13 +516,20 @@ impl<'b> Scanner<'b> {
                 if !d.is_ascii_digit() {
                     break;
                 }
-                digit(d, true, &mut exp);
+                if digits < 19 {
+                    mantissa = mantissa * 10 + u64::from(d - b'0');
+                    digits += 1;
+                    exp -= 1;
+                } else {
+                    exact = false;
+                }
                 i += 1;
             }
             if i == first {
                 return Err(Bail);
             }
         }
+        exact &= mantissa < 1 << 53;
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
             let negative_exp = match b.get(i) {
@@ -1047,6 +1046,12 @@ mod tests {
             "123456789012345",
             "1234567890123456789",
             "9007199254740993",
+            "9007199254740991",
+            "9007199254740992",
+            "0.9007199254740991",
+            "-900719925474099.1e-7",
+            "12345678901234567890",
+            "0.12345678901234567890123",
             "0.30000000000000004",
             "1e22",
             "1e23",
