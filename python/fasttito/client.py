@@ -765,8 +765,7 @@ class _ClientSession:
     async def post(
         self, url: str, body: bytes, transport: str, headers: Mapping[str, str] | None
     ) -> bytes:
-        resp = await self._client._send("POST", url, body, transport, extra_headers=headers)
-        return resp.body
+        return await self._client._post(url, body, transport, extra_headers=headers)
 
     async def prompt_limit(self) -> int | None:
         return await self._client._prompt_limit()
