@@ -222,9 +222,10 @@ async def _record(url: str, tok: Any, turns: int) -> list[bytes]:
 
 
 class _Canned:
-    """A Poster that answers at once with the server's bodies, without any HTTP: a turn through
-    it costs fasttito's own work alone (plan, body, retry and deadline path, parse, decode,
-    record), at the same concurrency."""
+    """A Poster that answers with the server's bodies without any HTTP, once every other
+    rollout had its turn (as while a POST is out): a turn through it costs fasttito's own work
+    alone (plan, body, retry and deadline path, parse, decode, record), at the same
+    concurrency and with the same interleaving of rollouts."""
 
     def __init__(self, completion_ids: list[int]) -> None:
         from fasttito.http import HttpResponse
@@ -233,6 +234,7 @@ class _Canned:
         self.models = HttpResponse(200, _models())
 
     async def request(self, method: str, url: str, body: bytes | None, **kw: Any) -> Any:
+        await asyncio.sleep(0)  # the other rollouts run in between, as while a POST is out
         return self.models if url.endswith("/models") else self.generate
 
     async def aclose(self) -> None:
