@@ -1,15 +1,17 @@
 """Writes the seed corpora of the fuzz targets into fuzz/seeds/<target>/ from real shapes kept
 in the repository: the recorded response fixtures (rust/tests/fixtures), the chat templates of
 the model folders, and completions of the repository's Qwen2.5 tokenizer. The seeds are
-committed; run this again (from the repo root, with fasttito installed) only to refresh them:
+committed; run this again (from the repo root, with fasttito installed) only to refresh them,
+with ``FASTTITO_MODELS`` naming the model matrix to seed the templates of every family. Seeds
+named ``regress_*`` (inputs that once crashed a target) are kept:
 
-    .venv/bin/python fuzz/make_seeds.py
+    FASTTITO_MODELS=DIR .venv/bin/python fuzz/make_seeds.py
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import struct
 from pathlib import Path
 
@@ -18,7 +20,9 @@ import fasttito
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "fuzz" / "seeds"
 FIXTURES = ROOT / "rust" / "tests" / "fixtures"
-MODELS = [ROOT / "models" / "qwen2.5", *sorted((ROOT.parent / "shared" / "models").glob("*/"))]
+# the vendored folder, and the model matrix when FASTTITO_MODELS names it (docs/models.md)
+MATRIX = os.environ.get("FASTTITO_MODELS")
+MODELS = [ROOT / "models" / "qwen2.5", *(sorted(Path(MATRIX).glob("*/")) if MATRIX else [])]
 WIRES = {"vllm_chat": 0, "vllm_generate": 1, "dynamo": 2, "sglang": 3, "chat": 4}
 
 CONVERSATION = {
@@ -73,7 +77,11 @@ def template_of(folder: Path) -> str | None:
 
 
 def main() -> None:
-    shutil.rmtree(SEEDS, ignore_errors=True)
+    # regenerated seeds go; the regress_* seeds (inputs that once crashed, added by hand) stay
+    for target in SEEDS.glob("*/"):
+        for seed in target.iterdir():
+            if not seed.name.startswith("regress_"):
+                seed.unlink()
     for path in sorted(FIXTURES.glob("*.json")):
         body = path.read_bytes()
         if path.name.startswith("sglang"):
