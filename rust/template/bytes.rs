@@ -109,11 +109,6 @@ impl ByteTable {
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         }
     }
-
-    /// Memory the table holds, in bytes.
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 4 + self.flags.capacity()
-    }
 }
 
 #[cfg(test)]

@@ -468,10 +468,7 @@ impl Tokenizer {
                 "cannot decode id {bad}: the vocabulary has {size} ids (0..{size})"
             )));
         }
-        let table = self
-            .byte_table
-            .get_or_init(|| ByteTable::build(&self.inner, size));
-        let text = match table {
+        let text = match self.byte_table() {
             Some(table) => table.decode(ids, skip_special_tokens),
             None => self.decode_reference(ids, skip_special_tokens)?,
         };
@@ -493,9 +490,14 @@ impl Tokenizer {
     /// Whether [`Tokenizer::decode`] reads a byte table (a `ByteLevel` decoder) rather than
     /// going through the `tokenizers` crate.
     pub fn decodes_from_table(&self) -> bool {
+        self.byte_table().is_some()
+    }
+
+    /// The byte table, built on first use (`None` for decoders other than `ByteLevel`).
+    fn byte_table(&self) -> Option<&ByteTable> {
         self.byte_table
             .get_or_init(|| ByteTable::build(&self.inner, self.vocab_size()))
-            .is_some()
+            .as_ref()
     }
 
     /// Counters of the chunk cache, when there is one.
